@@ -1,0 +1,1 @@
+"""Thin HTTP surfaces: parse the request, call the pipeline, render the answer."""

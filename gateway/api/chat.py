@@ -1,0 +1,53 @@
+"""`POST /v1/chat/completions`: JSON and SSE streaming, tools and `stream_options`."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.api.common import json_response, parse_object, read_body, request_id, require_model, routed_headers
+from gateway.context import ApiRequest
+from gateway.errors import InvalidRequest
+from gateway.pipeline import Pipeline
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class ChatApi:
+    def __init__(self, pipeline: Pipeline, max_body_bytes: int) -> None:
+        self._pipeline = pipeline
+        self._limit = max_body_bytes
+
+    async def create(self, request: Request) -> Response:
+        principal = self._pipeline.authenticate(request.headers)
+        raw = await read_body(request, self._limit)
+        body = parse_object(raw)
+        model = require_model(body)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequest("'messages' must be a non-empty array of messages.", param="messages")
+        stream = body.get("stream") is True
+        options = body.get("stream_options")
+        api_request = ApiRequest(
+            request_id=request_id(request),
+            operation="chat",
+            headers=request.headers,
+            body=body,
+            raw=raw,
+            model=model,
+            principal=principal,
+            stream=stream,
+            include_usage=stream and isinstance(options, dict) and options.get("include_usage") is True,
+            session_id=request.headers.get("x-lockgate-session-id"),
+            user=request.headers.get("x-lockgate-user") or _str(body.get("user")),
+        )
+        if not stream:
+            routed = await self._pipeline.chat(api_request)
+            return json_response(routed.reply.body, routed_headers(routed))
+        result = await self._pipeline.chat_stream(api_request)
+        headers = {**SSE_HEADERS, **routed_headers(result.routed)}
+        return StreamingResponse(result.events, media_type="text/event-stream", headers=headers)
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

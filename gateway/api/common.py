@@ -1,0 +1,73 @@
+"""What every endpoint does at the edge: read a bounded body, parse JSON, render replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import InvalidRequest, MalformedJSON, PayloadTooLarge
+from gateway.routing.router import Routed
+
+JSON = "application/json"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to be over `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("The Content-Length header is not a number.")
+        if int(declared) > limit:
+            raise _too_large(limit)
+        return await request.body()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is larger than this gateway accepts ({limit} bytes; see server.max_body_bytes)."
+    )
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(f"The request body is not valid JSON ({exc}).") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def require_model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("You must provide a model parameter.", param="model")
+    return model
+
+
+def request_id(request: Request) -> str:
+    return request.scope["state"]["request_id"]  # type: ignore[no-any-return]
+
+
+def routed_headers(routed: Routed[Any]) -> dict[str, str]:
+    """Which deployment served the request and how many attempts it took."""
+    return {
+        "x-lockgate-deployment": routed.deployment.id,
+        "x-lockgate-attempts": str(len(routed.attempts)),
+    }
+
+
+def json_response(body: bytes, headers: dict[str, str] | None = None, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type=JSON, headers=headers)

@@ -1,0 +1,153 @@
+"""The app factory: builds every component from the runtime config and wires the HTTP routes.
+
+No module globals: everything a request touches is created here (or in the lifespan, for what must
+live inside the event loop) and passed explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.api.chat import ChatApi
+from gateway.api.embeddings import EmbeddingsApi
+from gateway.api.health import HealthApi
+from gateway.api.models import ModelsApi
+from gateway.auth import Authenticator
+from gateway.config.runtime import RuntimeConfig
+from gateway.errors import (
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    render_error,
+    scrub_secrets,
+)
+from gateway.pipeline import Pipeline
+from gateway.providers import Providers
+from gateway.routing.router import Router
+
+log = logging.getLogger("lockgate")
+
+
+def create_app(config: RuntimeConfig) -> FastAPI:
+    authenticator = Authenticator(config)
+    providers = Providers.create(config)
+    router = Router(config, providers)
+    pipeline = Pipeline(authenticator, router, config.router.timeout)
+    started = {"providers": False}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await providers.start(config)
+        started["providers"] = True
+        if not config.auth_enabled:
+            log.warning("no master_key and no keys configured: the gateway accepts requests without a key")
+        try:
+            yield
+        finally:
+            started["providers"] = False
+            await providers.aclose()
+
+    app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    chat = ChatApi(pipeline, config.server.max_body_bytes)
+    embeddings = EmbeddingsApi(pipeline, config.server.max_body_bytes)
+    models = ModelsApi(config, authenticator)
+    health = HealthApi(lambda: dict(started))
+
+    # Plain Starlette routes: the hot path skips FastAPI's parameter machinery it does not use.
+    for prefix in ("/v1", ""):
+        app.router.add_route(f"{prefix}/chat/completions", chat.create, methods=["POST"])
+        app.router.add_route(f"{prefix}/embeddings", embeddings.create, methods=["POST"])
+        app.router.add_route(f"{prefix}/models", models.list, methods=["GET"])
+        app.router.add_route(f"{prefix}/models/{{model_id:path}}", models.retrieve, methods=["GET"])
+    app.router.add_route("/healthz", health.healthz, methods=["GET"])
+    app.router.add_route("/readyz", health.readyz, methods=["GET"])
+
+    secrets = config.secrets()
+    _install_error_handlers(app, secrets)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _install_error_handlers(app: FastAPI, secrets: tuple[str, ...]) -> None:
+    def respond(error: GatewayError) -> Response:
+        if secrets:
+            error.message = scrub_secrets(error.message, secrets)
+        status, body, headers = render_error(error)
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+    async def gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return respond(exc)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return respond(NotFound(f"Unknown path: {request.method} {request.url.path}."))
+        if exc.status_code == 405:
+            error = InvalidRequest(f"{request.method} is not allowed on {request.url.path}.")
+            status, body, headers = render_error(error)
+            return Response(body, status_code=405, media_type="application/json", headers=headers)
+        return respond(InvalidRequest(str(exc.detail)))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        rid = request.scope.get("state", {}).get("request_id", "?")
+        log.exception("unexpected error in request %s", rid)
+        return respond(InternalError(f"The gateway hit an unexpected error (request {rid}). It has been logged."))
+
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the client's `x-request-id` if sane) and every response the header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _incoming_id(scope) or "req_" + os.urandom(12).hex()
+        scope.setdefault("state", {})["request_id"] = rid
+        header = (b"x-request-id", rid.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _incoming_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if 0 < len(value) <= 128 and value.isascii() and value.decode().isprintable():
+                return value.decode()
+            return None
+    return None
+
+
+CONFIG_ENV = "LOCKGATE_CONFIG"
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn's factory for `lockgate serve`: the config path arrives in LOCKGATE_CONFIG (per worker)."""
+    from gateway.config.loader import load_config
+
+    config = load_config(os.environ[CONFIG_ENV])
+    for warning in config.warnings:
+        log.warning("config: %s", warning)
+    return create_app(config)

@@ -1,0 +1,107 @@
+"""The `lockgate` command: serve, check, demo."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gateway.app import CONFIG_ENV
+from gateway.config.loader import ConfigError, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lockgate: an observability-first LLM gateway.")
+out = Console()
+err = Console(stderr=True)
+
+
+def _run(config_path: Path, host: str | None, port: int | None, workers: int | None, log_level: str) -> None:
+    import uvicorn
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        _print_problems(config_path, exc)
+        raise typer.Exit(1) from None
+    for warning in config.warnings:
+        err.print(f"[yellow]warning[/] {warning}")
+    os.environ[CONFIG_ENV] = str(config_path.resolve())
+    uvicorn.run(
+        "gateway.app:create_app_from_env",
+        factory=True,
+        host=host or config.server.host,
+        port=port if port is not None else config.server.port,
+        workers=workers or config.server.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Path to lockgate.yaml.")] = Path("lockgate.yaml"),
+    host: Annotated[str | None, typer.Option(help="Bind address (default: server.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: server.port, 4000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: server.workers, 1).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the gateway."""
+    _run(config, host, port, workers, log_level)
+
+
+@app.command()
+def check(config: Annotated[Path, typer.Argument(help="The config file to validate.")]) -> None:
+    """Validate a config file; print each problem with its key path."""
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        _print_problems(config, exc)
+        raise typer.Exit(1) from None
+    for warning in loaded.warnings:
+        out.print(f"[yellow]warning[/] {warning}")
+    deployments = sum(len(g.deployments) for g in loaded.groups.values())
+    out.print(f"[green]ok[/] {config}: {len(loaded.groups)} model groups, {deployments} deployments")
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port to serve the demo on.")] = 4000,
+) -> None:
+    """Run the gateway with the built-in fake provider: no key, no network."""
+    path = Path(str(resources.files("gateway.config").joinpath("demo.yaml")))
+    base = f"http://127.0.0.1:{port}"
+    out.print(
+        f"""[bold]Lockgate demo[/] on {base}: every model is the built-in fake provider.
+
+Models: gpt-4o-mini, flaky-model (fails half its calls; the router retries), down-model (falls back
+to gpt-4o-mini), slow-model (streams slowly), text-embedding-3-small.
+
+Try it with curl:
+  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer lockgate-demo-key' \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"model": "down-model", "messages": [{{"role": "user", "content": "hello"}}]}}' -i
+
+Or with the openai SDK:
+  from openai import OpenAI
+  client = OpenAI(base_url="{base}/v1", api_key="lockgate-demo-key")
+  reply = client.chat.completions.create(model="flaky-model", messages=[{{"role": "user", "content": "hi"}}])
+  print(reply.choices[0].message.content)
+"""
+    )
+    _run(path, "127.0.0.1", port, 1, "info")
+
+
+def _print_problems(path: Path, exc: ConfigError) -> None:
+    err.print(f"[red]error[/] {path}: {len(exc.problems)} problem(s)")
+    for problem in exc.problems:
+        err.print(f"  {problem}", markup=False, highlight=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,145 @@
+"""The config file's schema: LiteLLM proxy's model sections plus Lockgate's own sections.
+
+LiteLLM's sections (`model_list`, `router_settings`, `general_settings`, `litellm_settings`, ...)
+accept every key LiteLLM does: the keys Lockgate implements are typed here, the rest are kept so the
+loader can warn about them by name, never refuse them. Lockgate's own sections forbid unknown keys,
+so a typo is an error that names its path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Strict(BaseModel):
+    """Lockgate's own sections: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Lenient(BaseModel):
+    """LiteLLM's sections: unknown keys are kept and reported as warnings by the loader."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+# ---------------------------------------------------------------- LiteLLM-compatible sections
+
+
+class LitellmParams(Lenient):
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    organization: str | None = None
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
+    weight: float = Field(default=1.0, gt=0)
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    # Lockgate's finer timeouts, accepted per deployment beside LiteLLM's.
+    connect_timeout: float | None = Field(default=None, gt=0)
+    first_token_timeout: float | None = Field(default=None, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)
+
+
+class ModelInfo(Lenient):
+    id: str | None = None
+    max_input_tokens: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+
+
+class ModelEntry(Lenient):
+    model_name: str = Field(min_length=1)
+    litellm_params: LitellmParams
+    model_info: ModelInfo = ModelInfo()
+
+
+RoutingStrategy = Literal[
+    "simple-shuffle", "latency-based-routing", "least-busy", "usage-based-routing", "usage-based-routing-v2"
+]
+
+
+class RouterSettings(Lenient):
+    routing_strategy: RoutingStrategy = "simple-shuffle"
+    num_retries: int = Field(default=2, ge=0, le=10)
+    timeout: float = Field(default=600.0, gt=0)
+    fallbacks: list[dict[str, list[str]]] = []
+    context_window_fallbacks: list[dict[str, list[str]]] = []
+    content_policy_fallbacks: list[dict[str, list[str]]] = []
+    allowed_fails: int = Field(default=3, ge=1)
+    cooldown_time: float = Field(default=30.0, gt=0)
+    retry_after: float = Field(default=0.0, ge=0)
+
+
+class GeneralSettings(Lenient):
+    master_key: str | None = None
+
+
+class LitellmSettings(Lenient):
+    pass
+
+
+# ---------------------------------------------------------------- Lockgate's own sections
+
+
+class ServerSection(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Seconds a request may take overall, unless the deployment or router says otherwise.
+    request_timeout: float | None = Field(default=None, gt=0)
+
+
+class StaticKey(Strict):
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=8)
+    team: str | None = None
+    user: str | None = None
+    # Model groups this key may call; empty means every model.
+    models: list[str] = []
+
+    @field_validator("key")
+    @classmethod
+    def _no_whitespace(cls, value: str) -> str:
+        if value.strip() != value or " " in value:
+            raise ValueError("a key must not contain spaces")
+        return value
+
+
+class ConfigFile(BaseModel):
+    """The whole file. Top-level keys that are neither LiteLLM's nor Lockgate's are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_list: list[ModelEntry] = []
+    router_settings: RouterSettings = RouterSettings()
+    general_settings: GeneralSettings = GeneralSettings()
+    litellm_settings: LitellmSettings = LitellmSettings()
+    # LiteLLM sections Lockgate reads nothing from; accepted so a LiteLLM file loads unchanged.
+    environment_variables: dict[str, Any] | None = None
+    guardrails: Any = None
+    credential_list: Any = None
+    callback_settings: Any = None
+    mcp_servers: Any = None
+    model_group_alias: Any = None
+
+    server: ServerSection = ServerSection()
+    keys: list[StaticKey] = []
+
+
+# LiteLLM sections whose presence Lockgate notices but does not act on.
+IGNORED_LITELLM_SECTIONS = (
+    "environment_variables",
+    "guardrails",
+    "credential_list",
+    "callback_settings",
+    "mcp_servers",
+    "model_group_alias",
+)

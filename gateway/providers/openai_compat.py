@@ -1,0 +1,250 @@
+"""Pass-through to OpenAI-compatible upstreams: forward the body, stream the bytes back.
+
+The only module that imports aiohttp's client. The client's body is forwarded with the model name
+swapped (and, on streams, usage requested); the upstream's bytes go back untouched, and only what the
+gateway needs is parsed on the way (usage, finish reasons, tool calls). aiohttp was chosen over httpx
+by measurement: see `bench/README.md`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import UpstreamFailure, scrub_secrets
+from gateway.providers.base import DONE_EVENT, JsonReply, Summary, UpstreamCall, Usage, parse_retry_after
+from gateway.providers.sse import SSEDecoder
+
+_USER_AGENT = "lockgate/0.1"
+# How much of an upstream error body is read to find its message.
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+class OpenAICompatProvider:
+    """One shared connection pool for every OpenAI-compatible deployment."""
+
+    _session: aiohttp.ClientSession
+
+    async def start(self) -> None:
+        """Build the pool; must run inside the event loop (the app's lifespan)."""
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": _USER_AGENT})
+
+    async def aclose(self) -> None:
+        if hasattr(self, "_session"):
+            await self._session.close()
+
+    async def chat(self, call: UpstreamCall) -> JsonReply:
+        body = await self._post_json(call, "/chat/completions", _forward_body(call))
+        summary = Summary()
+        parsed = _parse_object(body, call)
+        if not isinstance(parsed.get("choices"), list):
+            raise UpstreamFailure("bad_response", "the response has no 'choices' list")
+        summary.read_completion(parsed)
+        return JsonReply(body, summary)
+
+    async def embeddings(self, call: UpstreamCall) -> JsonReply:
+        body = await self._post_json(call, "/embeddings", _forward_body(call))
+        parsed = _parse_object(body, call)
+        if not isinstance(parsed.get("data"), list):
+            raise UpstreamFailure("bad_response", "the response has no 'data' list")
+        summary = Summary(response_model=parsed.get("model"))
+        if isinstance(parsed.get("usage"), dict):
+            summary.usage = _embedding_usage(parsed["usage"])
+        return JsonReply(body, summary)
+
+    async def chat_stream(self, call: UpstreamCall) -> PassthroughStream:
+        timeouts = call.deployment.timeouts
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + call.timeout
+        response = await self._send(
+            call,
+            "/chat/completions",
+            _forward_body(call),
+            aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
+            deadline,
+        )
+        return PassthroughStream(response, call, started, deadline)
+
+    async def _post_json(self, call: UpstreamCall, path: str, body: bytes) -> bytes:
+        timeouts = call.deployment.timeouts
+        timeout = aiohttp.ClientTimeout(total=call.timeout, sock_connect=timeouts.connect)
+        deadline = asyncio.get_running_loop().time() + call.timeout
+        response = await self._send(call, path, body, timeout, deadline)
+        try:
+            return await response.read()
+        except asyncio.TimeoutError:
+            raise UpstreamFailure("timeout", f"no complete response within {call.timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure("bad_response", f"the response was cut off ({type(exc).__name__})") from None
+        finally:
+            response.release()
+
+    async def _send(
+        self,
+        call: UpstreamCall,
+        path: str,
+        body: bytes,
+        timeout: aiohttp.ClientTimeout,
+        deadline: float,
+    ) -> aiohttp.ClientResponse:
+        deployment = call.deployment
+        headers = {"Content-Type": "application/json"}
+        if deployment.api_key:
+            headers["Authorization"] = f"Bearer {deployment.api_key}"
+        url = f"{deployment.api_base}{path}"
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._session.post(url, data=body, headers=headers, timeout=timeout)
+        except TimeoutError:
+            raise UpstreamFailure("timeout", f"no response headers within {call.timeout:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamFailure("connect", f"cannot connect ({exc.os_error.strerror or exc})") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure("connect", f"connection failed ({type(exc).__name__})") from None
+        if response.status >= 400:
+            try:
+                raise await _status_failure(response, deployment.api_key)
+            finally:
+                response.release()
+        return response
+
+
+class PassthroughStream:
+    """An upstream SSE stream relayed event by event, with the gateway's bookkeeping on the side."""
+
+    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall, started: float, deadline: float):
+        self.summary = Summary()
+        self._response = response
+        self._call = call
+        self._started = started
+        self._deadline = deadline
+
+    async def aclose(self) -> None:
+        # close(), not release(): an unfinished stream must not go back into the pool.
+        self._response.close()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._relay()
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        timeouts = self._call.deployment.timeouts
+        loop = asyncio.get_running_loop()
+        strip_usage = not self._call.include_usage
+        decoder = SSEDecoder()
+        summary = self.summary
+        content = self._response.content
+        first = True
+        try:
+            while True:
+                gap = timeouts.first_token if first else timeouts.idle
+                limit = self._deadline if gap is None else min(self._deadline, loop.time() + gap)
+                try:
+                    async with asyncio.timeout_at(limit):
+                        chunk = await content.readany()
+                except TimeoutError:
+                    what = "the first token" if first else "the next chunk"
+                    raise UpstreamFailure("timeout", f"stalled waiting for {what}") from None
+                if not chunk:
+                    break
+                out = []
+                for data in decoder.feed(chunk):
+                    if data == b"[DONE]":
+                        continue  # sent by us once the stream is known to be complete
+                    event = _parse_chunk(data)
+                    summary.read_chunk(event)
+                    if strip_usage and not event.get("choices") and event.get("usage"):
+                        continue  # the usage chunk we asked for on the client's behalf
+                    out.append(b"data: " + data + b"\n\n")
+                if out:
+                    if first:
+                        summary.time_to_first_chunk = loop.time() - self._started
+                        first = False
+                    yield b"".join(out) if len(out) > 1 else out[0]
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure("stream_cut", f"the stream broke ({type(exc).__name__})") from None
+        finally:
+            self._response.close()
+        if not summary.finish_reasons:
+            raise UpstreamFailure("stream_cut", "the stream ended before a finish reason")
+        yield DONE_EVENT
+
+
+def _forward_body(call: UpstreamCall) -> bytes:
+    """The client's body for this deployment; re-encoded only when something must change."""
+    body = call.body
+    swap = body.get("model") != call.deployment.upstream_model
+    ask_usage = call.stream and not call.include_usage
+    if not swap and not ask_usage:
+        return call.raw
+    changed = dict(body)
+    changed["model"] = call.deployment.upstream_model
+    if ask_usage:
+        changed["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return orjson.dumps(changed)
+
+
+def _parse_object(body: bytes, call: UpstreamCall) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamFailure("bad_response", "the body is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise UpstreamFailure("bad_response", "the body is not a JSON object")
+    return parsed
+
+
+def _parse_chunk(data: bytes) -> dict[str, Any]:
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamFailure("bad_response", "a stream chunk is not JSON") from None
+    if not isinstance(event, dict):
+        raise UpstreamFailure("bad_response", "a stream chunk is not a JSON object")
+    error = event.get("error")
+    if error:
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise UpstreamFailure("stream_cut", f"the upstream reported an error mid-stream: {message}")
+    return event
+
+
+def _embedding_usage(usage: dict[str, Any]) -> Usage:
+    return Usage(input_tokens=int(usage.get("prompt_tokens") or 0))
+
+
+async def _status_failure(response: aiohttp.ClientResponse, api_key: str | None) -> UpstreamFailure:
+    """An upstream error status as a failure, with the upstream's own message when it sent one."""
+    try:
+        raw = await response.content.read(_ERROR_BODY_LIMIT)
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        raw = b""
+    message, code, param, error_type = f"HTTP {response.status}", None, None, None
+    try:
+        parsed = orjson.loads(raw)
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+        if isinstance(error, dict):
+            message = str(error.get("message") or message)
+            code = error.get("code") if isinstance(error.get("code"), str) else None
+            param = error.get("param") if isinstance(error.get("param"), str) else None
+            error_type = error.get("type") if isinstance(error.get("type"), str) else None
+        elif isinstance(error, str):
+            message = error
+    except orjson.JSONDecodeError:
+        text = raw[:200].decode("utf-8", "replace").strip()
+        if text:
+            message = text
+    known = (api_key,) if api_key else ()
+    return UpstreamFailure(
+        "status",
+        scrub_secrets(message, known),
+        status=response.status,
+        retry_after=parse_retry_after(response.headers),
+        code=code,
+        param=param,
+        error_type=error_type,
+    )

@@ -1,0 +1,1 @@
+"""Routing: choose deployments for a request, run attempts, fall back, and say what happened."""
