@@ -14,8 +14,8 @@ from gateway.app import CONFIG_ENV
 from gateway.config.loader import ConfigError, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lockgate: an observability-first LLM gateway.")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _run(config_path: Path, host: str | None, port: int | None, workers: int | None, log_level: str) -> None:
@@ -64,7 +64,7 @@ def check(config: Annotated[Path, typer.Argument(help="The config file to valida
         _print_problems(config, exc)
         raise typer.Exit(1) from None
     for warning in loaded.warnings:
-        out.print(f"[yellow]warning[/] {warning}")
+        out.print(f"[yellow]warning[/] {warning}", markup=True, highlight=False)
     deployments = sum(len(g.deployments) for g in loaded.groups.values())
     out.print(f"[green]ok[/] {config}: {len(loaded.groups)} model groups, {deployments} deployments")
 

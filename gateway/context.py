@@ -1,14 +1,47 @@
-"""The request as the pipeline sees it: parsed once at the edge, then passed down explicitly."""
+"""The request as the pipeline sees it: parsed once at the edge, then passed down explicitly.
+
+Stages record what they decided on the request itself, as values: `attempts` (one per upstream
+call) and `decisions` (retry waits, fallbacks, breaker transitions, policy verdicts, budget moves).
+The telemetry layer turns them into spans and span events; business code never touches a span.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from gateway.config.runtime import Principal
+from gateway.config.runtime import Deployment, Principal
+from gateway.errors import UpstreamFailure
+
+if TYPE_CHECKING:
+    from gateway.providers.base import Summary
 
 Operation = Literal["chat", "embeddings"]
+AttributeValue = str | int | float | bool
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One call to one deployment."""
+
+    deployment: Deployment
+    # Wall-clock start (seconds since the epoch) and duration in seconds.
+    started: float
+    duration: float = 0.0
+    failure: UpstreamFailure | None = None
+    # What the gateway read from the response (filled as a stream goes by).
+    summary: Summary | None = None
+
+
+@dataclass(slots=True)
+class Decision:
+    """Something the gateway decided, with its reasons: becomes a span event named `name`."""
+
+    name: str
+    attributes: dict[str, AttributeValue]
+    at: float = field(default_factory=time.time)
 
 
 @dataclass(slots=True)
@@ -26,4 +59,8 @@ class ApiRequest:
     user: str | None = None
     # Loop time at which the request must be answered; set by the pipeline from the timeouts.
     deadline: float = 0.0
-    annotations: dict[str, Any] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+    def decide(self, name: str, **attributes: AttributeValue) -> None:
+        self.decisions.append(Decision(name, attributes))

@@ -143,7 +143,9 @@ def _litellm_warnings(parsed: ConfigFile) -> list[str]:
 
     def extras(model: Lenient, path: str) -> None:
         for key in model.model_extra or {}:
-            warnings.append(f"{_join(path, key)}: LiteLLM setting not implemented by Lockgate; ignored")
+            hint = difflib.get_close_matches(key, list(type(model).model_fields), n=1, cutoff=0.75)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            warnings.append(f"{_join(path, key)}: LiteLLM setting not implemented by Lockgate; ignored{suggestion}")
 
     for i, entry in enumerate(parsed.model_list):
         extras(entry, f"model_list[{i}]")
@@ -241,6 +243,9 @@ def _deployment(entry: ModelEntry, index: int, default_timeout: float, problems:
     params = entry.litellm_params
     path = f"model_list[{index}].litellm_params"
     provider, name = split_model(params.model)
+    if params.api_base is not None and not params.api_base.startswith(("http://", "https://")):
+        problems.append(f"{path}.api_base: must start with http:// or https://")
+        return None
     if provider == FAKE_PROVIDER:
         route, semconv, api_base, api_key, upstream = "fake", "fake", None, params.api_key, name
     elif provider in OPENAI_COMPATIBLE:
@@ -253,9 +258,6 @@ def _deployment(entry: ModelEntry, index: int, default_timeout: float, problems:
         route, semconv, upstream = "passthrough", compat.semconv_name, name
     else:
         route, semconv, api_base, api_key, upstream = "litellm", provider, params.api_base, params.api_key, params.model
-    if api_base is not None and not api_base.startswith(("http://", "https://")):
-        problems.append(f"{path}.api_base: must start with http:// or https://")
-        return None
 
     dumped = params.model_dump(exclude_none=True)
     extra = tuple(sorted((k, v) for k, v in dumped.items() if k not in _OWN_PARAMS))

@@ -66,7 +66,7 @@ class LitellmProvider:
             response = await self._lib().acompletion(messages=call.body.get("messages"), **params)
         except Exception as exc:
             raise self._translate(exc, call) from None
-        body = _to_dict(response)
+        body = _openai_completion(_to_dict(response))
         summary = Summary()
         summary.read_completion(body)
         return JsonReply(orjson.dumps(body), summary)
@@ -136,7 +136,7 @@ class LitellmStream:
         include_usage = self._call.include_usage
         try:
             async for item in self._stream:
-                chunk = _to_dict(item)
+                chunk = _openai_chunk(_to_dict(item))
                 self.summary.read_chunk(chunk)
                 if not chunk.get("choices"):
                     if not include_usage or not chunk.get("usage"):
@@ -162,3 +162,31 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     for private in ("_hidden_params", "_response_ms"):
         dumped.pop(private, None)
     return dumped  # type: ignore[no-any-return]
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _openai_completion(body: dict[str, Any]) -> dict[str, Any]:
+    """litellm's object in OpenAI's exact shape: no stray nulls, and the nullable fields it requires."""
+    clean: dict[str, Any] = _drop_none(body)
+    for choice in clean.get("choices") or ():
+        choice.setdefault("logprobs", None)
+        choice.setdefault("finish_reason", None)
+        message = choice.setdefault("message", {})
+        message.setdefault("content", None)
+        message.setdefault("refusal", None)
+    return clean
+
+
+def _openai_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = _drop_none(chunk)
+    for choice in clean.get("choices") or ():
+        choice.setdefault("finish_reason", None)
+        choice.setdefault("delta", {})
+    return clean

@@ -14,21 +14,12 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from gateway.config.runtime import Deployment, RuntimeConfig
-from gateway.context import ApiRequest
+from gateway.context import ApiRequest, Attempt
 from gateway.errors import GatewayError, ModelNotFound, ServiceUnavailable, UpstreamFailure
 from gateway.providers import Providers
 from gateway.providers.base import JsonReply, Provider, StreamReply, Summary, UpstreamCall
 
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class Attempt:
-    deployment: Deployment
-    # Wall-clock start (seconds since the epoch) and duration, for spans and logs.
-    started: float
-    duration: float
-    failure: UpstreamFailure | None = None
 
 
 @dataclass(slots=True)
@@ -94,7 +85,7 @@ class Router:
         self, request: ApiRequest, operation: Callable[[Provider, UpstreamCall], Awaitable[T]]
     ) -> Routed[T]:
         loop = asyncio.get_running_loop()
-        attempts: list[Attempt] = []
+        attempts = request.attempts
         for group in self.chain(request.model):
             for deployment in self.order(group):
                 remaining = request.deadline - loop.time()
@@ -108,15 +99,18 @@ class Router:
                     include_usage=request.include_usage,
                     timeout=min(deployment.timeouts.total, remaining),
                 )
-                started, t0 = time.time(), loop.time()
+                attempt = Attempt(deployment, time.time())
+                attempts.append(attempt)
+                t0 = loop.time()
                 try:
                     reply = await operation(self._providers.for_deployment(deployment), call)
                 except UpstreamFailure as failure:
-                    attempts.append(Attempt(deployment, started, loop.time() - t0, failure))
+                    attempt.duration, attempt.failure = loop.time() - t0, failure
                     if failure.is_client_fault:
                         raise _with_attempts(failure.to_client_error(deployment.id), attempts) from None
                     continue
-                attempts.append(Attempt(deployment, started, loop.time() - t0))
+                attempt.duration = loop.time() - t0
+                attempt.summary = getattr(reply, "summary", None)
                 return Routed(deployment, reply, attempts)
         raise _with_attempts(_exhausted(request.model, attempts), attempts)
 
