@@ -58,6 +58,8 @@ def create_app(config: RuntimeConfig) -> FastAPI:
             await providers.aclose()
 
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # Telemetry hooks `router.breakers.listeners`; tests read breaker states through it.
+    app.state.router = router
     chat = ChatApi(pipeline, config.server.max_body_bytes)
     embeddings = EmbeddingsApi(pipeline, config.server.max_body_bytes)
     models = ModelsApi(config, authenticator)

@@ -65,4 +65,5 @@ def basic_gateway(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> 
         + openai_model("gpt-4o", upstream)
         + openai_model("text-embedding-3-small", upstream)
         + f"general_settings: {{master_key: {MASTER_KEY}}}\n"
+        + "routing: {retry_backoff: 0.01, max_backoff: 0.05}\n"  # retries stay quick in tests
     )

@@ -72,6 +72,14 @@ class RouterConfig:
     content_policy_fallbacks: tuple[tuple[str, tuple[str, ...]], ...] = ()
     allowed_fails: int = 3
     cooldown_time: float = 30.0
+    # Resilience (the `routing:` and `breakers:` sections, and router_settings.retry_after).
+    group_strategies: tuple[tuple[str, str], ...] = ()
+    retry_backoff: float = 0.5
+    max_backoff: float = 8.0
+    min_retry_wait: float = 0.0
+    breakers_enabled: bool = True
+    breaker_threshold: int = 3
+    breaker_reset: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

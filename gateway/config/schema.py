@@ -113,6 +113,26 @@ class StaticKey(Strict):
         return value
 
 
+class BreakersSection(Strict):
+    """Circuit breakers per deployment; unset values follow `router_settings.allowed_fails`/`cooldown_time`."""
+
+    enabled: bool = True
+    # Consecutive failures (5xx, connection errors, timeouts, bad bodies) that open a breaker.
+    failure_threshold: int | None = Field(default=None, ge=1)
+    # Seconds a breaker stays open before one probe request is let through.
+    reset_timeout: float | None = Field(default=None, gt=0)
+
+
+class RoutingSection(Strict):
+    """Retry backoff and per-group strategies (the default is `router_settings.routing_strategy`)."""
+
+    # Seconds before the first retry of a deployment; doubles per retry (with jitter) up to the max.
+    retry_backoff: float = Field(default=0.5, gt=0)
+    max_backoff: float = Field(default=8.0, gt=0)
+    # model_name -> strategy for that group.
+    strategies: dict[str, RoutingStrategy] = {}
+
+
 class ConfigFile(BaseModel):
     """The whole file. Top-level keys that are neither LiteLLM's nor Lockgate's are errors."""
 
@@ -132,6 +152,8 @@ class ConfigFile(BaseModel):
 
     server: ServerSection = ServerSection()
     keys: list[StaticKey] = []
+    breakers: BreakersSection = BreakersSection()
+    routing: RoutingSection = RoutingSection()
 
 
 # LiteLLM sections whose presence Lockgate notices but does not act on.
