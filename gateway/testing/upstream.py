@@ -116,10 +116,10 @@ class Upstream:
         """Monotonic arrival times of the requests that named this upstream model."""
         return [r.at for r in self.received if r.body.get("model") == model]
 
-    def wait_closed(self, count: int = 1, timeout: float = 5.0) -> bool:
-        """Block until `count` streams were hung up on by their client (or the timeout passes)."""
+    def wait_closed(self, model: str, timeout: float = 5.0) -> bool:
+        """Block until a stream for this upstream model was hung up on by its client (or the timeout passes)."""
         with self._closed_signal:
-            return self._closed_signal.wait_for(lambda: len(self.closed) >= count, timeout)
+            return self._closed_signal.wait_for(lambda: any(m == model for m, _ in self.closed), timeout)
 
     def _note_closed(self, model: str) -> None:
         with self._closed_signal:
@@ -174,16 +174,21 @@ class Upstream:
     async def _stream(
         self, request: web.Request, chunks: list[bytes], fault: Fault, model: str = ""
     ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         try:
-            return await self._write_stream(request, chunks, fault)
-        except (ConnectionError, asyncio.CancelledError):
+            await response.prepare(request)
+            await self._write_chunks(request, response, chunks, fault)
+        except ConnectionError:
             # The client (the gateway) hung up mid-stream: what a disconnect test waits for.
             self._note_closed(model)
+        except asyncio.CancelledError:
+            self._note_closed(model)
             raise
+        return response
 
-    async def _write_stream(self, request: web.Request, chunks: list[bytes], fault: Fault) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
-        await response.prepare(request)
+    async def _write_chunks(
+        self, request: web.Request, response: web.StreamResponse, chunks: list[bytes], fault: Fault
+    ) -> None:
         if fault.first_chunk_delay:
             await asyncio.sleep(fault.first_chunk_delay)
         for index, chunk in enumerate(chunks):
@@ -195,12 +200,11 @@ class Upstream:
                 if fault.cut:
                     assert request.transport is not None
                     request.transport.close()
-                    return response
+                    return
             if fault.chunk_delay and index:
                 await asyncio.sleep(fault.chunk_delay)
             await response.write(chunk)
         await response.write_eof()
-        return response
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         body, fault = await self._begin(request)
