@@ -177,6 +177,20 @@ class TelemetryMiddleware:
 
 
 def _route(scope: Scope) -> str:
+    """The matched route's template (`http.route`), or "" when no route matched (a 404)."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else ""
+    if isinstance(path, str):
+        return path
+    endpoint = scope.get("endpoint")
+    router = scope.get("router")
+    if endpoint is None or router is None:
+        return ""
+    # FastAPI leaves only the endpoint in the scope; find its route (a handful, scanned once per request).
+    path_now = scope["path"]
+    for candidate in getattr(router, "routes", ()):
+        regex = getattr(candidate, "path_regex", None)
+        if getattr(candidate, "endpoint", None) == endpoint and regex is not None and regex.match(path_now):
+            found = getattr(candidate, "path", "")
+            return found if isinstance(found, str) else ""
+    return ""
