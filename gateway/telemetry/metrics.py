@@ -64,7 +64,7 @@ class GatewayMetrics:
             sc.METRIC_DECISIONS, unit="{decision}", description="Decisions the gateway recorded, by name."
         )
         self._cost = meter.create_counter(
-            sc.METRIC_COST, unit="USD", description="Cost of upstream calls, where prices are configured."
+            sc.METRIC_COST, unit="{USD}", description="Cost of upstream calls, where prices are configured."
         )
         meter.create_observable_gauge(
             sc.METRIC_BREAKER_STATE, callbacks=[self._observe_breakers], unit="1",
