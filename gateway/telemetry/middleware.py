@@ -156,7 +156,8 @@ class TelemetryMiddleware:
                 span.set_attribute(sc.LOCKGATE_REQUEST_ID, scope["state"]["request_id"])
             if isinstance(request, ApiRequest):
                 output = collector[0].output_messages() if collector else None
-                t.recorder.record(span, request, ended, dict(otel_baggage.get_all(ctx)), output)  # type: ignore[union-attr]
+                entries = {k: str(v) for k, v in otel_baggage.get_all(ctx).items()}
+                t.recorder.record(span, request, ended, entries, output)  # type: ignore[union-attr]
                 last = request.attempts[-1] if request.attempts else None
                 if status < 400 and last is not None and last.failure is not None:
                     # The stream broke after its first byte: the client got an error event.

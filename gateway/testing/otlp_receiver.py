@@ -69,7 +69,7 @@ class Receiver:
 
     async def traces(self, request: web.Request) -> web.Response:
         message = ExportTraceServiceRequest.FromString(await self._body(request))
-        received = []
+        received: list[ReceivedSpan | None] = []
         for resource_spans in message.resource_spans:
             resource = _attrs(resource_spans.resource.attributes) if self.keep else {}
             for scope_spans in resource_spans.scope_spans:
@@ -135,7 +135,7 @@ class ReceiverServer:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         assert site._server is not None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         if self._runner is not None:

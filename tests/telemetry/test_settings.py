@@ -12,7 +12,7 @@ from gateway.config.loader import ConfigError
 from gateway.telemetry import Telemetry
 from gateway.telemetry.settings import resolve
 from gateway.testing.upstream import UpstreamServer
-from tests.conftest import GatewayFactory, MASTER_KEY, openai_model
+from tests.conftest import MASTER_KEY, GatewayFactory, openai_model
 
 
 def settings(yaml_text: str = "", **environ: str):  # type: ignore[no-untyped-def]
