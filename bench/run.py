@@ -96,6 +96,12 @@ def rss_mb(pid: int) -> float:
     return round(total_kb / 1024, 1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
@@ -182,7 +188,12 @@ def phase(latency: float, args: argparse.Namespace, workdir: Path, bodies: dict[
             for concurrency in args.concurrency:
                 cell: dict[str, Any] = {"kind": kind, "concurrency": concurrency}
                 for target in targets:
+                    cpu_before = cpu_seconds(gateway.pid)
                     cell[target.name] = run_wrk(target, bodies[kind], concurrency, args.seconds, load_cpus)
+                    if target.name == "gateway":
+                        # CPU per request is steadier than requests/s when other work shares the machine.
+                        used = cpu_seconds(gateway.pid) - cpu_before
+                        cell["gateway"]["cpu_us_per_request"] = round(used / max(1, cell["gateway"]["requests"]) * 1e6)
                     if kind == "stream":
                         # Few requests per connection when the upstream is slow, so the step stays bounded.
                         per_conn = max(2, min(40, 200 // concurrency)) if latency == 0 else (2 if args.quick else 4)
@@ -202,7 +213,8 @@ def _cell_line(latency: float, cell: dict[str, Any]) -> str:
     d, g = cell["direct"], cell["gateway"]
     return (f"  upstream {int(latency * 1000):>3} ms  {cell['kind']:<6} c={cell['concurrency']:<3}  "
             f"direct {d['rps']:>8.0f} rps  gateway {g['rps']:>7.0f} rps  "
-            f"p50 {d['p50_ms']:.2f}/{g['p50_ms']:.2f} ms  p99 {d['p99_ms']:.2f}/{g['p99_ms']:.2f} ms")
+            f"p50 {d['p50_ms']:.2f}/{g['p50_ms']:.2f} ms  p99 {d['p99_ms']:.2f}/{g['p99_ms']:.2f} ms  "
+            f"gateway CPU {g['cpu_us_per_request']} us/request")
 
 
 def table(results: dict[str, Any]) -> str:

@@ -77,6 +77,8 @@ class Upstream:
         self.faults: deque[Fault] = deque()
         self.received: list[Received] = []
         self.record = True
+        # Set when a client (the gateway) leaves a stream before its end: tests wait on it.
+        self.abandoned = threading.Event()
 
     def script(self, *faults: Fault) -> None:
         self.faults.extend(faults)
@@ -85,6 +87,7 @@ class Upstream:
         self.faults.clear()
         self.received.clear()
         self.default = Fault()
+        self.abandoned.clear()
 
     def _next(self) -> Fault:
         return self.faults.popleft() if self.faults else self.default
@@ -154,7 +157,11 @@ class Upstream:
                     return response
             if fault.chunk_delay and index:
                 await asyncio.sleep(fault.chunk_delay)
-            await response.write(chunk)
+            try:
+                await response.write(chunk)
+            except ConnectionResetError:
+                self.abandoned.set()
+                raise
         await response.write_eof()
         return response
 
