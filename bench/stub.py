@@ -10,7 +10,8 @@ gateway and the comparison measures the gateway's overhead.
 Answers are valid OpenAI bodies: a `chat.completion` for JSON, and for `"stream": true` a chunked
 `text/event-stream` of ~20 `chat.completion.chunk` events (plus the usage chunk when the body asks
 for `include_usage`) and `data: [DONE]`. `--latency S` delays each response by S seconds (a real
-provider's pace) without blocking other connections.
+provider's pace) without blocking other connections; `--jitter J` spreads that delay uniformly over
+S-J..S+J, as real providers' response times vary.
 
 Run: `python bench/stub.py --port 9100 --latency 0.2`
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 from typing import Any, cast
 
@@ -87,9 +89,10 @@ class Canned:
 class StubProtocol(asyncio.Protocol):
     """HTTP/1.1 keep-alive, in order; enough of the protocol for wrk, aiohttp and httpx."""
 
-    def __init__(self, canned: Canned, latency: float) -> None:
+    def __init__(self, canned: Canned, latency: float, jitter: float) -> None:
         self._canned = canned
         self._latency = latency
+        self._jitter = jitter
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
@@ -115,8 +118,10 @@ class StubProtocol(asyncio.Protocol):
             buffer = buffer[end + 4 + length :]
             reply = self._canned.answer(head, body)
             if self._latency:
-                # Same delay for every request, so replies on one connection keep their order.
-                self._loop.call_later(self._latency, self._write, reply)
+                # Clients here send one request at a time per connection (no pipelining), so a
+                # jittered delay cannot reorder replies on a connection.
+                delay = self._latency + random.uniform(-self._jitter, self._jitter) if self._jitter else self._latency
+                self._loop.call_later(delay, self._write, reply)
             else:
                 self._write(reply)
         self._buffer = buffer
@@ -135,10 +140,10 @@ def _content_length(head: bytes) -> int:
     return int(lower[at + 17 : end if end > 0 else None].strip())
 
 
-async def serve(port: int, latency: float) -> None:
+async def serve(port: int, latency: float, jitter: float = 0.0) -> None:
     canned = Canned()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: StubProtocol(canned, latency), "127.0.0.1", port, backlog=2048)
+    server = await loop.create_server(lambda: StubProtocol(canned, latency, jitter), "127.0.0.1", port, backlog=2048)
     async with server:
         await server.serve_forever()
 
@@ -147,6 +152,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Lockgate benchmark upstream: canned OpenAI answers, fast.")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every response")
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="spread the delay uniformly over latency +/- jitter seconds (same mean)")
     args = parser.parse_args()
     try:
         import uvloop
@@ -155,7 +162,7 @@ def main() -> None:
     except ImportError:  # the stub still works, just slower
         pass
     try:
-        asyncio.run(serve(args.port, args.latency))
+        asyncio.run(serve(args.port, args.latency, args.jitter))
     except KeyboardInterrupt:
         pass
 
