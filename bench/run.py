@@ -67,7 +67,9 @@ def wait_http(url: str, timeout: float = 30.0, method: str = "GET", data: bytes 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+            req = urllib.request.Request(
+                url, data=data, method=method, headers={"content-type": "application/json"}
+            )
             with urllib.request.urlopen(req, timeout=2) as response:
                 response.read()
                 return
@@ -127,18 +129,29 @@ def gateway_config(upstream_port: int) -> str:
     )
 
 
-def run_wrk(target: Target, body_file: Path, concurrency: int, seconds: float, cpus: str | None) -> dict[str, Any]:
+def run_wrk(
+    target: Target, body_file: Path, concurrency: int, seconds: float, cpus: str | None
+) -> dict[str, Any]:
     env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_KEY": target.key or ""}
     cmd = pinned(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(HERE / "post.lua"),
-         f"{target.url}/chat/completions"],
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "post.lua"),
+            f"{target.url}/chat/completions",
+        ],
         cpus,
     )
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 30)
-    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no summary: {out.stdout}\n{out.stderr}")
-    raw = json.loads(line[len("BENCH_JSON "):])
+    raw = json.loads(line[len("BENCH_JSON ") :])
     errors = sum(raw[k] for k in raw if k.startswith("errors_"))
     seconds_run = raw["duration_us"] / 1e6
     return {
@@ -152,24 +165,58 @@ def run_wrk(target: Target, body_file: Path, concurrency: int, seconds: float, c
 
 
 def ttfb_cell(target: Target, body: bytes, concurrency: int, per_connection: int) -> dict[str, Any]:
-    return asyncio.run(measure_ttfb(f"{target.url}/chat/completions", body, target.key, concurrency, per_connection))
+    return asyncio.run(
+        measure_ttfb(f"{target.url}/chat/completions", body, target.key, concurrency, per_connection)
+    )
 
 
-def phase(latency: float, args: argparse.Namespace, workdir: Path, bodies: dict[str, Path],
-          jitter: float = 0.0, concurrencies: list[int] | None = None) -> dict[str, Any]:
+def phase(
+    latency: float,
+    args: argparse.Namespace,
+    workdir: Path,
+    bodies: dict[str, Path],
+    jitter: float = 0.0,
+    concurrencies: list[int] | None = None,
+) -> dict[str, Any]:
     """One upstream pace: start stub and gateway, measure every cell, stop both."""
     load_cpus = None if args.no_pin else args.load_cpus
     gateway_cpus = None if args.no_pin else args.gateway_cpus
     stub_port, gateway_port = free_port(), free_port()
     stub = subprocess.Popen(
-        pinned([sys.executable, str(HERE / "stub.py"), "--port", str(stub_port), "--latency", str(latency),
-                "--jitter", str(jitter)], load_cpus)
+        pinned(
+            [
+                sys.executable,
+                str(HERE / "stub.py"),
+                "--port",
+                str(stub_port),
+                "--latency",
+                str(latency),
+                "--jitter",
+                str(jitter),
+            ],
+            load_cpus,
+        )
     )
     config = workdir / f"lockgate-{int(latency * 1000)}ms.yaml"
     config.write_text(gateway_config(stub_port))
     gateway = subprocess.Popen(
-        pinned([sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(gateway_port),
-                "--workers", "1", "--log-level", "warning"], gateway_cpus),
+        pinned(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(gateway_port),
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+            ],
+            gateway_cpus,
+        ),
         cwd=ROOT,
     )
     try:
@@ -195,17 +242,29 @@ def phase(latency: float, args: argparse.Namespace, workdir: Path, bodies: dict[
                     if target.name == "gateway":
                         # CPU per request is steadier than requests/s when other work shares the machine.
                         used = cpu_seconds(gateway.pid) - cpu_before
-                        cell["gateway"]["cpu_us_per_request"] = round(used / max(1, cell["gateway"]["requests"]) * 1e6)
+                        cell["gateway"]["cpu_us_per_request"] = round(
+                            used / max(1, cell["gateway"]["requests"]) * 1e6
+                        )
                     if kind == "stream":
                         # Few requests per connection when the upstream is slow, so the step stays bounded.
-                        per_conn = max(2, min(40, 200 // concurrency)) if latency == 0 else (2 if args.quick else 4)
+                        per_conn = (
+                            max(2, min(40, 200 // concurrency)) if latency == 0 else (2 if args.quick else 4)
+                        )
                         if args.quick:
                             per_conn = max(2, per_conn // 2)
-                        cell[target.name]["ttfb"] = ttfb_cell(target, bodies[kind].read_bytes(), concurrency, per_conn)
+                        cell[target.name]["ttfb"] = ttfb_cell(
+                            target, bodies[kind].read_bytes(), concurrency, per_conn
+                        )
                 cells.append(cell)
                 print(_cell_line(_label(latency, jitter), cell), flush=True)
         rss_loaded = rss_mb(gateway.pid)
-        return {"upstream_latency_s": latency, "upstream_jitter_s": jitter, "rss_idle_mb": rss_idle, "rss_after_load_mb": rss_loaded, "cells": cells}
+        return {
+            "upstream_latency_s": latency,
+            "upstream_jitter_s": jitter,
+            "rss_idle_mb": rss_idle,
+            "rss_after_load_mb": rss_loaded,
+            "cells": cells,
+        }
     finally:
         stop(gateway)
         stop(stub)
@@ -218,16 +277,18 @@ def _label(latency: float, jitter: float) -> str:
 
 def _cell_line(label: str, cell: dict[str, Any]) -> str:
     d, g = cell["direct"], cell["gateway"]
-    return (f"  upstream {label:>7} ms  {cell['kind']:<6} c={cell['concurrency']:<3}  "
-            f"direct {d['rps']:>8.0f} rps  gateway {g['rps']:>7.0f} rps  "
-            f"p50 {d['p50_ms']:.2f}/{g['p50_ms']:.2f} ms  p99 {d['p99_ms']:.2f}/{g['p99_ms']:.2f} ms  "
-            f"gateway CPU {g['cpu_us_per_request']} us/request")
+    return (
+        f"  upstream {label:>7} ms  {cell['kind']:<6} c={cell['concurrency']:<3}  "
+        f"direct {d['rps']:>8.0f} rps  gateway {g['rps']:>7.0f} rps  "
+        f"p50 {d['p50_ms']:.2f}/{g['p50_ms']:.2f} ms  p99 {d['p99_ms']:.2f}/{g['p99_ms']:.2f} ms  "
+        f"gateway CPU {g['cpu_us_per_request']} us/request"
+    )
 
 
 def table(results: dict[str, Any]) -> str:
     rows = [
-        "upstream    kind    conc |  direct rps  gateway rps  ratio |  p50 direct  p50 gw  added |  p99 direct  p99 gw"
-        "   added | ttfb p50 dir/gw  added",
+        "upstream    kind    conc |  direct rps  gateway rps  ratio |  p50 direct  p50 gw  added "
+        "|  p99 direct  p99 gw   added | ttfb p50 dir/gw  added",
         "-" * 134,
     ]
     for ph in results["phases"]:
@@ -238,23 +299,30 @@ def table(results: dict[str, Any]) -> str:
                 td, tg = d["ttfb"]["ttfb_p50_ms"], g["ttfb"]["ttfb_p50_ms"]
                 ttfb = f"{td:7.2f}/{tg:7.2f}  {tg - td:+6.2f}"
             errs = "" if not (d["errors"] or g["errors"]) else f"  errors {d['errors']}/{g['errors']}"
+            label = _label(ph["upstream_latency_s"], ph["upstream_jitter_s"])
             rows.append(
-                f"{_label(ph['upstream_latency_s'], ph['upstream_jitter_s']):>7} ms  {cell['kind']:<6} {cell['concurrency']:>4} | "
+                f"{label:>7} ms  {cell['kind']:<6} {cell['concurrency']:>4} | "
                 f"{d['rps']:>10.0f}  {g['rps']:>11.0f}  {g['rps'] / d['rps']:5.2f} | "
                 f"{d['p50_ms']:>10.2f}  {g['p50_ms']:>6.2f}  {g['p50_ms'] - d['p50_ms']:+5.2f} | "
                 f"{d['p99_ms']:>10.2f}  {g['p99_ms']:>6.2f}  {g['p99_ms'] - d['p99_ms']:+6.2f} | {ttfb}{errs}"
             )
     rows.append("")
     for ph in results["phases"]:
-        rows.append(f"gateway RSS with the {_label(ph['upstream_latency_s'], ph['upstream_jitter_s'])} ms upstream: "
-                    f"{ph['rss_idle_mb']} MB idle, {ph['rss_after_load_mb']} MB after load")
+        rows.append(
+            f"gateway RSS with the {_label(ph['upstream_latency_s'], ph['upstream_jitter_s'])} ms upstream: "
+            f"{ph['rss_idle_mb']} MB idle, {ph['rss_after_load_mb']} MB after load"
+        )
     return "\n".join(rows)
 
 
 def targets_report(results: dict[str, Any]) -> list[str]:
     """Each target from issue 2, met or not, with the figure it was judged on."""
-    by = {(ph["upstream_latency_s"], c["kind"], c["concurrency"]): c
-          for ph in results["phases"] if not ph["upstream_jitter_s"] for c in ph["cells"]}
+    by = {
+        (ph["upstream_latency_s"], c["kind"], c["concurrency"]): c
+        for ph in results["phases"]
+        if not ph["upstream_jitter_s"]
+        for c in ph["cells"]
+    }
     lines = []
 
     def check(label: str, ok: bool, figure: str) -> None:
@@ -267,7 +335,9 @@ def targets_report(results: dict[str, Any]) -> list[str]:
     s1 = by.get((0.0, "stream", 1))
     if s1:
         added = s1["gateway"]["p50_ms"] - s1["direct"]["p50_ms"]
-        check("added p50 at concurrency 1 (stream, instant upstream) <= 1 ms", added <= 1.0, f"{added:+.2f} ms")
+        check(
+            "added p50 at concurrency 1 (stream, instant upstream) <= 1 ms", added <= 1.0, f"{added:+.2f} ms"
+        )
     for kind, goal in (("json", 1500), ("stream", 800)):
         rates = [c["gateway"]["rps"] for (lat, k, _), c in by.items() if lat == 0.0 and k == kind]
         if not rates:
@@ -279,7 +349,9 @@ def targets_report(results: dict[str, Any]) -> list[str]:
         if slow:
             ratio = slow["gateway"]["rps"] / slow["direct"]["rps"]
             added = slow["gateway"]["p99_ms"] - slow["direct"]["p99_ms"]
-            check(f"200 ms upstream, c=100, {kind}: >= 95% of direct throughput", ratio >= 0.95, f"{ratio:.1%}")
+            check(
+                f"200 ms upstream, c=100, {kind}: >= 95% of direct throughput", ratio >= 0.95, f"{ratio:.1%}"
+            )
             check(f"200 ms upstream, c=100, {kind}: <= 10 ms added at p99", added <= 10, f"{added:+.2f} ms")
     rss = max(max(ph["rss_idle_mb"], ph["rss_after_load_mb"]) for ph in results["phases"])
     check("gateway resident memory < 250 MB", rss < 250, f"{rss} MB (max seen)")
@@ -289,14 +361,28 @@ def targets_report(results: dict[str, Any]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Lockgate benchmark: direct vs through the gateway.")
     parser.add_argument("--quick", action="store_true", help="1 s per cell (about a minute in all)")
-    parser.add_argument("--seconds", type=float, help="seconds of load per cell (default 3, or 1 with --quick)")
-    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50, 100])
-    parser.add_argument("--latencies", type=lambda s: [float(x) for x in s.split(",")], default=[0.0, 0.2],
-                        help="upstream delays in seconds, comma separated (default 0,0.2)")
-    parser.add_argument("--jitter", type=float, default=0.1,
-                        help="extra phase: 200 ms upstream spread by +/- this many seconds at c=50,100 (0: skip)")
+    parser.add_argument(
+        "--seconds", type=float, help="seconds of load per cell (default 3, or 1 with --quick)"
+    )
+    parser.add_argument(
+        "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50, 100]
+    )
+    parser.add_argument(
+        "--latencies",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[0.0, 0.2],
+        help="upstream delays in seconds, comma separated (default 0,0.2)",
+    )
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.1,
+        help="extra phase: 200 ms upstream spread by +/- this many seconds at c=50,100 (0: skip)",
+    )
     parser.add_argument("--gateway-cpus", default="0", help="taskset CPU list for the gateway (default 0)")
-    parser.add_argument("--load-cpus", default="1", help="taskset CPU list for wrk, stub and TTFB client (default 1)")
+    parser.add_argument(
+        "--load-cpus", default="1", help="taskset CPU list for wrk, stub and TTFB client (default 1)"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
@@ -321,9 +407,12 @@ def main() -> None:
                 body["stream"] = True
             bodies[kind] = workdir / f"{kind}.json"
             bodies[kind].write_bytes(json.dumps(body).encode())
-        print(f"Lockgate benchmark: {args.seconds:g} s per cell, concurrency {args.concurrency}, "
-              f"pinning {'off' if args.no_pin else f'gateway->CPU {args.gateway_cpus}, load->CPU {args.load_cpus}'}, "
-              f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+        pinning = "off" if args.no_pin else f"gateway->CPU {args.gateway_cpus}, load->CPU {args.load_cpus}"
+        print(
+            f"Lockgate benchmark: {args.seconds:g} s per cell, concurrency {args.concurrency}, "
+            f"pinning {pinning}, load average before: {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
         phases = [phase(latency, args, workdir, bodies) for latency in args.latencies]
         if args.jitter and 0.2 in args.latencies:
             # The constant 200 ms upstream keeps wrk's connections in lock-step (see bench/README.md);

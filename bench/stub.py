@@ -27,24 +27,45 @@ from typing import Any, cast
 import orjson
 
 MODEL = "gpt-4o-mini"
-_WORDS = ("The quick brown fox jumps over the lazy dog while the gateway relays every token back to "
-          "the agent").split(" ")
+_WORDS = (
+    "The quick brown fox jumps over the lazy dog while the gateway relays every token back to the agent"
+).split(" ")
 
 
 def _completion() -> bytes:
     text = " ".join(_WORDS)
-    return orjson.dumps({
-        "id": "chatcmpl-bench0001", "object": "chat.completion", "created": int(time.time()), "model": MODEL,
-        "system_fingerprint": "fp_bench",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                     "logprobs": None, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": len(_WORDS), "total_tokens": 12 + len(_WORDS)},
-    })
+    return orjson.dumps(
+        {
+            "id": "chatcmpl-bench0001",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": MODEL,
+            "system_fingerprint": "fp_bench",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 12,
+                "completion_tokens": len(_WORDS),
+                "total_tokens": 12 + len(_WORDS),
+            },
+        }
+    )
 
 
 def _stream(include_usage: bool) -> bytes:
-    base: dict[str, Any] = {"id": "chatcmpl-bench0001", "object": "chat.completion.chunk", "created": int(time.time()),
-                            "model": MODEL, "system_fingerprint": "fp_bench"}
+    base: dict[str, Any] = {
+        "id": "chatcmpl-bench0001",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": MODEL,
+        "system_fingerprint": "fp_bench",
+    }
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
@@ -53,8 +74,17 @@ def _stream(include_usage: bool) -> bytes:
     chunks += [chunk({"content": (" " if i else "") + w}) for i, w in enumerate(_WORDS)]
     chunks.append(chunk({}, "stop"))
     if include_usage:
-        chunks.append({**base, "choices": [],
-                       "usage": {"prompt_tokens": 12, "completion_tokens": len(_WORDS), "total_tokens": 12 + len(_WORDS)}})
+        chunks.append(
+            {
+                **base,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 12,
+                    "completion_tokens": len(_WORDS),
+                    "total_tokens": 12 + len(_WORDS),
+                },
+            }
+        )
     events = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     # One HTTP chunk per SSE event would be more realistic on the wire but costs the stub, not the
     # gateway; a single HTTP chunk still makes the gateway parse every event.
@@ -62,12 +92,16 @@ def _stream(include_usage: bool) -> bytes:
 
 
 def _json_response(body: bytes) -> bytes:
-    return (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: keep-alive\r\n\r\n%s") % (len(body), body)
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: keep-alive\r\n\r\n%s"
+    ) % (len(body), body)
 
 
-_STREAM_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-                b"transfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n")
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+    b"transfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n"
+)
 
 
 class Canned:
@@ -81,8 +115,11 @@ class Canned:
         if not head.startswith(b"POST ") or b"/chat/completions " not in head[:64]:
             return self.not_found
         if b'"stream":true' in body or b'"stream": true' in body:
-            return self.stream_usage if b'"include_usage":true' in body or b'"include_usage": true' in body \
+            return (
+                self.stream_usage
+                if b'"include_usage":true' in body or b'"include_usage": true' in body
                 else self.stream
+            )
         return self.json
 
 
@@ -120,7 +157,11 @@ class StubProtocol(asyncio.Protocol):
             if self._latency:
                 # Clients here send one request at a time per connection (no pipelining), so a
                 # jittered delay cannot reorder replies on a connection.
-                delay = self._latency + random.uniform(-self._jitter, self._jitter) if self._jitter else self._latency
+                delay = (
+                    self._latency + random.uniform(-self._jitter, self._jitter)
+                    if self._jitter
+                    else self._latency
+                )
                 self._loop.call_later(delay, self._write, reply)
             else:
                 self._write(reply)
@@ -143,7 +184,9 @@ def _content_length(head: bytes) -> int:
 async def serve(port: int, latency: float, jitter: float = 0.0) -> None:
     canned = Canned()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: StubProtocol(canned, latency, jitter), "127.0.0.1", port, backlog=2048)
+    server = await loop.create_server(
+        lambda: StubProtocol(canned, latency, jitter), "127.0.0.1", port, backlog=2048
+    )
     async with server:
         await server.serve_forever()
 
@@ -152,8 +195,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Lockgate benchmark upstream: canned OpenAI answers, fast.")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every response")
-    parser.add_argument("--jitter", type=float, default=0.0,
-                        help="spread the delay uniformly over latency +/- jitter seconds (same mean)")
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        help="spread the delay uniformly over latency +/- jitter seconds (same mean)",
+    )
     args = parser.parse_args()
     try:
         import uvloop

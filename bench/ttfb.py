@@ -19,8 +19,9 @@ import time
 from urllib.parse import urlsplit
 
 
-async def _one_connection(host: str, port: int, request: bytes, count: int, out: list[tuple[float, float]],
-                          errors: list[str]) -> None:
+async def _one_connection(
+    host: str, port: int, request: bytes, count: int, out: list[tuple[float, float]], errors: list[str]
+) -> None:
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError as exc:
@@ -67,17 +68,22 @@ def _request(url: str, body: bytes, key: str | None) -> tuple[str, int, bytes]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     auth = f"authorization: Bearer {key}\r\n" if key else ""
-    head = (f"POST {parts.path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
-            f"{auth}content-length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+        f"{auth}content-length: {len(body)}\r\n\r\n"
+    )
     return host, port, head.encode() + body
 
 
-async def measure(url: str, body: bytes, key: str | None, concurrency: int, per_connection: int) -> dict[str, object]:
+async def measure(
+    url: str, body: bytes, key: str | None, concurrency: int, per_connection: int
+) -> dict[str, object]:
     host, port, request = _request(url, body, key)
     samples: list[tuple[float, float]] = []
     errors: list[str] = []
-    await asyncio.gather(*(_one_connection(host, port, request, per_connection, samples, errors)
-                           for _ in range(concurrency)))
+    await asyncio.gather(
+        *(_one_connection(host, port, request, per_connection, samples, errors) for _ in range(concurrency))
+    )
     return summarise(samples, errors)
 
 

@@ -33,7 +33,9 @@ class EventStreamResponse(Response):
         watcher = asyncio.get_running_loop().create_task(_wait_for_disconnect(receive))
         watcher.add_done_callback(lambda task: state.on_disconnect(task, relay))
         try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
             async for event in self.events:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             # Set before the last send: uvicorn answers `receive()` with http.disconnect once the

@@ -8,7 +8,11 @@ from gateway.testing.server import GatewayServer
 from gateway.testing.upstream import Fault, UpstreamServer
 from tests.conftest import MASTER_KEY
 
-BODY = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "tell me a long story please"}]}
+BODY = {
+    "model": "gpt-4o",
+    "stream": True,
+    "messages": [{"role": "user", "content": "tell me a long story please"}],
+}
 
 
 def test_client_leaving_a_stream_closes_the_upstream_and_the_gateway_keeps_serving(
@@ -19,7 +23,9 @@ def test_client_leaving_a_stream_closes_the_upstream_and_the_gateway_keeps_servi
     upstream.upstream.script(Fault(chunk_delay=1.0))
     headers = {"Authorization": f"Bearer {MASTER_KEY}"}
     with httpx.Client(timeout=10) as http:
-        with http.stream("POST", f"{basic_gateway.url}/v1/chat/completions", json=BODY, headers=headers) as response:
+        with http.stream(
+            "POST", f"{basic_gateway.url}/v1/chat/completions", json=BODY, headers=headers
+        ) as response:
             assert response.status_code == 200
             first = next(response.iter_bytes())
             assert first.startswith(b"data: ")
@@ -27,7 +33,9 @@ def test_client_leaving_a_stream_closes_the_upstream_and_the_gateway_keeps_servi
 
         assert upstream.upstream.abandoned.wait(8), "the upstream never saw the gateway let go of the stream"
 
-        after = http.post(f"{basic_gateway.url}/v1/chat/completions", json={**BODY, "stream": False}, headers=headers)
+        after = http.post(
+            f"{basic_gateway.url}/v1/chat/completions", json={**BODY, "stream": False}, headers=headers
+        )
     assert after.status_code == 200
     assert after.json()["choices"][0]["finish_reason"] == "stop"
 
