@@ -212,11 +212,16 @@ class Router:
                 return None
             cooling = await self._cooling(deployments) if self.cooldowns.maybe_active() else {}
             # Not yet failed, not excluded, not cooling, and not already found down by this request.
-            fresh = [
-                d
-                for d in deployments
-                if d.id not in failed and d.id not in excluded and d.id not in cooling and d.id not in down
-            ]
+            fresh: Sequence[Deployment] = deployments
+            if failed or excluded or cooling or down:
+                fresh = [
+                    d
+                    for d in deployments
+                    if d.id not in failed
+                    and d.id not in excluded
+                    and d.id not in cooling
+                    and d.id not in down
+                ]
             for deployment_id, until in cooling.items():
                 if deployment_id not in failed and deployment_id not in down:
                     self._skip(request, down, deployment_id, "cooling down after a rate limit", until)
@@ -255,7 +260,7 @@ class Router:
             return {}
 
     def _admit_first(
-        self, request: ApiRequest, candidates: list[Deployment], down: dict[str, _Down]
+        self, request: ApiRequest, candidates: Sequence[Deployment], down: dict[str, _Down]
     ) -> Deployment | None:
         """The first candidate whose breaker lets an attempt through; the others are noted as down."""
         for deployment in candidates:
