@@ -17,6 +17,7 @@ from gateway.config.runtime import Principal
 from gateway.context import ApiRequest
 from gateway.errors import UpstreamFailure, stream_error_event
 from gateway.providers.base import JsonReply
+from gateway.routing.deadline import request_timeout
 from gateway.routing.router import OpenStream, Routed, Router
 
 
@@ -40,7 +41,7 @@ class Pipeline:
         assert request.principal is not None, "authenticate() runs first"
         self._router.chain(request.model)  # unknown model: 404 before anything else happens
         self._auth.check_model(request.principal, request.model)
-        request.deadline = asyncio.get_running_loop().time() + self._timeout
+        request.deadline = asyncio.get_running_loop().time() + request_timeout(request.headers, self._timeout)
 
     async def chat(self, request: ApiRequest) -> Routed[JsonReply]:
         self._admit(request)

@@ -18,6 +18,7 @@ named `lockgate.retry`, `lockgate.fallback`, `lockgate.cooldown`, `lockgate.skip
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +45,7 @@ from gateway.routing.streams import OpenStream, TrackedStream
 from gateway.routing.windows import ContextWindows, could_exceed, estimate_prompt_tokens
 
 T = TypeVar("T")
+log = logging.getLogger("lockgate.routing")
 Chains = dict[str, tuple[str, ...]]
 
 __all__ = ["OpenStream", "Routed", "Router"]
@@ -209,9 +211,17 @@ class Router:
             if remaining <= 0:
                 return None
             cooling = await self._cooling(deployments) if self.cooldowns.maybe_active() else {}
-            fresh = [
-                d for d in deployments if d.id not in failed and d.id not in excluded and d.id not in cooling
-            ]
+            # Not yet failed, not excluded, not cooling, and not already found down by this request.
+            fresh: Sequence[Deployment] = deployments
+            if failed or excluded or cooling or down:
+                fresh = [
+                    d
+                    for d in deployments
+                    if d.id not in failed
+                    and d.id not in excluded
+                    and d.id not in cooling
+                    and d.id not in down
+                ]
             for deployment_id, until in cooling.items():
                 if deployment_id not in failed and deployment_id not in down:
                     self._skip(request, down, deployment_id, "cooling down after a rate limit", until)
@@ -243,10 +253,14 @@ class Router:
                 return result
 
     async def _cooling(self, deployments: Sequence[Deployment]) -> dict[str, float]:
-        return await self.cooldowns.active([d.id for d in deployments])
+        try:
+            return await self.cooldowns.active([d.id for d in deployments])
+        except Exception:  # a shared store that is down must not take routing down with it
+            log.warning("cooldowns unavailable; routing as if nothing were cooling down", exc_info=True)
+            return {}
 
     def _admit_first(
-        self, request: ApiRequest, candidates: list[Deployment], down: dict[str, _Down]
+        self, request: ApiRequest, candidates: Sequence[Deployment], down: dict[str, _Down]
     ) -> Deployment | None:
         """The first candidate whose breaker lets an attempt through; the others are noted as down."""
         for deployment in candidates:
@@ -375,7 +389,10 @@ class Router:
     ) -> None:
         if verdict.cooldown:
             seconds = failure.retry_after if failure.retry_after is not None else self._cooldown_time
-            await self.cooldowns.start(deployment.id, seconds)
+            try:
+                await self.cooldowns.start(deployment.id, seconds)
+            except Exception:  # same: the 429 is still handled for this request
+                log.warning("cannot record a cooldown for %s", deployment.id, exc_info=True)
             request.decide("lockgate.cooldown", deployment=deployment.id, seconds=round(seconds, 4))
         if failure.kind == "timeout":
             self.stats.observe(deployment.id, elapsed)  # a slow deployment must look slow to latency routing

@@ -50,10 +50,10 @@ class DeploymentStats:
 
 def order(
     strategy: str, deployments: Sequence[Deployment], stats: DeploymentStats, rng: random.Random
-) -> list[Deployment]:
+) -> Sequence[Deployment]:
     """The deployments in the order the strategy would try them."""
     if len(deployments) < 2:
-        return list(deployments)
+        return deployments
     if strategy == LEAST_BUSY:
         busy = stats.in_flight
         return sorted(deployments, key=lambda d: (busy.get(d.id, 0), rng.random()))

@@ -22,14 +22,16 @@ FAST = (
 )
 
 
-def deployment(group: str, upstream: UpstreamServer | str, upstream_model: str, id: str, **params: object) -> str:
-    """A `model_list` entry (YAML) with an explicit deployment id."""
+def deployment(
+    group: str, upstream: UpstreamServer | str, upstream_model: str, id: str, info: str = "", **params: object
+) -> str:
+    """A `model_list` entry (YAML) with an explicit deployment id (and more `model_info` in `info`)."""
     base = upstream if isinstance(upstream, str) else upstream.url
     extra = "".join(f", {k}: {v}" for k, v in params.items())
     return (
         f"  - model_name: {group}\n"
         f"    litellm_params: {{model: openai/{upstream_model}, api_base: '{base}', api_key: {UPSTREAM_KEY}{extra}}}\n"
-        f"    model_info: {{id: {id}}}\n"
+        f"    model_info: {{id: {id}{info}}}\n"
     )
 
 

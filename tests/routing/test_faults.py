@@ -211,3 +211,21 @@ def test_malformed_json_body_is_a_failure_and_is_retried(
 
     assert raw.parse().choices[0].message.content
     assert raw.headers["x-lockgate-attempts"] == "2"
+
+
+def test_client_can_shorten_the_request_timeout(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
+    gateway = gateway_factory(config(deployment("gpt", upstream, "solo", "solo")))
+    upstream.upstream.model_default["solo"] = Fault(delay=3.0)
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk(gateway).chat.completions.create(
+            model="gpt", messages=MESSAGES, extra_headers={"x-lockgate-timeout": "0.2"}
+        )
+
+    assert caught.value.status_code == 504
+    assert "timed out" in caught.value.message
+    assert len(upstream.upstream.arrivals("solo")) == 1, "no retry once the deadline has passed"
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk(gateway).chat.completions.create(model="gpt", messages=MESSAGES, extra_headers={"x-lockgate-timeout": "soon"})
+    assert bad.value.param == "x-lockgate-timeout"
