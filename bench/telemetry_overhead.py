@@ -24,7 +24,6 @@ from pathlib import Path
 
 import aiohttp
 
-
 KEY = "sk-bench-master-0123456789"
 
 
