@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -23,6 +22,7 @@ from gateway.config import parse_config
 from gateway.context import SCOPE_KEY, ApiRequest, Attempt
 from gateway.providers.base import Summary, Usage
 from gateway.telemetry import Telemetry, TelemetryMiddleware
+from gateway.telemetry.otlp_encode import encode_spans
 
 CONFIG = """
 model_list:
@@ -33,10 +33,13 @@ N = 2000
 
 
 class EncodingExporter(SpanExporter):
-    """Encodes spans to OTLP protobuf as the real exporter does, without the network."""
+    """Encodes spans to OTLP protobuf as the HTTP exporter does, without the network."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], bytes] = {}
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        encode_spans(spans).SerializeToString()
+        encode_spans(spans, self._cache)
         return SpanExportResult.SUCCESS
 
 
