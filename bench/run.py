@@ -244,7 +244,11 @@ def phase(
                         # CPU per request is steadier than requests/s when other work shares the machine.
                         used = cpu_seconds(gateway.pid) - cpu_before
                         if target.name == "gateway":
-                            run["cpu_us_per_request"] = round(used / max(1, run["requests"]) * 1e6)
+                            # /proc counts CPU in 10 ms ticks: too coarse for a cell with few requests.
+                            enough = run["requests"] >= 500
+                            run["cpu_us_per_request"] = (
+                                round(used / run["requests"] * 1e6) if enough else None
+                            )
                         runs.append(run)
                     # Best of N: other processes on the machine only ever make a run slower.
                     cell[target.name] = max(runs, key=lambda r: r["rps"])
@@ -275,6 +279,10 @@ def phase(
         stop(stub)
 
 
+def _us(value: int | None) -> str:
+    return f"{value:>7} us" if value is not None else "      n/a "
+
+
 def _label(latency: float, jitter: float) -> str:
     ms = f"{round(latency * 1000)}"
     return f"{ms}±{round(jitter * 1000)}" if jitter else ms
@@ -286,7 +294,7 @@ def _cell_line(label: str, cell: dict[str, Any]) -> str:
         f"  upstream {label:>7} ms  {cell['kind']:<6} c={cell['concurrency']:<3}  "
         f"direct {d['rps']:>8.0f} rps  gateway {g['rps']:>7.0f} rps  "
         f"p50 {d['p50_ms']:.2f}/{g['p50_ms']:.2f} ms  p99 {d['p99_ms']:.2f}/{g['p99_ms']:.2f} ms  "
-        f"gateway CPU {g['cpu_us_per_request']} us/request"
+        f"gateway CPU {_us(g['cpu_us_per_request']).strip()}/request"
     )
 
 
@@ -310,7 +318,7 @@ def table(results: dict[str, Any]) -> str:
                 f"{d['rps']:>10.0f}  {g['rps']:>11.0f}  {g['rps'] / d['rps']:5.2f} | "
                 f"{d['p50_ms']:>10.2f}  {g['p50_ms']:>6.2f}  {g['p50_ms'] - d['p50_ms']:+5.2f} | "
                 f"{d['p99_ms']:>10.2f}  {g['p99_ms']:>6.2f}  {g['p99_ms'] - d['p99_ms']:+6.2f} | "
-                f"{g['cpu_us_per_request']:>7} us | {ttfb}{errs}"
+                f"{_us(g['cpu_us_per_request'])} | {ttfb}{errs}"
             )
     rows.append("")
     for ph in results["phases"]:
@@ -363,7 +371,7 @@ def targets_report(results: dict[str, Any]) -> list[str]:
         cpus = [
             c["gateway"]["cpu_us_per_request"]
             for (lat, k, n), c in by.items()
-            if lat == 0.0 and k == kind and n >= 10
+            if lat == 0.0 and k == kind and n >= 10 and c["gateway"]["cpu_us_per_request"]
         ]
         if cpus:
             lines.append(
