@@ -34,6 +34,7 @@ from gateway.errors import (
 from gateway.pipeline import Pipeline
 from gateway.providers import Providers
 from gateway.routing.router import Router
+from gateway.store import open_store
 
 log = logging.getLogger("lockgate")
 
@@ -44,9 +45,12 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     router = Router(config, providers)
     pipeline = Pipeline(authenticator, router, config.router.timeout)
     started = {"providers": False}
+    # Durable state shared by governance, approvals and sessions; opened lazily, never at import.
+    store = open_store(config.store.url, timeout=config.store.timeout)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.start()
         await providers.start(config)
         started["providers"] = True
         if not config.auth_enabled:
@@ -56,8 +60,10 @@ def create_app(config: RuntimeConfig) -> FastAPI:
         finally:
             started["providers"] = False
             await providers.aclose()
+            await store.aclose()
 
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store = store
     chat = ChatApi(pipeline, config.server.max_body_bytes)
     embeddings = EmbeddingsApi(pipeline, config.server.max_body_bytes)
     models = ModelsApi(config, authenticator)

@@ -24,6 +24,7 @@ from gateway.config.runtime import (
     RouterConfig,
     RuntimeConfig,
     ServerConfig,
+    StoreConfig,
     Timeouts,
 )
 from gateway.config.schema import IGNORED_LITELLM_SECTIONS, ConfigFile, Lenient, ModelEntry
@@ -219,6 +220,7 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
         master_key=parsed.general_settings.master_key,
         keys=keys,
         warnings=tuple(warnings),
+        store=StoreConfig(url=parsed.store.url, timeout=parsed.store.timeout),
     )
 
 

@@ -83,6 +83,12 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = field(default="sqlite:///lockgate.db", repr=False)
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     groups: dict[str, ModelGroup]
     router: RouterConfig
@@ -91,6 +97,7 @@ class RuntimeConfig:
     # Static keys from the config: secret -> principal.
     keys: dict[str, Principal] = field(repr=False)
     warnings: tuple[str, ...] = ()
+    store: StoreConfig = StoreConfig()
 
     @property
     def auth_enabled(self) -> bool:
