@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimitsSection
 from gateway.store import validate_store_url
 
 
@@ -106,6 +107,9 @@ class StaticKey(Strict):
     user: str | None = None
     # Model groups this key may call; empty means every model.
     models: list[str] = []
+    budgets: list[BudgetLimit] = []
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
 
     @field_validator("key")
     @classmethod
@@ -149,6 +153,8 @@ class ConfigFile(BaseModel):
     keys: list[StaticKey] = []
     # `store: sqlite:///lockgate.db` or the long form `store: {url: ..., timeout: ...}`.
     store: StoreSection = StoreSection()
+    budgets: BudgetsSection = BudgetsSection()
+    rate_limits: RateLimitsSection = RateLimitsSection()
 
     @field_validator("store", mode="before")
     @classmethod
