@@ -48,7 +48,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     authenticator = Authenticator(config, governance.key_cache)
     providers = Providers.create(config)
     router = Router(config, providers)
-    pipeline = Pipeline(authenticator, router, config.router.timeout)
+    pipeline = Pipeline(authenticator, router, config.router.timeout, budgets=governance.budgets)
     started = {"providers": False}
 
     @asynccontextmanager

@@ -7,7 +7,11 @@ delivery).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +22,11 @@ from starlette.responses import Response
 from gateway.api.admin import AdminGuard
 from gateway.api.admin_keys import AdminKeysApi
 from gateway.audit.trail import AuditTrail
+from gateway.budgets.gate import BudgetGate
+from gateway.budgets.pricing import PriceBook
+from gateway.budgets.scopes import ScopedCharge
 from gateway.config.runtime import RuntimeConfig
+from gateway.context import ApiRequest
 from gateway.errors import GovernanceUnavailable
 from gateway.keys.cache import KeyCache
 from gateway.keys.registry import KeyRegistry
@@ -40,6 +48,9 @@ def _store_errors_as_503(endpoint: Callable[[Request], Awaitable[Response]]) -> 
     return call
 
 
+log = logging.getLogger("lockgate.governance")
+
+
 @dataclass(slots=True)
 class Governance:
     store: Store
@@ -47,13 +58,27 @@ class Governance:
     key_cache: KeyCache
     keys: KeyRegistry
     guard: AdminGuard
+    budgets: BudgetGate
+    sweep_interval: float = 30.0
+    _sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def create(cls, config: RuntimeConfig, store: Store) -> Governance:
         audit = AuditTrail(store)
         cache = KeyCache(store)
         keys = KeyRegistry(store, cache, audit, set(config.groups))
-        return cls(store, audit, cache, keys, AdminGuard(config.master_key))
+
+        def refused(request: ApiRequest, scoped: ScopedCharge, used: int, reserved: int) -> None:
+            scope = scoped.scope
+            audit.record_later(
+                "gateway", "budget.refused", f"{scope.kind}:{scope.id}", f"{scope.limit.period} budget exhausted",
+                {"request_id": request.request_id, "model": request.model, "unit": scoped.charge.unit,
+                 "used": used, "reserved": reserved, "limit": scoped.charge.limit, "needed": scoped.charge.amount},
+            )
+
+        gate = BudgetGate(config, store, PriceBook(), on_refused=refused)
+        sweep = min(30.0, config.budgets.reservation_ttl / 4)
+        return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, sweep)
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
         routes = [*AdminKeysApi(self.guard, self.keys).routes()]
@@ -61,7 +86,22 @@ class Governance:
 
     async def start(self) -> None:
         await self.store.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        """Charge expired reservations (crashed requests) at their reserved amounts, on every replica."""
+        while True:
+            try:
+                while await self.store.sweep(time.time()) >= 100:
+                    pass
+            except StoreUnavailable as exc:
+                log.warning("sweeping expired reservations failed; will retry: %s", exc)
+            await asyncio.sleep(self.sweep_interval)
 
     async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.audit.drain()
         await self.store.aclose()
