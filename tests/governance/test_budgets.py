@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from gateway.store import open_store
+from gateway.testing.tcp_proxy import TcpProxy
 from gateway.testing.upstream import Fault, UpstreamServer
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY, GatewayFactory
 
@@ -151,3 +152,22 @@ def test_an_unreachable_store_fails_closed_by_default_and_open_when_configured(
     opened = gateway_factory(budget_yaml(upstream, dead, "{on_store_error: open, global: [{limit_usd: 1}]}"))
     client = openai.OpenAI(base_url=f"{opened.url}/v1", api_key=KEY, max_retries=0)
     assert ask(client)
+
+
+def test_the_gateway_recovers_by_itself_when_the_store_returns(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, redis_prefix: str
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 6379).start()
+    try:
+        store = f"redis://127.0.0.1:{proxy.port}/0?prefix={redis_prefix}"
+        gateway = gateway_factory(budget_yaml(upstream, store, "{global: [{limit_usd: 1}]}"))
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
+        ask(client)
+        proxy.down()
+        with pytest.raises(openai.InternalServerError) as unavailable:
+            ask(client)
+        assert unavailable.value.status_code == 503
+        proxy.up()
+        ask(client)  # no restart, no operator: the next request simply works
+    finally:
+        proxy.stop()
