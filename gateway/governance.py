@@ -19,6 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.alerts.dispatcher import AlertDispatcher
 from gateway.api.admin import AdminGuard
 from gateway.api.admin_keys import AdminKeysApi
 from gateway.audit.trail import AuditTrail
@@ -59,6 +60,7 @@ class Governance:
     keys: KeyRegistry
     guard: AdminGuard
     budgets: BudgetGate
+    alerts: AlertDispatcher
     sweep_interval: float = 30.0
     _sweeper: asyncio.Task[None] | None = None
 
@@ -67,6 +69,7 @@ class Governance:
         audit = AuditTrail(store)
         cache = KeyCache(store)
         keys = KeyRegistry(store, cache, audit, set(config.groups))
+        alerts = AlertDispatcher(config.budgets.alerts, store)
 
         def refused(request: ApiRequest, scoped: ScopedCharge, used: int, reserved: int) -> None:
             scope = scoped.scope
@@ -75,10 +78,11 @@ class Governance:
                 {"request_id": request.request_id, "model": request.model, "unit": scoped.charge.unit,
                  "used": used, "reserved": reserved, "limit": scoped.charge.limit, "needed": scoped.charge.amount},
             )
+            alerts.refused(request, scoped, used)
 
-        gate = BudgetGate(config, store, PriceBook(), on_refused=refused)
+        gate = BudgetGate(config, store, PriceBook(), on_settled=alerts.settled, on_refused=refused)
         sweep = min(30.0, config.budgets.reservation_ttl / 4)
-        return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, sweep)
+        return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, sweep)
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
         routes = [*AdminKeysApi(self.guard, self.keys).routes()]
@@ -87,6 +91,7 @@ class Governance:
     async def start(self) -> None:
         await self.store.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self.alerts.start()
 
     async def _sweep_forever(self) -> None:
         """Charge expired reservations (crashed requests) at their reserved amounts, on every replica."""
@@ -103,5 +108,6 @@ class Governance:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await self.alerts.aclose()
         await self.audit.drain()
         await self.store.aclose()

@@ -33,7 +33,7 @@ from gateway.store import Store, StoreUnavailable
 log = logging.getLogger("lockgate.budgets")
 
 # (scope charge, counter used before, used after) for every dollar counter a settlement moved.
-SettledHook = Callable[[list[tuple[ScopedCharge, int, int]]], None]
+SettledHook = Callable[[ApiRequest, list[tuple[ScopedCharge, int, int]]], None]
 RefusedHook = Callable[[ApiRequest, ScopedCharge, int, int], None]
 
 
@@ -212,7 +212,7 @@ class BudgetGate:
             for scoped, state, amount in zip(hold.budgets, result.states, result.charged, strict=False):
                 if scoped.charge.unit == USD:
                     moved.append((scoped, state.used - amount, state.used))
-            self._on_settled(moved)
+            self._on_settled(request, moved)
 
     async def release(self, request: ApiRequest, hold: Hold | None) -> None:
         await self.settle(request, hold, None, None)

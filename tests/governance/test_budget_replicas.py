@@ -57,7 +57,11 @@ def replicas(upstream: UpstreamServer, redis_prefix: str, tmp_path: Path) -> Ite
         for process in processes:
             process.terminate()
         for process in processes:
-            process.wait(15)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()  # a busy machine: do not leave a process behind
+                process.wait(10)
 
 
 async def _hammer(urls: list[str]) -> tuple[int, int, list[str]]:
