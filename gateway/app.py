@@ -21,6 +21,7 @@ from gateway.api.chat import ChatApi
 from gateway.api.embeddings import EmbeddingsApi
 from gateway.api.health import HealthApi
 from gateway.api.models import ModelsApi
+from gateway.api.sessions import SessionsApi
 from gateway.auth import Authenticator
 from gateway.config.runtime import RuntimeConfig
 from gateway.errors import (
@@ -34,6 +35,7 @@ from gateway.errors import (
 from gateway.pipeline import Pipeline
 from gateway.providers import Providers
 from gateway.routing.router import Router
+from gateway.sessions.store import MemorySessionStore
 
 log = logging.getLogger("lockgate")
 
@@ -71,6 +73,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
         app.router.add_route(f"{prefix}/models/{{model_id:path}}", models.retrieve, methods=["GET"])
     app.router.add_route("/healthz", health.healthz, methods=["GET"])
     app.router.add_route("/readyz", health.readyz, methods=["GET"])
+    SessionsApi(pipeline, MemorySessionStore(), config.server.max_body_bytes).install(app)
 
     secrets = config.secrets()
     _install_error_handlers(app, secrets)

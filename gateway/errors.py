@@ -91,6 +91,12 @@ class UnprocessableEntity(GatewayError):
     spec = ErrorSpec(422, "invalid_request_error", "unprocessable_entity", False)
 
 
+class StateConflict(GatewayError):
+    """A session state write based on a version that is no longer current: nothing was written."""
+
+    spec = ErrorSpec(409, "invalid_request_error", "state_conflict", False)
+
+
 class RateLimited(GatewayError):
     """The caller's own rate limit: retrying after `retry_after` helps."""
 
