@@ -32,16 +32,22 @@ from gateway.errors import (
     render_error,
     scrub_secrets,
 )
+from gateway.governance import Governance
+from gateway.keys.resolver import KeyResolverMiddleware
 from gateway.pipeline import Pipeline
 from gateway.providers import Providers
 from gateway.routing.router import Router
-from gateway.sessions.store import MemorySessionStore
+from gateway.sessions.service import Sessions
+from gateway.store import open_store
 
 log = logging.getLogger("lockgate")
 
 
 def create_app(config: RuntimeConfig) -> FastAPI:
-    authenticator = Authenticator(config)
+    # Durable state shared by governance, approvals and sessions; opened lazily, never at import.
+    store = open_store(config.store.url, timeout=config.store.timeout)
+    governance = Governance.create(config, store)
+    authenticator = Authenticator(config, governance.key_cache)
     providers = Providers.create(config)
     router = Router(config, providers)
     pipeline = Pipeline(authenticator, router, config.router.timeout)
@@ -49,6 +55,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await governance.start()
         await providers.start(config)
         started["providers"] = True
         if not config.auth_enabled:
@@ -58,8 +65,10 @@ def create_app(config: RuntimeConfig) -> FastAPI:
         finally:
             started["providers"] = False
             await providers.aclose()
+            await governance.aclose()
 
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store = store
     chat = ChatApi(pipeline, config.server.max_body_bytes)
     embeddings = EmbeddingsApi(pipeline, config.server.max_body_bytes)
     models = ModelsApi(config, authenticator)
@@ -73,10 +82,13 @@ def create_app(config: RuntimeConfig) -> FastAPI:
         app.router.add_route(f"{prefix}/models/{{model_id:path}}", models.retrieve, methods=["GET"])
     app.router.add_route("/healthz", health.healthz, methods=["GET"])
     app.router.add_route("/readyz", health.readyz, methods=["GET"])
-    SessionsApi(pipeline, MemorySessionStore(), config.server.max_body_bytes).install(app)
+    for path, endpoint, methods in governance.routes():
+        app.router.add_route(path, endpoint, methods=methods)
+    SessionsApi(pipeline, Sessions(store, governance.audit), config.server.max_body_bytes).install(app)
 
     secrets = config.secrets()
     _install_error_handlers(app, secrets)
+    app.add_middleware(KeyResolverMiddleware, authenticator=authenticator, cache=governance.key_cache)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -9,12 +9,15 @@
 
 A write based on a stale version is refused with 409 `state_conflict` and the current version in
 `x-lockgate-state-version`; nothing is overwritten. Any key the gateway accepts may use the API.
-Values pass through as the client's JSON bytes (orjson fragments), never re-encoded.
+The state lives in the gateway's store (see `gateway/sessions/service.py`), so it survives restarts
+and is shared by replicas on one Redis.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -22,9 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.common import json_response, parse_object, read_body
-from gateway.errors import InvalidRequest, StateConflict
+from gateway.errors import GovernanceUnavailable, InvalidRequest, StateConflict
 from gateway.pipeline import Pipeline
-from gateway.sessions.store import SessionStore, VersionMismatch
+from gateway.sessions.service import SessionBusy, Sessions, VersionMismatch
+from gateway.store import StoreUnavailable
 
 PREFIX = "/v1/lockgate/sessions/{session_id}"
 MAX_ID = 256
@@ -50,14 +54,39 @@ def _conflict(key: str, expected: int, current: int) -> StateConflict:
     )
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _store_errors(endpoint: Endpoint) -> Endpoint:
+    """The store down, or a session too busy to commit: a clear 503 the client may retry."""
+
+    @functools.wraps(endpoint)
+    async def call(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except StoreUnavailable as exc:
+            raise GovernanceUnavailable(
+                f"The gateway's store is unreachable, so session state cannot be read or written: {exc}",
+                retry_after=1.0,
+            ) from None
+        except SessionBusy:
+            raise GovernanceUnavailable(
+                "Other writers kept changing this session's state; try again.", retry_after=1.0
+            ) from None
+
+    return call
+
+
 class SessionsApi:
-    def __init__(self, pipeline: Pipeline, store: SessionStore, max_body_bytes: int) -> None:
+    def __init__(self, pipeline: Pipeline, sessions: Sessions, max_body_bytes: int) -> None:
         self._pipeline = pipeline
-        self._store = store
+        self._sessions = sessions
         self._limit = max_body_bytes
 
     def install(self, app: Any) -> None:
-        add = app.router.add_route
+        def add(path: str, endpoint: Endpoint, methods: list[str]) -> None:
+            app.router.add_route(path, _store_errors(endpoint), methods=methods)
+
         add(f"{PREFIX}/state", self.get_all, methods=["GET"])
         add(f"{PREFIX}/state/{{key:path}}", self.get_key, methods=["GET"])
         add(f"{PREFIX}/state/{{key:path}}", self.put_key, methods=["PUT"])
@@ -71,16 +100,14 @@ class SessionsApi:
 
     async def get_all(self, request: Request) -> Response:
         session = self._session(request)
-        entries = await self._store.state_all(session)
-        state = {k: {"value": orjson.Fragment(v.value), "version": v.version} for k, v in entries.items()}
+        state = await self._sessions.state(session)
         return json_response(orjson.dumps({"session_id": session, "state": state}))
 
     async def get_key(self, request: Request) -> Response:
         session = self._session(request)
         key = _name(request.path_params["key"], "key")
-        entry = await self._store.state_get(session, key)
-        value = orjson.Fragment(entry.value) if entry else None
-        return json_response(orjson.dumps({"key": key, "value": value, "version": entry.version if entry else 0}))
+        value, version = await self._sessions.get(session, key)
+        return json_response(orjson.dumps({"key": key, "value": value, "version": version}))
 
     async def put_key(self, request: Request) -> Response:
         session = self._session(request)
@@ -90,7 +117,7 @@ class SessionsApi:
             raise InvalidRequest("Send the new value as {\"value\": ..., \"version\": N}.", param="value")
         expected = _version(body.get("version"))
         try:
-            version = await self._store.state_put(session, key, orjson.dumps(body["value"]), expected)
+            version = await self._sessions.put(session, key, body["value"], expected)
         except VersionMismatch as mismatch:
             raise _conflict(key, expected, mismatch.current) from None
         return json_response(orjson.dumps({"key": key, "version": version}))
@@ -101,7 +128,7 @@ class SessionsApi:
         raw = request.query_params.get("version")
         expected = _version(int(raw) if raw is not None and raw.isdigit() else raw)
         try:
-            await self._store.state_delete(session, key, expected)
+            await self._sessions.delete(session, key, expected)
         except VersionMismatch as mismatch:
             raise _conflict(key, expected, mismatch.current) from None
         return json_response(orjson.dumps({"key": key, "deleted": True}))
@@ -114,17 +141,17 @@ class SessionsApi:
         if not isinstance(events, list) or not events or len(events) > MAX_EVENTS_PER_CALL:
             raise InvalidRequest(f"'events' must be an array of 1 to {MAX_EVENTS_PER_CALL} events.", param="events")
         now = int(time.time() * 1000)
-        encoded = [_event(event, i, now, principal.name) for i, event in enumerate(events)]
-        await self._store.events_append(session, encoded)
-        return json_response(orjson.dumps({"accepted": len(encoded)}), status=202)
+        checked = [_event(event, i, now, principal.name) for i, event in enumerate(events)]
+        await self._sessions.add_events(session, principal.name, checked)
+        return json_response(orjson.dumps({"accepted": len(checked)}), status=202)
 
     async def get_events(self, request: Request) -> Response:
         session = self._session(request)
         raw = request.query_params.get("limit", "100")
         if not raw.isdigit() or not 1 <= int(raw) <= 1000:
             raise InvalidRequest("'limit' must be a number from 1 to 1000.", param="limit")
-        events = await self._store.events_list(session, int(raw))
-        return json_response(orjson.dumps({"data": [orjson.Fragment(e) for e in events]}))
+        events = await self._sessions.events(session, int(raw))
+        return json_response(orjson.dumps({"data": events}))
 
 
 def _version(value: object) -> int:
@@ -136,7 +163,7 @@ def _version(value: object) -> int:
     return value
 
 
-def _event(event: object, index: int, now: int, principal: str) -> bytes:
+def _event(event: object, index: int, now: int, principal: str) -> dict[str, Any]:
     param = f"events[{index}]"
     if not isinstance(event, dict):
         raise InvalidRequest(f"{param} must be an object.", param=param)
@@ -147,7 +174,7 @@ def _event(event: object, index: int, now: int, principal: str) -> bytes:
         raise InvalidRequest(f"{param}.name must be the tool's name.", param=param)
     if event.get("status") not in ("ok", "error"):
         raise InvalidRequest(f"{param}.status must be 'ok' or 'error'.", param=param)
-    encoded = orjson.dumps({**event, "received_at": now, "principal": principal})
-    if len(encoded) > MAX_EVENT_BYTES:
+    checked = {**event, "received_at": now, "principal": principal}
+    if len(orjson.dumps(checked)) > MAX_EVENT_BYTES:
         raise InvalidRequest(f"{param} is larger than {MAX_EVENT_BYTES} bytes.", param=param)
-    return encoded
+    return checked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from lockgate_sdk import Gateway
@@ -22,6 +23,11 @@ model_list:
 keys:
   - {{name: agent, key: {AGENT_KEY}}}
 """
+
+
+def fake_config(store_url: str) -> str:
+    """The fake model and an agent key, with durable state in `store_url`."""
+    return FAKE_CONFIG + f"store: {store_url}\n"
 
 
 class Spans:
@@ -47,8 +53,13 @@ def spans() -> Iterator[Spans]:
 
 
 @pytest.fixture
-def fake_gateway(gateway_factory: GatewayFactory) -> GatewayServer:
-    return gateway_factory(FAKE_CONFIG)
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/lockgate.db"
+
+
+@pytest.fixture
+def fake_gateway(gateway_factory: GatewayFactory, store_url: str) -> GatewayServer:
+    return gateway_factory(fake_config(store_url))
 
 
 SdkFactory = Callable[..., Gateway]
