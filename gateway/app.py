@@ -6,10 +6,12 @@ live inside the event loop) and passed explicitly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -39,11 +41,14 @@ from gateway.providers import Providers
 from gateway.routing.router import Router
 from gateway.sessions.service import Sessions
 from gateway.store import open_store
+from gateway.telemetry import Telemetry, TelemetryMiddleware
 
 log = logging.getLogger("lockgate")
 
 
-def create_app(config: RuntimeConfig) -> FastAPI:
+def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
+    """`span_exporter` (an OpenTelemetry SDK SpanExporter) receives every span; tests pass an in-memory one."""
+    telemetry = Telemetry(config, span_exporter=span_exporter)
     # Durable state shared by governance, approvals and sessions; opened lazily, never at import.
     store = open_store(config.store.url, timeout=config.store.timeout)
     governance = Governance.create(config, store)
@@ -58,6 +63,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
         await governance.start()
         await providers.start(config)
         started["providers"] = True
+        log.info(telemetry.describe())
         if not config.auth_enabled:
             log.warning("no master_key and no keys configured: the gateway accepts requests without a key")
         try:
@@ -66,6 +72,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
             started["providers"] = False
             await providers.aclose()
             await governance.aclose()
+            await asyncio.to_thread(telemetry.shutdown)
 
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
@@ -85,10 +92,13 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     for path, endpoint, methods in governance.routes():
         app.router.add_route(path, endpoint, methods=methods)
     SessionsApi(pipeline, Sessions(store, governance.audit), config.server.max_body_bytes).install(app)
+    if telemetry.prometheus is not None:
+        app.router.add_route("/metrics", telemetry.prometheus.handle, methods=["GET"])
 
     secrets = config.secrets()
     _install_error_handlers(app, secrets)
     app.add_middleware(KeyResolverMiddleware, authenticator=authenticator, cache=governance.key_cache)
+    app.add_middleware(TelemetryMiddleware, telemetry=telemetry)  # inside RequestIdMiddleware: sees the id
     app.add_middleware(RequestIdMiddleware)
     return app
 

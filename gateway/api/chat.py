@@ -5,7 +5,15 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway.api.common import json_response, parse_object, read_body, request_id, require_model, routed_headers
+from gateway.api.common import (
+    expose,
+    json_response,
+    parse_object,
+    read_body,
+    request_id,
+    require_model,
+    routed_headers,
+)
 from gateway.context import ApiRequest
 from gateway.errors import InvalidRequest
 from gateway.pipeline import Pipeline
@@ -41,6 +49,7 @@ class ChatApi:
             session_id=request.headers.get("x-lockgate-session-id"),
             user=request.headers.get("x-lockgate-user") or _str(body.get("user")),
         )
+        expose(request, api_request)
         if not stream:
             routed = await self._pipeline.chat(api_request)
             return json_response(routed.reply.body, routed_headers(routed))

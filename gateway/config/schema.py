@@ -132,6 +132,38 @@ class StoreSection(Strict):
         return validate_store_url(value)
 
 
+class OtlpSection(Strict):
+    """Where spans and metrics go; unset keys fall back to the standard OTEL_EXPORTER_OTLP_* variables."""
+
+    endpoint: str | None = None
+    protocol: Literal["http/protobuf", "grpc"] | None = None
+    # Sent with every export (a collector's auth token): use os.environ/NAME for secrets.
+    headers: dict[str, str] = {}
+    timeout: float | None = Field(default=None, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class TelemetrySection(Strict):
+    # None: tracing is on when an OTLP endpoint is set (here or in OTEL_EXPORTER_OTLP_*ENDPOINT).
+    tracing: bool | None = None
+    # Metrics are cheap and on by default; `prometheus` serves them on GET /metrics.
+    metrics: bool = True
+    prometheus: bool = True
+    service_name: str | None = None
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    # None: follow OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT (off when unset).
+    capture_message_content: bool | None = None
+    metrics_export_interval: float = Field(default=60.0, gt=0)
+    resource_attributes: dict[str, str] = {}
+    otlp: OtlpSection = OtlpSection()
+
+
 class ConfigFile(BaseModel):
     """The whole file. Top-level keys that are neither LiteLLM's nor Lockgate's are errors."""
 
@@ -160,6 +192,7 @@ class ConfigFile(BaseModel):
     @classmethod
     def _store_url(cls, value: Any) -> Any:
         return {"url": value} if isinstance(value, str) else value
+    telemetry: TelemetrySection = TelemetrySection()
 
 
 # LiteLLM sections whose presence Lockgate notices but does not act on.
