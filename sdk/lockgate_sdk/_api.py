@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from lockgate_sdk import tracing
 from lockgate_sdk.errors import GatewayApiError
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -28,6 +29,16 @@ def root_url(base_url: str) -> str:
     """The gateway's root, whether the user gave `http://host:4000` or `http://host:4000/v1`."""
     url = base_url.rstrip("/")
     return url.removesuffix("/v1")
+
+
+# The SDK's own calls carry the trace context too, so a tool's reported outcome and a state write
+# show up in the agent's trace on the gateway's side.
+def _inject(request: httpx.Request) -> None:
+    tracing.inject(request.headers)
+
+
+async def _ainject(request: httpx.Request) -> None:
+    tracing.inject(request.headers)
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -51,7 +62,9 @@ class SyncApi:
     """Blocking calls, for sync sessions. One connection pool per `Gateway`."""
 
     def __init__(self, root: str, headers: Mapping[str, str], timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
-        self._client = httpx.Client(base_url=root, headers=dict(headers), timeout=timeout)
+        self._client = httpx.Client(
+            base_url=root, headers=dict(headers), timeout=timeout, event_hooks={"request": [_inject]}
+        )
 
     def call(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
         return _decode(self._client.request(method, path, json=json, params=params))
@@ -64,7 +77,9 @@ class AsyncApi:
     """Non-blocking calls, for async sessions. Created per session: a pool belongs to one event loop."""
 
     def __init__(self, root: str, headers: Mapping[str, str], timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
-        self._client = httpx.AsyncClient(base_url=root, headers=dict(headers), timeout=timeout)
+        self._client = httpx.AsyncClient(
+            base_url=root, headers=dict(headers), timeout=timeout, event_hooks={"request": [_ainject]}
+        )
 
     async def call(
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
