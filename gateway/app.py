@@ -32,6 +32,8 @@ from gateway.errors import (
     scrub_secrets,
 )
 from gateway.pipeline import Pipeline
+from gateway.policies.engine import PolicyEngine
+from gateway.policies.stage import PolicyStage
 from gateway.providers import Providers
 from gateway.routing.router import Router
 
@@ -42,7 +44,8 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     authenticator = Authenticator(config)
     providers = Providers.create(config)
     router = Router(config, providers)
-    pipeline = Pipeline(authenticator, router, config.router.timeout)
+    policies = None if config.policies.empty else PolicyStage(PolicyEngine(config.policies))
+    pipeline = Pipeline(authenticator, router, config.router.timeout, policies)
     started = {"providers": False}
 
     @asynccontextmanager

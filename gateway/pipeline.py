@@ -1,7 +1,7 @@
 """A request's life, in order, as plain awaits. The stage order lives here and nothing else.
 
-    authenticate -> check model access -> (pre-call policies) -> (reserve budget)
-      -> route: attempts, fallbacks -> provider call -> (settle budget) -> (post-call policies)
+    authenticate -> check model access -> pre-call policies -> (reserve budget)
+      -> route: attempts, fallbacks -> provider call -> (settle budget) -> post-call policies / hold
 
 Stages in brackets arrive with their issues; each is one call here.
 """
@@ -16,6 +16,7 @@ from gateway.auth import Authenticator
 from gateway.config.runtime import Principal
 from gateway.context import ApiRequest
 from gateway.errors import UpstreamFailure, stream_error_event
+from gateway.policies.stage import PolicyStage
 from gateway.providers.base import JsonReply
 from gateway.routing.router import OpenStream, Routed, Router
 
@@ -27,10 +28,17 @@ class StreamResult:
 
 
 class Pipeline:
-    def __init__(self, authenticator: Authenticator, router: Router, request_timeout: float) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        router: Router,
+        request_timeout: float,
+        policies: PolicyStage | None = None,
+    ) -> None:
         self._auth = authenticator
         self._router = router
         self._timeout = request_timeout
+        self._policies = policies
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """First stage, run by the API before the body is even read."""
@@ -44,7 +52,12 @@ class Pipeline:
 
     async def chat(self, request: ApiRequest) -> Routed[JsonReply]:
         self._admit(request)
-        return await self._router.chat(request)
+        if self._policies is not None:
+            await self._policies.before_call(request)
+        routed = await self._router.chat(request)
+        if self._policies is not None:
+            routed.reply = await self._policies.after_json(request, routed.reply)
+        return routed
 
     async def embeddings(self, request: ApiRequest) -> Routed[JsonReply]:
         self._admit(request)
@@ -52,8 +65,13 @@ class Pipeline:
 
     async def chat_stream(self, request: ApiRequest) -> StreamResult:
         self._admit(request)
+        if self._policies is not None:
+            await self._policies.before_call(request)
         routed = await self._router.stream(request)
-        return StreamResult(routed, self._relay(routed))
+        events = self._relay(routed)
+        if self._policies is not None:
+            events = self._policies.filter_stream(request, events)
+        return StreamResult(routed, events)
 
     async def _relay(self, routed: Routed[OpenStream]) -> AsyncIterator[bytes]:
         """The client's events. Past the first byte a failure is an error event, never a clean end."""

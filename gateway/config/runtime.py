@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.config.policies import ApprovalsSection, PoliciesSection
+
 Route = Literal["passthrough", "litellm", "fake"]
 
 
@@ -91,6 +93,8 @@ class RuntimeConfig:
     # Static keys from the config: secret -> principal.
     keys: dict[str, Principal] = field(repr=False)
     warnings: tuple[str, ...] = ()
+    policies: PoliciesSection = field(default_factory=PoliciesSection)
+    approvals: ApprovalsSection = field(default_factory=ApprovalsSection)
 
     @property
     def auth_enabled(self) -> bool:

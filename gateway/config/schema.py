@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.config.policies import ApprovalsSection, PoliciesSection
+
 
 class Strict(BaseModel):
     """Lockgate's own sections: unknown keys are errors."""
@@ -132,6 +134,8 @@ class ConfigFile(BaseModel):
 
     server: ServerSection = ServerSection()
     keys: list[StaticKey] = []
+    policies: PoliciesSection = PoliciesSection()
+    approvals: ApprovalsSection = ApprovalsSection()
 
 
 # LiteLLM sections whose presence Lockgate notices but does not act on.
