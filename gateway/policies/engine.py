@@ -22,6 +22,7 @@ from gateway.config.cel import CelEnvironment, Condition
 from gateway.config.policies import ALL_PII_KINDS, PoliciesSection
 from gateway.context import ApiRequest
 from gateway.errors import PolicyViolation
+from gateway.policies.loops import Loop, detect, history
 from gateway.policies.messages import message_texts, rewrite_messages
 from gateway.policies.pii import PiiDetector
 from gateway.policies.rules import CompiledScope, RuleSet, Verdict
@@ -56,10 +57,12 @@ class PolicyEngine:
             (section.pii and section.pii.responses) or rules.cel_post or rules.patterns_post
         )
         self.inspects_tool_calls = bool(rules.tools or rules.cel_tool)
+        self._loops = section.loops
 
     # ------------------------------------------------------------------ pre_call
 
-    def before_call(self, request: ApiRequest) -> None:
+    def before_call(self, request: ApiRequest) -> Loop | None:
+        """Refuses (raises) or rewrites the request; returns a loop that must be held for a human."""
         principal, model = request.principal, request.model
         self._check_models(request)
         if self._max_tokens is not None:
@@ -77,6 +80,40 @@ class PolicyEngine:
             self._pii_in_request(request, "pii", pii.action)
         if rules.cel_pre:
             self._run_cel(request, rules.cel_pre, "pre_call", {})
+        return self._check_loops(request) if self._loops is not None else None
+
+    def _check_loops(self, request: ApiRequest) -> Loop | None:
+        """Escalate a looping agent: a note the model sees, then a hold for a human, then a denial."""
+        thresholds = self._loops
+        assert thresholds is not None
+        messages = request.body.get("messages")
+        loop = detect(history(messages, thresholds.window))
+        if loop is None or loop.length < thresholds.note_after:
+            return None
+        if loop.length >= thresholds.deny_after:
+            step = "deny"
+        elif loop.length >= thresholds.hold_after:
+            step = "hold"
+        else:
+            step = "note"
+        request.decide(
+            "lockgate.policy.loop", kind=loop.kind, length=loop.length, tools=",".join(loop.tools), step=step
+        )
+        if step == "deny":
+            self._deny(request, "loops", f"the agent is looping: {loop.describe()}; a human should look at it")
+        self._record(request, Verdict("loops", step, "pre_call", loop.describe()))
+        if step == "hold":
+            return loop
+        note = {
+            "role": "system",
+            "content": (
+                f"Note from the Lockgate gateway: {loop.describe()}. Repeating it will not change the outcome: "
+                "try something different, or stop and tell the user what is blocking you."
+            ),
+        }
+        assert isinstance(messages, list)
+        self._replace_body(request, {**request.body, "messages": [*messages, note]})
+        return None
 
     def _check_models(self, request: ApiRequest) -> None:
         principal = request.principal

@@ -24,8 +24,14 @@ class PolicyStage:
         self._inspects = engine.inspects_responses or engine.inspects_tool_calls
 
     async def before_call(self, request: ApiRequest) -> None:
-        """pre_call: may refuse (403) or rewrite the request."""
-        self.engine.before_call(request)
+        """pre_call: may refuse (403) or rewrite the request, or hold a looping agent for a human."""
+        loop = self.engine.before_call(request)
+        if loop is not None:
+            raise PolicyViolation(
+                "loops",
+                f"the agent is looping: {loop.describe()}; it needs a human to let it continue, "
+                "and approvals are not enabled",
+            )
 
     async def after_json(self, request: ApiRequest, reply: JsonReply) -> JsonReply:
         """post_call and tool_call on a whole completion."""
