@@ -101,7 +101,8 @@ def _canonical(arguments: Any) -> str:
             arguments = orjson.loads(arguments)
         except orjson.JSONDecodeError:
             return arguments
-    return orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
+    canonical: str = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
+    return canonical
 
 
 def _digest(content: Any) -> str:
