@@ -36,6 +36,7 @@ from gateway.policies.engine import PolicyEngine
 from gateway.policies.stage import PolicyStage
 from gateway.providers import Providers
 from gateway.routing.router import Router
+from gateway.store import open_store
 
 log = logging.getLogger("lockgate")
 
@@ -47,9 +48,12 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     policies = None if config.policies.empty else PolicyStage(PolicyEngine(config.policies))
     pipeline = Pipeline(authenticator, router, config.router.timeout, policies)
     started = {"providers": False}
+    # Durable state shared by governance, approvals and sessions; opened lazily, never at import.
+    store = open_store(config.store.url, timeout=config.store.timeout)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.start()
         await providers.start(config)
         started["providers"] = True
         if not config.auth_enabled:
@@ -59,8 +63,10 @@ def create_app(config: RuntimeConfig) -> FastAPI:
         finally:
             started["providers"] = False
             await providers.aclose()
+            await store.aclose()
 
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store = store
     chat = ChatApi(pipeline, config.server.max_body_bytes)
     embeddings = EmbeddingsApi(pipeline, config.server.max_body_bytes)
     models = ModelsApi(config, authenticator)

@@ -25,6 +25,7 @@ from gateway.config.runtime import (
     RouterConfig,
     RuntimeConfig,
     ServerConfig,
+    StoreConfig,
     Timeouts,
 )
 from gateway.config.schema import IGNORED_LITELLM_SECTIONS, ConfigFile, Lenient, ModelEntry
@@ -223,6 +224,7 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
         warnings=tuple(warnings),
         policies=parsed.policies,
         approvals=parsed.approvals,
+        store=StoreConfig(url=parsed.store.url, timeout=parsed.store.timeout),
     )
 
 

@@ -85,6 +85,12 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = field(default="sqlite:///lockgate.db", repr=False)
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     groups: dict[str, ModelGroup]
     router: RouterConfig
@@ -95,6 +101,7 @@ class RuntimeConfig:
     warnings: tuple[str, ...] = ()
     policies: PoliciesSection = field(default_factory=PoliciesSection)
     approvals: ApprovalsSection = field(default_factory=ApprovalsSection)
+    store: StoreConfig = StoreConfig()
 
     @property
     def auth_enabled(self) -> bool:

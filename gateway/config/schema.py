@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.config.policies import ApprovalsSection, PoliciesSection
+from gateway.store import validate_store_url
 
 
 class Strict(BaseModel):
@@ -115,6 +116,19 @@ class StaticKey(Strict):
         return value
 
 
+class StoreSection(Strict):
+    """Where durable state lives: `sqlite:///path` (embedded default) or `redis://host:port/db`."""
+
+    url: str = "sqlite:///lockgate.db"
+    # Seconds to wait for the store before treating it as unreachable.
+    timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        return validate_store_url(value)
+
+
 class ConfigFile(BaseModel):
     """The whole file. Top-level keys that are neither LiteLLM's nor Lockgate's are errors."""
 
@@ -136,6 +150,13 @@ class ConfigFile(BaseModel):
     keys: list[StaticKey] = []
     policies: PoliciesSection = PoliciesSection()
     approvals: ApprovalsSection = ApprovalsSection()
+    # `store: sqlite:///lockgate.db` or the long form `store: {url: ..., timeout: ...}`.
+    store: StoreSection = StoreSection()
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_url(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
 
 
 # LiteLLM sections whose presence Lockgate notices but does not act on.
