@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.api.chat import ChatApi
 from gateway.api.embeddings import EmbeddingsApi
 from gateway.api.health import HealthApi
+from gateway.api.oversight import OversightApi
 from gateway.api.models import ModelsApi
 from gateway.auth import Authenticator
 from gateway.config.runtime import RuntimeConfig
@@ -33,7 +34,11 @@ from gateway.errors import (
 )
 from gateway.pipeline import Pipeline
 from gateway.policies.engine import PolicyEngine
+from gateway.policies.approvals import Approvals
+from gateway.policies.holds import HoldDesk
+from gateway.policies.pauses import Pauses
 from gateway.policies.stage import PolicyStage
+from gateway.policies.webhook import WebhookAnnouncer
 from gateway.providers import Providers
 from gateway.routing.router import Router
 from gateway.store import open_store
@@ -45,11 +50,14 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     authenticator = Authenticator(config)
     providers = Providers.create(config)
     router = Router(config, providers)
-    policies = None if config.policies.empty else PolicyStage(PolicyEngine(config.policies))
+    policies = PolicyStage(PolicyEngine(config.policies))
     pipeline = Pipeline(authenticator, router, config.router.timeout, policies)
     started = {"providers": False}
     # Durable state shared by governance, approvals and sessions; opened lazily, never at import.
     store = open_store(config.store.url, timeout=config.store.timeout)
+    approvals = Approvals(store, config.approvals)
+    pauses = Pauses(store)
+    policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +71,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
         finally:
             started["providers"] = False
             await providers.aclose()
+            await policies.aclose()
             await store.aclose()
 
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -79,6 +88,8 @@ def create_app(config: RuntimeConfig) -> FastAPI:
         app.router.add_route(f"{prefix}/models", models.list, methods=["GET"])
         app.router.add_route(f"{prefix}/models/{{model_id:path}}", models.retrieve, methods=["GET"])
     app.router.add_route("/healthz", health.healthz, methods=["GET"])
+    for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
+        app.router.add_route(path, endpoint, methods=methods)
     app.router.add_route("/readyz", health.readyz, methods=["GET"])
 
     secrets = config.secrets()

@@ -11,19 +11,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gateway.auth import Authenticator
 from gateway.config.runtime import Principal
 from gateway.context import ApiRequest
 from gateway.errors import UpstreamFailure, stream_error_event
 from gateway.policies.stage import PolicyStage
-from gateway.providers.base import JsonReply
+from gateway.providers.base import JsonReply, Summary
 from gateway.routing.router import OpenStream, Routed, Router
+
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class StreamResult:
-    routed: Routed[OpenStream]
+    routed: Routed[OpenStream] | Routed[None]
     events: AsyncIterator[bytes]
 
 
@@ -53,10 +57,12 @@ class Pipeline:
     async def chat(self, request: ApiRequest) -> Routed[JsonReply]:
         self._admit(request)
         if self._policies is not None:
-            await self._policies.before_call(request)
+            early = await self._policies.before_call(request)
+            if early is not None:
+                return self._answered(request, JsonReply(await early.json(), Summary()))
         routed = await self._router.chat(request)
         if self._policies is not None:
-            routed.reply = await self._policies.after_json(request, routed.reply)
+            routed.reply = await self._policies.after_json(request, routed.reply, routed.deployment.id)
         return routed
 
     async def embeddings(self, request: ApiRequest) -> Routed[JsonReply]:
@@ -66,12 +72,18 @@ class Pipeline:
     async def chat_stream(self, request: ApiRequest) -> StreamResult:
         self._admit(request)
         if self._policies is not None:
-            await self._policies.before_call(request)
+            early = await self._policies.before_call(request)
+            if early is not None:
+                return StreamResult(self._answered(request, None), early.stream())
         routed = await self._router.stream(request)
         events = self._relay(routed)
         if self._policies is not None:
-            events = self._policies.filter_stream(request, events)
+            events = self._policies.filter_stream(request, events, routed.deployment.id)
         return StreamResult(routed, events)
+
+    def _answered(self, request: ApiRequest, reply: T) -> Routed[T]:
+        """A request the policies answered without a model call (a held response, a pause): 0 attempts."""
+        return Routed(self._router.order(request.model)[0], reply, [])
 
     async def _relay(self, routed: Routed[OpenStream]) -> AsyncIterator[bytes]:
         """The client's events. Past the first byte a failure is an error event, never a clean end."""

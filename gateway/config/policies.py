@@ -179,8 +179,6 @@ class ApprovalsSection(Strict):
     expire_after: float = Field(default=3600.0, gt=0)
     # Seconds between SSE keep-alive comments to a waiting streaming client.
     keep_alive: float = Field(default=5.0, gt=0)
-    # The SQLite file holding holds and decisions (until the shared store carries them).
-    path: str = "lockgate-approvals.db"
     webhooks: list[Webhook] = []
 
 

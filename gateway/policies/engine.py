@@ -58,6 +58,10 @@ class PolicyEngine:
         )
         self.inspects_tool_calls = bool(rules.tools or rules.cel_tool)
         self._loops = section.loops
+        # Whether any rule can hold a response for a human (then requests may re-attach to holds).
+        self.may_hold = any(t.action == "hold" for t in section.tools) or any(
+            r.action == "hold" for r in section.rules
+        )
 
     # ------------------------------------------------------------------ pre_call
 

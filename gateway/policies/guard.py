@@ -12,7 +12,7 @@ after the first byte is an error event in the stream, never a clean end.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -25,9 +25,8 @@ from gateway.policies.pii import StreamRedactor
 from gateway.policies.rules import Verdict
 from gateway.providers.base import Summary
 
-# Given the held calls and the events held back so far, produce what the client gets instead.
-StreamHold = Callable[[ApiRequest, list[HeldCall], Summary, list[bytes]], AsyncIterator[bytes]]
-JsonHold = Callable[[ApiRequest, list[HeldCall], dict[str, Any]], Awaitable[bytes]]
+# Given the held calls, every tool call and the text already sent, what the client gets instead.
+StreamHold = Callable[[ApiRequest, list[HeldCall], Summary, str], AsyncIterator[bytes]]
 
 
 class ResponseGuard:
@@ -137,7 +136,7 @@ class ResponseGuard:
                     engine.check_response(request, text, finish, [c.name for c in calls.tool_calls])
                     held = engine.check_tool_calls(request, calls.tool_calls) if calls.tool_calls else []
                     if held:
-                        async for out in on_hold(request, held, calls, [*held_events, event]):
+                        async for out in on_hold(request, held, calls, text):
                             yield out
                         return
                     for held_event in held_events:

@@ -100,7 +100,7 @@ def _canonical(arguments: Any) -> str:
         try:
             arguments = orjson.loads(arguments)
         except orjson.JSONDecodeError:
-            return arguments
+            return str(arguments)
     canonical: str = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
     return canonical
 
