@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -110,9 +111,11 @@ def test_past_the_window_the_client_hears_it_awaits_approval_and_gets_the_decisi
 def test_an_undecided_hold_expires_to_a_denial(
     upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path
 ) -> None:
-    gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path), hold_window=0, expire_after=0.01))
+    gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path), hold_window=0, expire_after=0.3))
     agent = client(gateway, **{"x-lockgate-session-id": "sess-exp"})
-    agent.chat.completions.create(model="gpt-4o", messages=PAY, tools=[WIRE])
+    first = agent.chat.completions.create(model="gpt-4o", messages=PAY, tools=[WIRE])
+    assert "awaiting human approval" in (first.choices[0].message.content or "")
+    time.sleep(0.35)  # let the hold outlive expire_after: what is tested is the passing of time itself
     later = agent.chat.completions.create(model="gpt-4o", messages=ask("and?"))
     assert "The call to `wire_money` was not carried out: it expired unreviewed" in (later.choices[0].message.content or "")
     assert not later.choices[0].message.tool_calls

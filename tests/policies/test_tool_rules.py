@@ -73,12 +73,3 @@ def test_allowed_tool_calls_stream_through_whole(upstream: UpstreamServer, gatew
         if chunk.choices and chunk.choices[0].finish_reason:
             finish = chunk.choices[0].finish_reason
     assert (name, json.loads(arguments), finish) == ("get_weather", {"city": "example"}, "tool_calls")
-
-
-def test_hold_without_approvals_is_refused_and_says_why(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
-    gateway = gateway_factory(config(upstream, """
-tools:
-  - {name: payments-need-a-human, tool: wire_money, action: hold}
-"""))
-    with pytest.raises(openai.PermissionDeniedError, match="needs a human approval, and approvals are not enabled"):
-        client(gateway).chat.completions.create(model="gpt-4o", messages=ask("pay"), tools=[tool("wire_money", account="string")])
