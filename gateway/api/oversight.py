@@ -111,7 +111,11 @@ class OversightApi:
     async def pauses(self, request: Request) -> Response:
         self._master(request)
         states = await self._pauses.list()
-        data = [{"target": s.target, "state": s.state, "by": s.by, "reason": s.reason} for s in states]
+        waiting = self._pauses.waiting
+        data = [
+            {"target": s.target, "state": s.state, "by": s.by, "reason": s.reason, "waiting": waiting.get(s.target, 0)}
+            for s in states
+        ]
         return json_response(orjson.dumps({"object": "list", "data": data}))
 
     async def pause(self, request: Request) -> Response:

@@ -65,10 +65,20 @@ class HoldDesk:
             return None
         loop = asyncio.get_running_loop()
         until = loop.time() + self.window(request)
-        while state is not None and state.state == "paused" and loop.time() < until:
-            request.decide("lockgate.pause.wait", target=state.target)
-            await asyncio.sleep(min(0.25, max(0.0, until - loop.time())))
-            state = await self.pauses.state_of(request.session_id, key, fresh=True)
+        if state.state == "paused" and loop.time() < until:
+            target = state.target
+            request.decide("lockgate.pause.wait", target=target)
+            waiting = self.pauses.waiting
+            waiting[target] = waiting.get(target, 0) + 1
+            try:
+                # Polled, not pushed: a resume may come through another replica.
+                while state is not None and state.state == "paused" and loop.time() < until:
+                    await asyncio.sleep(min(0.25, max(0.0, until - loop.time())))
+                    state = await self.pauses.state_of(request.session_id, key, fresh=True)
+            finally:
+                waiting[target] -= 1
+                if not waiting[target]:
+                    del waiting[target]
         if state is None:
             request.decide("lockgate.pause.released")
             return None

@@ -36,6 +36,8 @@ class Pauses:
         self._cache: dict[str, PauseState] = {}
         self._read_at = -1e9
         self._lock = asyncio.Lock()
+        # Requests this replica is holding, per target: shown to operators next to each pause.
+        self.waiting: dict[str, int] = {}
 
     async def set(self, target: str, state: str, by: str, reason: str) -> PauseState:
         now = time.time()

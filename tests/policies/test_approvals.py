@@ -150,3 +150,22 @@ def test_the_admin_api_needs_the_master_key(
     response = admin.http.get("/admin/approvals", headers={"Authorization": f"Bearer {OPS_KEY}"})
     assert response.status_code == 403
     assert admin.decide("apr_nope", "approve").status_code == 400
+
+
+def test_a_waiting_stream_gets_keep_alive_comments_and_no_held_tool_delta(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    import httpx
+
+    from tests.conftest import MASTER_KEY
+
+    gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path), hold_window=1.0, keep_alive=0.2))
+    body = {"model": "gpt-4o", "messages": PAY, "tools": [WIRE], "stream": True}
+    with httpx.Client(timeout=10) as http:
+        raw = http.post(f"{gateway.url}/v1/chat/completions", json=body,
+                        headers={"Authorization": f"Bearer {MASTER_KEY}"}).content
+    events = [e for e in raw.split(b"\n\n") if e]
+    assert events[0].startswith(b'data: {"id"') and b'"role":"assistant"' in events[0]
+    assert b": keep-alive" in events
+    assert not any(b"tool_calls" in e and b"wire_money" in e for e in events)
+    assert b"awaiting human approval" in events[-3] and events[-1] == b"data: [DONE]"
