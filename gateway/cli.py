@@ -11,11 +11,13 @@ import typer
 from rich.console import Console
 
 from gateway.app import CONFIG_ENV
+from gateway.cli_oversight import register as register_oversight
 from gateway.config.loader import ConfigError, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lockgate: an observability-first LLM gateway.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+register_oversight(app)
 
 
 def _run(config_path: Path, host: str | None, port: int | None, workers: int | None, log_level: str) -> None:
