@@ -82,13 +82,16 @@ class Approvals:
         key: str,
         model: str,
         deployment: str,
-        response: dict[str, Any],
+        response: dict[str, Any] | None,
         calls: list[dict[str, Any]],
+        kind: str = "response",
     ) -> Approval:
+        """`kind` "response": a model response held; "loop": a looping agent's next request held."""
         now = time.time()
         approval_id = "apr_" + os.urandom(9).hex()
         value = {
             "id": approval_id,
+            "kind": kind,
             "created_at": now,
             "expires_at": now + self.settings.expire_after,
             "fingerprint": fingerprint,
@@ -102,7 +105,7 @@ class Approvals:
         keep = now + self.settings.expire_after + _KEEP
         doc = await self._store.doc_put(APPROVALS, approval_id, value, now, expect_version=0, expires_at=keep)
         await self._store.doc_put(BY_REQUEST, fingerprint, {"id": approval_id}, now, expires_at=keep)
-        if session_id:
+        if session_id and kind == "response":
             await self._store.doc_put(BY_SESSION, session_id, {"id": approval_id}, now, expires_at=keep)
         held = [c["name"] for c in calls if not c.get("decision")]
         await self._store.audit_append(

@@ -21,6 +21,7 @@ from gateway.context import ApiRequest
 from gateway.errors import PolicyViolation
 from gateway.policies.approvals import Approval, Approvals
 from gateway.policies.engine import HeldCall
+from gateway.policies.loops import Loop
 from gateway.policies.pauses import Pauses
 from gateway.policies.replies import DONE, KEEP_ALIVE, as_chunks, completion
 from gateway.policies.webhook import WebhookAnnouncer
@@ -95,11 +96,43 @@ class HoldDesk:
     async def reattach(self, request: ApiRequest) -> Approval | None:
         """A hold this request belongs to: made for the same request, or open on its session."""
         approval = await self.approvals.for_request(fingerprint(request))
+        if approval is not None and approval.value.get("kind") == "loop":
+            approval = None  # a loop hold is re-found by `hold_loop`, not answered from a response
         if approval is None and request.session_id:
             approval = await self.approvals.for_session(request.session_id)
         if approval is not None:
             request.decide("lockgate.approval.reattach", approval_id=approval.id, status=approval.status)
         return approval
+
+    async def hold_loop(self, request: ApiRequest, loop: Loop) -> dict[str, Any] | None:
+        """Hold a looping agent's request for a human: None lets it through to the model."""
+        approval = await self.approvals.for_request(fingerprint(request))
+        if approval is None or approval.value.get("kind") != "loop":
+            approval = await self.approvals.create(
+                fingerprint=fingerprint(request), session_id=request.session_id,
+                key=request.principal.name if request.principal else "", model=request.model, deployment="",
+                response=None, kind="loop",
+                calls=[{"id": "loop", "name": loop.tools[0], "arguments": loop.arguments, "rule": "loops",
+                        "message": f"the agent is looping: {loop.describe()}", "schema": None, "decision": None}],
+            )
+            request.decide("lockgate.approval.hold", approval_id=approval.id, tools=",".join(loop.tools))
+            self._webhooks.announce(approval.public())
+        if not approval.decided:
+            approval = await self.approvals.wait(approval.id, self.window(request)) or approval
+        if not approval.decided:
+            request.decide("lockgate.approval.awaiting", approval_id=approval.id)
+            return _text_completion(
+                request,
+                f"This agent is repeating itself ({loop.describe()}), so its next step is awaiting human "
+                f"approval (approval id {approval.id}). Ask again later.",
+            )
+        decision = approval.calls[0]["decision"]
+        request.decide("lockgate.approval.delivered", approval_id=approval.id, actions=decision["action"])
+        if decision["action"] == "deny":
+            who = "it expired unreviewed" if decision["by"] == "lockgate" else f"{decision['by']} stopped it"
+            why = f" ({decision['reason']})" if decision.get("reason") and decision["by"] != "lockgate" else ""
+            raise PolicyViolation("loops", f"the agent is looping: {loop.describe()}; {who}{why}")
+        return None
 
     # ------------------------------------------------------------------ holding a response
 

@@ -71,13 +71,17 @@ class PolicyStage:
             if paused is not None:
                 return Early(desk, request, body=paused)
         loop = self.engine.before_call(request)
-        if loop is not None:
+        if loop is not None and desk is not None:
+            held = await desk.hold_loop(request, loop)
+            if held is not None:
+                return Early(desk, request, body=held)
+        elif loop is not None:
             raise PolicyViolation(
                 "loops",
                 f"the agent is looping: {loop.describe()}; it needs a human to let it continue, "
-                "and approvals are not enabled for loops yet",
+                "and approvals are not enabled",
             )
-        if desk is not None and self.engine.may_hold:
+        if desk is not None and (self.engine.may_hold or loop is not None):
             approval = await desk.reattach(request)
             if approval is not None:
                 return Early(desk, request, approval=approval)
