@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.api.chat import ChatApi
 from gateway.api.embeddings import EmbeddingsApi
 from gateway.api.health import HealthApi
+from gateway.api.oversight import OversightApi
 from gateway.api.models import ModelsApi
 from gateway.api.sessions import SessionsApi
 from gateway.auth import Authenticator
@@ -37,6 +38,12 @@ from gateway.errors import (
 from gateway.governance import Governance
 from gateway.keys.resolver import KeyResolverMiddleware
 from gateway.pipeline import Pipeline
+from gateway.policies.engine import PolicyEngine
+from gateway.policies.approvals import Approvals
+from gateway.policies.holds import HoldDesk
+from gateway.policies.pauses import Pauses
+from gateway.policies.stage import PolicyStage
+from gateway.policies.webhook import WebhookAnnouncer
 from gateway.providers import Providers
 from gateway.routing.router import Router
 from gateway.sessions.service import Sessions
@@ -55,8 +62,12 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     authenticator = Authenticator(config, governance.key_cache)
     providers = Providers.create(config)
     router = Router(config, providers)
-    pipeline = Pipeline(authenticator, router, config.router.timeout)
+    policies = PolicyStage(PolicyEngine(config.policies))
+    pipeline = Pipeline(authenticator, router, config.router.timeout, policies)
     started = {"providers": False}
+    approvals = Approvals(store, config.approvals)
+    pauses = Pauses(store)
+    policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +82,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         finally:
             started["providers"] = False
             await providers.aclose()
-            await governance.aclose()
+            await policies.aclose()
+            await governance.aclose()  # closes the store too
             await asyncio.to_thread(telemetry.shutdown)
 
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -88,6 +100,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         app.router.add_route(f"{prefix}/models", models.list, methods=["GET"])
         app.router.add_route(f"{prefix}/models/{{model_id:path}}", models.retrieve, methods=["GET"])
     app.router.add_route("/healthz", health.healthz, methods=["GET"])
+    for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
+        app.router.add_route(path, endpoint, methods=methods)
     app.router.add_route("/readyz", health.readyz, methods=["GET"])
     for path, endpoint, methods in governance.routes():
         app.router.add_route(path, endpoint, methods=methods)

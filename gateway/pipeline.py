@@ -1,7 +1,7 @@
 """A request's life, in order, as plain awaits. The stage order lives here and nothing else.
 
-    authenticate -> check model access -> (pre-call policies) -> (reserve budget)
-      -> route: attempts, fallbacks -> provider call -> (settle budget) -> (post-call policies)
+    authenticate -> check model access -> pre-call policies -> (reserve budget)
+      -> route: attempts, fallbacks -> provider call -> (settle budget) -> post-call policies / hold
 
 Stages in brackets arrive with their issues; each is one call here.
 """
@@ -11,26 +11,38 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gateway.auth import Authenticator
 from gateway.config.runtime import Principal
 from gateway.context import ApiRequest
 from gateway.errors import UpstreamFailure, stream_error_event
-from gateway.providers.base import JsonReply
+from gateway.policies.stage import PolicyStage
+from gateway.providers.base import JsonReply, Summary
 from gateway.routing.router import OpenStream, Routed, Router
+
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class StreamResult:
-    routed: Routed[OpenStream]
+    routed: Routed[OpenStream] | Routed[None]
     events: AsyncIterator[bytes]
 
 
 class Pipeline:
-    def __init__(self, authenticator: Authenticator, router: Router, request_timeout: float) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        router: Router,
+        request_timeout: float,
+        policies: PolicyStage | None = None,
+    ) -> None:
         self._auth = authenticator
         self._router = router
         self._timeout = request_timeout
+        self._policies = policies
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """First stage, run by the API before the body is even read."""
@@ -44,7 +56,14 @@ class Pipeline:
 
     async def chat(self, request: ApiRequest) -> Routed[JsonReply]:
         self._admit(request)
-        return await self._router.chat(request)
+        if self._policies is not None:
+            early = await self._policies.before_call(request)
+            if early is not None:
+                return self._answered(request, JsonReply(await early.json(), Summary()))
+        routed = await self._router.chat(request)
+        if self._policies is not None:
+            routed.reply = await self._policies.after_json(request, routed.reply, routed.deployment.id)
+        return routed
 
     async def embeddings(self, request: ApiRequest) -> Routed[JsonReply]:
         self._admit(request)
@@ -52,8 +71,19 @@ class Pipeline:
 
     async def chat_stream(self, request: ApiRequest) -> StreamResult:
         self._admit(request)
+        if self._policies is not None:
+            early = await self._policies.before_call(request)
+            if early is not None:
+                return StreamResult(self._answered(request, None), early.stream())
         routed = await self._router.stream(request)
-        return StreamResult(routed, self._relay(routed))
+        events = self._relay(routed)
+        if self._policies is not None:
+            events = self._policies.filter_stream(request, events, routed.deployment.id)
+        return StreamResult(routed, events)
+
+    def _answered(self, request: ApiRequest, reply: T) -> Routed[T]:
+        """A request the policies answered without a model call (a held response, a pause): 0 attempts."""
+        return Routed(self._router.order(request.model)[0], reply, [])
 
     async def _relay(self, routed: Routed[OpenStream]) -> AsyncIterator[bytes]:
         """The client's events. Past the first byte a failure is an error event, never a clean end."""

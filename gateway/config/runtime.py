@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimit, RateLimitsSection
+from gateway.config.policies import ApprovalsSection, PoliciesSection
 
 Route = Literal["passthrough", "litellm", "fake"]
 
@@ -122,6 +123,8 @@ class RuntimeConfig:
     # Static keys from the config: secret -> principal.
     keys: dict[str, Principal] = field(repr=False)
     warnings: tuple[str, ...] = ()
+    policies: PoliciesSection = field(default_factory=PoliciesSection)
+    approvals: ApprovalsSection = field(default_factory=ApprovalsSection)
     store: StoreConfig = StoreConfig()
     budgets: BudgetsSection = BudgetsSection()
     rate_limits: RateLimitsSection = RateLimitsSection()

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimitsSection
+from gateway.config.policies import ApprovalsSection, PoliciesSection
 from gateway.store import validate_store_url
 
 
@@ -183,6 +184,8 @@ class ConfigFile(BaseModel):
 
     server: ServerSection = ServerSection()
     keys: list[StaticKey] = []
+    policies: PoliciesSection = PoliciesSection()
+    approvals: ApprovalsSection = ApprovalsSection()
     # `store: sqlite:///lockgate.db` or the long form `store: {url: ..., timeout: ...}`.
     store: StoreSection = StoreSection()
     budgets: BudgetsSection = BudgetsSection()
