@@ -44,7 +44,7 @@ class GatewayServer:
 
     def start(self) -> GatewayServer:
         self._thread.start()
-        if not self._ready.wait(15) or not self.port:
+        if not self._ready.wait(60) or not self.port:
             raise RuntimeError("the gateway did not start")
         return self
 
