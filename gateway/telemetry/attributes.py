@@ -79,6 +79,17 @@ def error_type(failure: UpstreamFailure) -> str:
     return failure.kind
 
 
+def time_to_first_chunk(attempt: Attempt, stream: bool) -> float | None:
+    """The provider's measurement, else (streams) the router's: an opened stream's attempt lasts until
+    its first event arrives, so its recorded duration is the time to the first chunk."""
+    summary = attempt.summary
+    if summary is None:
+        return None
+    if summary.time_to_first_chunk is not None:
+        return summary.time_to_first_chunk
+    return attempt.duration if stream else None
+
+
 def attempt_cost(attempt: Attempt) -> float | None:
     """USD for one attempt, when the deployment's `model_info` has prices and usage is known."""
     d = attempt.deployment

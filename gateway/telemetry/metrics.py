@@ -14,6 +14,7 @@ steady workload allocates none per request.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,7 +22,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from gateway.context import ApiRequest, Attempt, Decision
 from gateway.telemetry import semconv as sc
-from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type
+from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type, time_to_first_chunk
 from gateway.telemetry.sdk import ExportCounts
 
 Attrs = dict[str, Any]
@@ -120,12 +121,16 @@ class GatewayMetrics:
         self._request_duration.record(duration, attrs)
         previous: Attempt | None = None
         for attempt in attempts:
-            self._record_attempt(request, attempt, previous)
+            # A served stream's operation lasts until its last byte, which is now.
+            whole = time.time() - attempt.started if request.stream and attempt is served else attempt.duration
+            self._record_attempt(request, attempt, previous, whole)
             previous = attempt
         for decision in request.decisions:
             self._record_decision(decision)
 
-    def _record_attempt(self, request: ApiRequest, attempt: Attempt, previous: Attempt | None) -> None:
+    def _record_attempt(
+        self, request: ApiRequest, attempt: Attempt, previous: Attempt | None, duration: float
+    ) -> None:
         d = attempt.deployment
         failure = attempt.failure
         err = error_type(failure) if failure else None
@@ -135,15 +140,16 @@ class GatewayMetrics:
             ("op", request.operation, d.id, err, response_model),
             lambda: self._deployments.metric_attrs(d, request.operation, err, response_model),
         )
-        self._duration.record(attempt.duration, base)
+        self._duration.record(duration, base)
         self._attempts.add(("outcome", d.id, err), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_OUTCOME: err or "ok"})
         if previous is not None:
             tally = self._retries if previous.deployment.group == d.group else self._fallbacks
             tally.add((d.group,), lambda: {sc.LOCKGATE_MODEL_GROUP: d.group})
         if summary is None:
             return
-        if summary.time_to_first_chunk is not None:
-            self._ttfc.record(summary.time_to_first_chunk, base)
+        ttfc = time_to_first_chunk(attempt, request.stream)
+        if ttfc is not None:
+            self._ttfc.record(ttfc, base)
         usage = summary.usage
         if usage is not None:
             key = ("tok", request.operation, d.id, response_model)

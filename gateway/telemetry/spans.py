@@ -17,7 +17,13 @@ from gateway.context import ApiRequest, Attempt
 from gateway.errors import scrub_secrets
 from gateway.providers.base import Summary
 from gateway.telemetry import semconv as sc
-from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type, request_params
+from gateway.telemetry.attributes import (
+    DeploymentAttributes,
+    attempt_cost,
+    error_type,
+    request_params,
+    time_to_first_chunk,
+)
 from gateway.telemetry.content import input_messages
 from gateway.telemetry.sdk import FinishedSpans
 
@@ -130,6 +136,9 @@ class SpanRecorder:
         attrs[sc.LOCKGATE_ATTEMPT] = index + 1
         if attempt.summary is not None:
             _summary(attempt.summary, attrs)
+            ttfc = time_to_first_chunk(attempt, common.get(sc.GEN_AI_REQUEST_STREAM) is True)
+            if ttfc is not None:
+                attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
         cost = attempt_cost(attempt)
         if cost is not None:
             attrs[sc.LOCKGATE_COST_USD] = cost
@@ -171,8 +180,6 @@ def _summary(summary: Summary, attrs: Attrs) -> None:
         attrs[sc.GEN_AI_RESPONSE_MODEL] = summary.response_model
     if summary.finish_reasons:
         attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(summary.finish_reasons)
-    if summary.time_to_first_chunk is not None:
-        attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = summary.time_to_first_chunk
     usage = summary.usage
     if usage is not None:
         attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens

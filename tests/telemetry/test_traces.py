@@ -263,3 +263,18 @@ def test_requests_refused_before_routing_still_get_a_server_span_and_the_header(
     assert children == []
     assert server.attributes["http.response.status_code"] == 400
     assert response.headers["x-lockgate-trace-id"] == format(server.context.trace_id, "032x")
+
+
+def test_a_stream_from_a_provider_that_does_not_time_its_first_chunk_still_gets_one(
+    traced_gateway: TracedFactory,
+) -> None:
+    gateway, sink = traced_gateway(
+        "model_list:\n  - model_name: slow\n    litellm_params: {model: fake/slow-50ms-drip-5ms}\n" + AUTH
+    )
+    list(client(gateway.url).chat.completions.create(model="slow", messages=MESSAGES, stream=True))
+
+    _, (call,) = one_request(sink)
+    ttfc = call.attributes["gen_ai.response.time_to_first_chunk"]
+    assert 0 < ttfc < (call.end_time - call.start_time) / 1e9
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert "gen_ai_client_operation_time_to_first_chunk_seconds_count{" in metrics
