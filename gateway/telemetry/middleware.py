@@ -43,6 +43,8 @@ class _HeaderGetter(Getter[Headers]):
 
 
 _GETTER = _HeaderGetter()
+# Probes and scrapes: answered with the trace id header, but neither traced nor counted (noise).
+_QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
 def incoming_trace_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -69,7 +71,7 @@ class TelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._t.recorder is None:
+        if self._t.recorder is None or scope["path"] in _QUIET_PATHS:
             await self._untraced(scope, receive, send)
         else:
             await self._traced(scope, receive, send)
@@ -85,7 +87,7 @@ class TelemetryMiddleware:
             await send(message)
 
         metrics = self._t.metrics
-        if metrics is None:
+        if metrics is None or scope["path"] in _QUIET_PATHS:
             await self.app(scope, receive, send_with_header)
             return
         started = time.perf_counter()

@@ -123,6 +123,11 @@ def test_a_call_that_retried_and_fell_back_shows_every_attempt_in_order(
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert 'lockgate_retries_total{lockgate_model_group="primary"' in metrics
     assert 'lockgate_fallbacks_total{lockgate_model_group="backup"' in metrics
+    # Scrapes and probes are not traced: the next traced request's span is the second one.
+    assert httpx.get(f"{gateway.url}/healthz").status_code == 200
+    client(gateway.url).chat.completions.create(model="backup", messages=MESSAGES)
+    assert {s.attributes["url.path"] for s in sink.wait_servers(2)} == {"/v1/chat/completions"}
+    assert len(sink.servers()) == 2
 
 
 def test_a_call_that_failed_everywhere_is_an_error_span_with_the_trace_id_in_the_error_response(
