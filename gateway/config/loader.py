@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gateway.config.catalog import FAKE_PROVIDER, OPENAI_COMPATIBLE, split_model
+from gateway.config.governance import RateLimit
 from gateway.config.runtime import (
     Deployment,
     ModelGroup,
@@ -25,6 +26,7 @@ from gateway.config.runtime import (
     RuntimeConfig,
     ServerConfig,
     TelemetryConfig,
+    StoreConfig,
     Timeouts,
 )
 from gateway.config.schema import IGNORED_LITELLM_SECTIONS, ConfigFile, Lenient, ModelEntry
@@ -196,6 +198,8 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
             team=key.team,
             user=key.user,
             models=frozenset(key.models) if key.models else None,
+            budgets=tuple(key.budgets),
+            rate_limit=RateLimit(rpm=key.rpm, tpm=key.tpm) if key.rpm is not None or key.tpm is not None else None,
         )
 
     if not groups and not problems:
@@ -213,6 +217,13 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
             content_policy_fallbacks=chains("content_policy_fallbacks", router.content_policy_fallbacks),
             allowed_fails=router.allowed_fails,
             cooldown_time=router.cooldown_time,
+            group_strategies=_group_strategies(parsed, groups, problems, warnings),
+            retry_backoff=parsed.routing.retry_backoff,
+            max_backoff=max(parsed.routing.max_backoff, parsed.routing.retry_backoff),
+            min_retry_wait=router.retry_after,
+            breakers_enabled=parsed.breakers.enabled,
+            breaker_threshold=parsed.breakers.failure_threshold or router.allowed_fails,
+            breaker_reset=parsed.breakers.reset_timeout or router.cooldown_time,
         ),
         server=ServerConfig(
             host=server.host, port=server.port, workers=server.workers, max_body_bytes=server.max_body_bytes
@@ -221,6 +232,9 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
         keys=keys,
         warnings=tuple(warnings),
         telemetry=_telemetry(parsed),
+        store=StoreConfig(url=parsed.store.url, timeout=parsed.store.timeout),
+        budgets=parsed.budgets,
+        rate_limits=parsed.rate_limits,
     )
 
 
@@ -240,6 +254,28 @@ def _telemetry(parsed: ConfigFile) -> TelemetryConfig:
         otlp_headers=tuple(section.otlp.headers.items()),
         otlp_timeout=section.otlp.timeout,
     )
+
+
+_STRATEGIES_IMPLEMENTED = ("simple-shuffle", "latency-based-routing", "least-busy")
+
+
+def _group_strategies(
+    parsed: ConfigFile, groups: dict[str, list[Deployment]], problems: list[str], warnings: list[str]
+) -> tuple[tuple[str, str], ...]:
+    """Per-group strategies; LiteLLM's usage-based ones are accepted and served by simple-shuffle."""
+    if parsed.router_settings.routing_strategy not in _STRATEGIES_IMPLEMENTED:
+        warnings.append(
+            f"router_settings.routing_strategy: '{parsed.router_settings.routing_strategy}' is not implemented"
+            " by Lockgate; simple-shuffle is used"
+        )
+    out = []
+    for group, strategy in parsed.routing.strategies.items():
+        if group not in groups:
+            problems.append(f"routing.strategies.{group}: no model_list entry has model_name '{group}'")
+        if strategy not in _STRATEGIES_IMPLEMENTED:
+            warnings.append(f"routing.strategies.{group}: '{strategy}' is not implemented; simple-shuffle is used")
+        out.append((group, strategy))
+    return tuple(out)
 
 
 # litellm_params that Lockgate reads itself; the rest are handed to litellm for its providers.

@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimitsSection
+from gateway.store import validate_store_url
+
 
 class Strict(BaseModel):
     """Lockgate's own sections: unknown keys are errors."""
@@ -104,6 +107,9 @@ class StaticKey(Strict):
     user: str | None = None
     # Model groups this key may call; empty means every model.
     models: list[str] = []
+    budgets: list[BudgetLimit] = []
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
 
     @field_validator("key")
     @classmethod
@@ -113,6 +119,24 @@ class StaticKey(Strict):
         return value
 
 
+class BreakersSection(Strict):
+    """Circuit breakers per deployment; unset values follow `router_settings.allowed_fails`/`cooldown_time`."""
+
+    enabled: bool = True
+    # Consecutive failures (5xx, connection errors, timeouts, bad bodies) that open a breaker.
+    failure_threshold: int | None = Field(default=None, ge=1)
+    # Seconds a breaker stays open before one probe request is let through.
+    reset_timeout: float | None = Field(default=None, gt=0)
+
+
+class RoutingSection(Strict):
+    """Retry backoff and per-group strategies (the default is `router_settings.routing_strategy`)."""
+
+    # Seconds before the first retry of a deployment; doubles per retry (with jitter) up to the max.
+    retry_backoff: float = Field(default=0.5, gt=0)
+    max_backoff: float = Field(default=8.0, gt=0)
+    # model_name -> strategy for that group.
+    strategies: dict[str, RoutingStrategy] = {}
 class OtlpSection(Strict):
     """Where spans and metrics go; unset keys fall back to the standard OTEL_EXPORTER_OTLP_* variables."""
 
@@ -143,6 +167,17 @@ class TelemetrySection(Strict):
     metrics_export_interval: float = Field(default=60.0, gt=0)
     resource_attributes: dict[str, str] = {}
     otlp: OtlpSection = OtlpSection()
+class StoreSection(Strict):
+    """Where durable state lives: `sqlite:///path` (embedded default) or `redis://host:port/db`."""
+
+    url: str = "sqlite:///lockgate.db"
+    # Seconds to wait for the store before treating it as unreachable.
+    timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        return validate_store_url(value)
 
 
 class ConfigFile(BaseModel):
@@ -164,7 +199,18 @@ class ConfigFile(BaseModel):
 
     server: ServerSection = ServerSection()
     keys: list[StaticKey] = []
+    breakers: BreakersSection = BreakersSection()
+    routing: RoutingSection = RoutingSection()
     telemetry: TelemetrySection = TelemetrySection()
+    # `store: sqlite:///lockgate.db` or the long form `store: {url: ..., timeout: ...}`.
+    store: StoreSection = StoreSection()
+    budgets: BudgetsSection = BudgetsSection()
+    rate_limits: RateLimitsSection = RateLimitsSection()
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_url(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
 
 
 # LiteLLM sections whose presence Lockgate notices but does not act on.

@@ -38,6 +38,9 @@ class DeploymentAttributes:
                     attrs[sc.SERVER_ADDRESS], attrs[sc.SERVER_PORT] = server
                 self._span[d.id] = attrs
 
+    def deployment_ids(self) -> list[str]:
+        return list(self._span)
+
     def model_label(self, model: str) -> str:
         """The client's model as a metric label: only configured groups, so labels stay bounded."""
         return model if model in self._groups else OTHER_MODEL

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -26,6 +26,16 @@ from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, err
 from gateway.telemetry.sdk import ExportCounts
 
 Attrs = dict[str, Any]
+
+
+class BreakerChange(Protocol):
+    """What a breaker transition carries, as routing reports it (telemetry does not import routing)."""
+
+    @property
+    def deployment_id(self) -> str: ...
+
+    @property
+    def new(self) -> str: ...
 
 
 class _Tally:
@@ -53,7 +63,8 @@ class GatewayMetrics:
     def __init__(self, meter: Meter, deployments: DeploymentAttributes, counts: ExportCounts | None) -> None:
         self._deployments = deployments
         self._cache: dict[tuple[Any, ...], Attrs] = {}
-        self._breakers: dict[str, int] = {}
+        # Every deployment starts closed, so the gauge has a series per deployment from the start.
+        self._breakers: dict[str, int] = dict.fromkeys(deployments.deployment_ids(), sc.BREAKER_CLOSED)
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
@@ -169,6 +180,12 @@ class GatewayMetrics:
             deployment = next((decision.attributes[k] for k in sc.DEPLOYMENT_KEYS if k in decision.attributes), None)
             if state is not None and deployment is not None:
                 self._breakers[str(deployment)] = state
+
+    def breaker_transition(self, transition: BreakerChange) -> None:
+        """A breaker listener (routing's `breakers.listeners`): catches transitions no request saw."""
+        state = _breaker_state(transition.new)
+        if state is not None:
+            self._breakers[transition.deployment_id] = state
 
     def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(state, {sc.LOCKGATE_DEPLOYMENT: d}) for d, state in list(self._breakers.items())]

@@ -135,7 +135,7 @@ def test_a_call_that_failed_everywhere_is_an_error_span_with_the_trace_id_in_the
 ) -> None:
     gateway, sink = traced_gateway(
         "model_list:\n" + openai_model("primary", upstream) + openai_model("backup", upstream)
-        + "router_settings: {fallbacks: [{primary: [backup]}]}\n" + AUTH
+        + "router_settings: {num_retries: 0, fallbacks: [{primary: [backup]}]}\n" + AUTH
     )
     upstream.upstream.default = Fault.error(503, "overloaded")
     response = httpx.post(
@@ -283,3 +283,27 @@ def test_a_stream_from_a_provider_that_does_not_time_its_first_chunk_still_gets_
     assert 0 < ttfc < (call.end_time - call.start_time) / 1e9
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert "gen_ai_client_operation_time_to_first_chunk_seconds_count{" in metrics
+
+
+def test_a_breaker_opening_is_a_span_event_and_a_gauge(traced_gateway: TracedFactory, upstream: UpstreamServer) -> None:
+    gateway, sink = traced_gateway(
+        "model_list:\n" + openai_model("solo", upstream)
+        + "router_settings: {num_retries: 0}\nbreakers: {failure_threshold: 2, reset_timeout: 60}\n" + AUTH
+    )
+    upstream.upstream.default = Fault.error(500, "boom")
+    before = httpx.get(f"{gateway.url}/metrics").text
+    assert 'lockgate_breaker_state{lockgate_deployment_id="solo#0"' in before
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    body = {"model": "solo", "messages": MESSAGES}
+    for _ in range(2):
+        assert httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers).status_code >= 500
+
+    servers = sink.wait_servers(2)
+    events = [e for s in servers for e in s.events if e.name.startswith("lockgate.breaker.")]
+    assert [e.name for e in events] == ["lockgate.breaker.open"]
+    assert events[0].attributes["deployment"] == "solo#0"
+    gauge = next(
+        line for line in httpx.get(f"{gateway.url}/metrics").text.splitlines()
+        if line.startswith('lockgate_breaker_state{lockgate_deployment_id="solo#0"')
+    )
+    assert gauge.endswith(" 2.0")
