@@ -78,7 +78,7 @@ def main() -> None:
             bodies[kind].write_bytes(json.dumps(body).encode())
         gateways: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         try:
-            wait_http(f"http://127.0.0.1:{stub_port}/v1/models")
+            wait_http(f"http://127.0.0.1:{stub_port}/v1/chat/completions", method="POST", data=b'{"model":"x"}')
             for name, (section, export) in SETTINGS.items():
                 config = workdir / f"{name.replace(' ', '_').replace('%', 'pct')}.yaml"
                 config.write_text(gateway_config(stub_port) + section)
