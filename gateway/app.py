@@ -97,6 +97,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     # Telemetry hooks `router.breakers.listeners`; tests read breaker states through it.
     app.state.router = router
+    if telemetry.metrics is not None:
+        router.breakers.listeners.append(telemetry.metrics.breaker_transition)
     app.state.store = store
     chat = ChatApi(pipeline, config.server.max_body_bytes)
     embeddings = EmbeddingsApi(pipeline, config.server.max_body_bytes)
