@@ -434,6 +434,12 @@ def main() -> None:
 
     if args.nice:
         os.nice(args.nice)
+        # With autogroup scheduling (Linux's default for desktop/session setups) niceness only ranks
+        # processes within their session's group; the group's own niceness ranks it against others.
+        try:
+            Path("/proc/self/autogroup").write_text(str(args.nice))
+        except OSError:
+            pass
     started = time.time()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="lockgate-bench-") as tmp:
