@@ -104,10 +104,13 @@ class Governance:
             await asyncio.sleep(self.sweep_interval)
 
     async def aclose(self) -> None:
+        """Stop background work, flush what can be flushed; bounded so a sick store cannot hang shutdown."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        await self.alerts.aclose()
-        await self.audit.drain()
-        await self.store.aclose()
+        for step, seconds in ((self.alerts.aclose, 5.0), (self.audit.drain, 5.0), (self.store.aclose, 5.0)):
+            try:
+                await asyncio.wait_for(step(), seconds)
+            except TimeoutError:
+                log.warning("shutdown: %s did not finish within %.0fs; abandoned", step.__qualname__, seconds)

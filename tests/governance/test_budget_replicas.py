@@ -40,12 +40,14 @@ def replicas(upstream: UpstreamServer, redis_prefix: str, tmp_path: Path) -> Ite
         f"store: 'redis://127.0.0.1:6379/0?prefix={redis_prefix}'\n"
     )
     processes, urls = [], []
-    for _ in range(3):
+    for i in range(3):
         port = free_port()
+        # Output to a file: an unread pipe could fill and block a replica.
+        log = (tmp_path / f"replica-{i}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
-             "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+             "--log-level", "info"],
+            stdout=log, stderr=subprocess.STDOUT,
         )
         processes.append(process)
         urls.append(f"http://127.0.0.1:{port}")
