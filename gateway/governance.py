@@ -22,6 +22,7 @@ from starlette.responses import Response
 from gateway.alerts.dispatcher import AlertDispatcher
 from gateway.api.admin import AdminGuard
 from gateway.api.admin_keys import AdminKeysApi
+from gateway.api.admin_reports import AdminReportsApi
 from gateway.audit.trail import AuditTrail
 from gateway.budgets.gate import BudgetGate
 from gateway.budgets.pricing import PriceBook
@@ -85,7 +86,8 @@ class Governance:
         return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, sweep)
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
-        routes = [*AdminKeysApi(self.guard, self.keys).routes()]
+        routes = [*AdminKeysApi(self.guard, self.keys).routes(),
+                  *AdminReportsApi(self.guard, self.audit, self.store).routes()]
         return [(path, _store_errors_as_503(endpoint), methods) for path, endpoint, methods in routes]
 
     async def start(self) -> None:

@@ -216,6 +216,10 @@ class RedisStore:
             out.append(LedgerEntry(float(e["ts"]), e["id"], e["meta"], e["charged"], bool(e["swept"])))
         return out
 
+    async def ledger_append(self, reservation_id: str, meta: JsonDict, charged: dict[str, int], now: float) -> None:
+        entry = orjson.dumps({"ts": now, "id": reservation_id, "meta": meta, "charged": charged, "swept": False})
+        await self._call(lambda: self._client.zadd(self._k("ledger"), {entry: now}))
+
     # ---- audit
 
     async def audit_append(

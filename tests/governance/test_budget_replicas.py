@@ -53,7 +53,7 @@ def replicas(upstream: UpstreamServer, redis_prefix: str, tmp_path: Path) -> Ite
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for url, process in zip(urls, processes, strict=True):
-            wait_ready(url, process)
+            wait_ready(url, process, timeout=90)  # a busy shared machine can be slow to start three
         yield urls
     finally:
         for process in processes:
@@ -67,7 +67,7 @@ def replicas(upstream: UpstreamServer, redis_prefix: str, tmp_path: Path) -> Ite
 
 
 async def _hammer(urls: list[str]) -> tuple[int, int, list[str]]:
-    clients = [openai.AsyncOpenAI(base_url=f"{u}/v1", api_key=KEY, max_retries=0, timeout=60) for u in urls]
+    clients = [openai.AsyncOpenAI(base_url=f"{u}/v1", api_key=KEY, max_retries=0, timeout=180) for u in urls]
 
     async def one(i: int) -> str:
         try:
