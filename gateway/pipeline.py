@@ -18,6 +18,7 @@ from gateway.config.runtime import Principal
 from gateway.context import ApiRequest
 from gateway.errors import UpstreamFailure, stream_error_event
 from gateway.providers.base import JsonReply
+from gateway.routing.deadline import request_timeout
 from gateway.routing.router import OpenStream, Routed, Router
 
 
@@ -44,7 +45,7 @@ class Pipeline:
         assert request.principal is not None, "authenticate() runs first"
         self._router.chain(request.model)  # unknown model: 404 before anything else happens
         self._auth.check_model(request.principal, request.model)
-        request.deadline = asyncio.get_running_loop().time() + self._timeout
+        request.deadline = asyncio.get_running_loop().time() + request_timeout(request.headers, self._timeout)
 
     async def _reserve(self, request: ApiRequest) -> Hold | None:
         """Budgets and rate limits: an upper bound of the cost is reserved before routing."""
@@ -97,6 +98,7 @@ class Pipeline:
             async for event in stream.rest:
                 yield event
         except UpstreamFailure as failure:
+            routed.attempts[-1].failure = failure  # recorded for the trace: the served attempt broke
             yield stream_error_event(failure.to_client_error(routed.deployment.id))
         finally:
             await stream.reply.aclose()

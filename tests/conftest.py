@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,11 +34,17 @@ GatewayFactory = Callable[[str], GatewayServer]
 
 
 @pytest.fixture
-def gateway_factory() -> Iterator[GatewayFactory]:
-    """Start real gateways from YAML text; every one is stopped when the test ends."""
+def gateway_factory(tmp_path: Path) -> Iterator[GatewayFactory]:
+    """Start real gateways from YAML text; every one is stopped when the test ends.
+
+    Without a `store:` section each test's gateways share a fresh SQLite file in the test's own
+    directory, so no test sees another's keys, budgets or holds, and nothing lands in the checkout.
+    """
     started: list[GatewayServer] = []
 
     def start(yaml_text: str) -> GatewayServer:
+        if not any(line.startswith("store:") for line in yaml_text.splitlines()):
+            yaml_text += f"\nstore: sqlite:///{tmp_path / 'lockgate.db'}\n"
         server = GatewayServer(parse_config(yaml_text)).start()
         started.append(server)
         return server
@@ -65,6 +72,7 @@ def basic_gateway(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> 
         + openai_model("gpt-4o", upstream)
         + openai_model("text-embedding-3-small", upstream)
         + f"general_settings: {{master_key: {MASTER_KEY}}}\n"
+        + "routing: {retry_backoff: 0.01, max_backoff: 0.05}\n"  # retries stay quick in tests
     )
 
 

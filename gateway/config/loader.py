@@ -25,6 +25,7 @@ from gateway.config.runtime import (
     RouterConfig,
     RuntimeConfig,
     ServerConfig,
+    TelemetryConfig,
     StoreConfig,
     Timeouts,
 )
@@ -216,6 +217,13 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
             content_policy_fallbacks=chains("content_policy_fallbacks", router.content_policy_fallbacks),
             allowed_fails=router.allowed_fails,
             cooldown_time=router.cooldown_time,
+            group_strategies=_group_strategies(parsed, groups, problems, warnings),
+            retry_backoff=parsed.routing.retry_backoff,
+            max_backoff=max(parsed.routing.max_backoff, parsed.routing.retry_backoff),
+            min_retry_wait=router.retry_after,
+            breakers_enabled=parsed.breakers.enabled,
+            breaker_threshold=parsed.breakers.failure_threshold or router.allowed_fails,
+            breaker_reset=parsed.breakers.reset_timeout or router.cooldown_time,
         ),
         server=ServerConfig(
             host=server.host, port=server.port, workers=server.workers, max_body_bytes=server.max_body_bytes
@@ -223,10 +231,51 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
         master_key=parsed.general_settings.master_key,
         keys=keys,
         warnings=tuple(warnings),
+        telemetry=_telemetry(parsed),
         store=StoreConfig(url=parsed.store.url, timeout=parsed.store.timeout),
         budgets=parsed.budgets,
         rate_limits=parsed.rate_limits,
     )
+
+
+def _telemetry(parsed: ConfigFile) -> TelemetryConfig:
+    section = parsed.telemetry
+    return TelemetryConfig(
+        tracing=section.tracing,
+        metrics=section.metrics,
+        prometheus=section.prometheus,
+        service_name=section.service_name,
+        sample_ratio=section.sample_ratio,
+        capture_message_content=section.capture_message_content,
+        metrics_export_interval=section.metrics_export_interval,
+        resource_attributes=tuple(section.resource_attributes.items()),
+        otlp_endpoint=section.otlp.endpoint,
+        otlp_protocol=section.otlp.protocol,
+        otlp_headers=tuple(section.otlp.headers.items()),
+        otlp_timeout=section.otlp.timeout,
+    )
+
+
+_STRATEGIES_IMPLEMENTED = ("simple-shuffle", "latency-based-routing", "least-busy")
+
+
+def _group_strategies(
+    parsed: ConfigFile, groups: dict[str, list[Deployment]], problems: list[str], warnings: list[str]
+) -> tuple[tuple[str, str], ...]:
+    """Per-group strategies; LiteLLM's usage-based ones are accepted and served by simple-shuffle."""
+    if parsed.router_settings.routing_strategy not in _STRATEGIES_IMPLEMENTED:
+        warnings.append(
+            f"router_settings.routing_strategy: '{parsed.router_settings.routing_strategy}' is not implemented"
+            " by Lockgate; simple-shuffle is used"
+        )
+    out = []
+    for group, strategy in parsed.routing.strategies.items():
+        if group not in groups:
+            problems.append(f"routing.strategies.{group}: no model_list entry has model_name '{group}'")
+        if strategy not in _STRATEGIES_IMPLEMENTED:
+            warnings.append(f"routing.strategies.{group}: '{strategy}' is not implemented; simple-shuffle is used")
+        out.append((group, strategy))
+    return tuple(out)
 
 
 # litellm_params that Lockgate reads itself; the rest are handed to litellm for its providers.

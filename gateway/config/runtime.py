@@ -79,6 +79,14 @@ class RouterConfig:
     content_policy_fallbacks: tuple[tuple[str, tuple[str, ...]], ...] = ()
     allowed_fails: int = 3
     cooldown_time: float = 30.0
+    # Resilience (the `routing:` and `breakers:` sections, and router_settings.retry_after).
+    group_strategies: tuple[tuple[str, str], ...] = ()
+    retry_backoff: float = 0.5
+    max_backoff: float = 8.0
+    min_retry_wait: float = 0.0
+    breakers_enabled: bool = True
+    breaker_threshold: int = 3
+    breaker_reset: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,24 @@ class ServerConfig:
     port: int = 4000
     workers: int = 1
     max_body_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """The `telemetry:` section as written; gateway/telemetry/settings.py merges the OTEL_* variables."""
+
+    tracing: bool | None = None
+    metrics: bool = True
+    prometheus: bool = True
+    service_name: str | None = None
+    sample_ratio: float = 1.0
+    capture_message_content: bool | None = None
+    metrics_export_interval: float = 60.0
+    resource_attributes: tuple[tuple[str, str], ...] = ()
+    otlp_endpoint: str | None = None
+    otlp_protocol: str | None = None
+    otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    otlp_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +130,7 @@ class RuntimeConfig:
     # Static keys from the config: secret -> principal.
     keys: dict[str, Principal] = field(repr=False)
     warnings: tuple[str, ...] = ()
+    telemetry: TelemetryConfig = TelemetryConfig()
     store: StoreConfig = StoreConfig()
     budgets: BudgetsSection = BudgetsSection()
     rate_limits: RateLimitsSection = RateLimitsSection()
@@ -117,4 +144,5 @@ class RuntimeConfig:
         found = [self.master_key or "", *self.keys]
         for group in self.groups.values():
             found.extend(d.api_key or "" for d in group.deployments)
+        found.extend(value for _, value in self.telemetry.otlp_headers)
         return tuple(s for s in found if s)

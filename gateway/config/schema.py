@@ -119,6 +119,54 @@ class StaticKey(Strict):
         return value
 
 
+class BreakersSection(Strict):
+    """Circuit breakers per deployment; unset values follow `router_settings.allowed_fails`/`cooldown_time`."""
+
+    enabled: bool = True
+    # Consecutive failures (5xx, connection errors, timeouts, bad bodies) that open a breaker.
+    failure_threshold: int | None = Field(default=None, ge=1)
+    # Seconds a breaker stays open before one probe request is let through.
+    reset_timeout: float | None = Field(default=None, gt=0)
+
+
+class RoutingSection(Strict):
+    """Retry backoff and per-group strategies (the default is `router_settings.routing_strategy`)."""
+
+    # Seconds before the first retry of a deployment; doubles per retry (with jitter) up to the max.
+    retry_backoff: float = Field(default=0.5, gt=0)
+    max_backoff: float = Field(default=8.0, gt=0)
+    # model_name -> strategy for that group.
+    strategies: dict[str, RoutingStrategy] = {}
+class OtlpSection(Strict):
+    """Where spans and metrics go; unset keys fall back to the standard OTEL_EXPORTER_OTLP_* variables."""
+
+    endpoint: str | None = None
+    protocol: Literal["http/protobuf", "grpc"] | None = None
+    # Sent with every export (a collector's auth token): use os.environ/NAME for secrets.
+    headers: dict[str, str] = {}
+    timeout: float | None = Field(default=None, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class TelemetrySection(Strict):
+    # None: tracing is on when an OTLP endpoint is set (here or in OTEL_EXPORTER_OTLP_*ENDPOINT).
+    tracing: bool | None = None
+    # Metrics are cheap and on by default; `prometheus` serves them on GET /metrics.
+    metrics: bool = True
+    prometheus: bool = True
+    service_name: str | None = None
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    # None: follow OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT (off when unset).
+    capture_message_content: bool | None = None
+    metrics_export_interval: float = Field(default=60.0, gt=0)
+    resource_attributes: dict[str, str] = {}
+    otlp: OtlpSection = OtlpSection()
 class StoreSection(Strict):
     """Where durable state lives: `sqlite:///path` (embedded default) or `redis://host:port/db`."""
 
@@ -151,6 +199,9 @@ class ConfigFile(BaseModel):
 
     server: ServerSection = ServerSection()
     keys: list[StaticKey] = []
+    breakers: BreakersSection = BreakersSection()
+    routing: RoutingSection = RoutingSection()
+    telemetry: TelemetrySection = TelemetrySection()
     # `store: sqlite:///lockgate.db` or the long form `store: {url: ..., timeout: ...}`.
     store: StoreSection = StoreSection()
     budgets: BudgetsSection = BudgetsSection()

@@ -62,12 +62,14 @@ class OpenAICompatProvider:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + call.timeout
+        # Time to first token runs from the request, so slow response headers count against it too.
+        first_by = deadline if timeouts.first_token is None else min(deadline, started + timeouts.first_token)
         response = await self._send(
             call,
             "/chat/completions",
             _forward_body(call),
             aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
-            deadline,
+            first_by,
         )
         return PassthroughStream(response, call, started, deadline)
 
@@ -98,11 +100,16 @@ class OpenAICompatProvider:
         if deployment.api_key:
             headers["Authorization"] = f"Bearer {deployment.api_key}"
         url = f"{deployment.api_base}{path}"
+        loop = asyncio.get_running_loop()
+        limit = deadline - loop.time()
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._session.post(url, data=body, headers=headers, timeout=timeout)
+        except aiohttp.ConnectionTimeoutError:
+            # Nothing was sent: as safe to retry as a refused connection.
+            raise UpstreamFailure("connect", f"no connection within {timeout.sock_connect:g}s") from None
         except TimeoutError:
-            raise UpstreamFailure("timeout", f"no response headers within {call.timeout:g}s") from None
+            raise UpstreamFailure("timeout", f"no response headers within {max(limit, 0):.3g}s") from None
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamFailure("connect", f"cannot connect ({exc.os_error.strerror or exc})") from None
         except aiohttp.ClientError as exc:
@@ -141,9 +148,15 @@ class PassthroughStream:
         content = self._response.content
         first = True
         try:
+            first_by = self._deadline
+            if timeouts.first_token is not None:
+                first_by = min(first_by, self._started + timeouts.first_token)
             while True:
-                gap = timeouts.first_token if first else timeouts.idle
-                limit = self._deadline if gap is None else min(self._deadline, loop.time() + gap)
+                if first:
+                    limit = first_by
+                else:
+                    gap = timeouts.idle
+                    limit = self._deadline if gap is None else min(self._deadline, loop.time() + gap)
                 try:
                     async with asyncio.timeout_at(limit):
                         chunk = await content.readany()

@@ -1,25 +1,54 @@
-"""Runs a request's attempts over its model group and fallback groups, in order, until one succeeds.
+"""Runs a request's attempts over its model group and fallback groups until one succeeds.
 
-Returns what happened as values (`Attempt`s) for the telemetry and the response headers. A failure
-that is the client's own fault ends the request at once; any other moves on to the next deployment.
+For each group of the chain (the request's model, then `fallbacks`), the router tries the group's
+deployments in the order its strategy gives, skipping those whose breaker is open, that are cooling
+down after a 429, or whose context window the prompt cannot fit. A failure is classified by
+`classify` (one table): the client's own fault ends the request at once (or, for a context-length or
+content-policy error, moves it to that fallback chain); anything else moves on to the next fresh
+deployment at once, then to the next group of the chain; only in the chain's last group, once no
+fresh deployment is left, does it retry a failed one after a backoff (Retry-After first): failing
+over beats waiting. Retries are at most `num_retries` per request and never wait past the deadline. When nothing in
+the chain can be tried at all, the answer is an immediate 503 naming what is down.
+
+Everything that happens is recorded on the request as values: `request.attempts`, and decisions
+named `lockgate.retry`, `lockgate.fallback`, `lockgate.cooldown`, `lockgate.skipped` and
+`lockgate.breaker.<state>`; breaker transitions also go to `breakers.listeners`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from gateway.config.runtime import Deployment, RuntimeConfig
 from gateway.context import ApiRequest, Attempt
-from gateway.errors import GatewayError, ModelNotFound, ServiceUnavailable, UpstreamFailure
+from gateway.errors import (
+    ContextLengthExceeded,
+    GatewayError,
+    ModelNotFound,
+    ServiceUnavailable,
+    UpstreamFailure,
+)
 from gateway.providers import Providers
-from gateway.providers.base import JsonReply, Provider, StreamReply, Summary, UpstreamCall
+from gateway.providers.base import JsonReply, Provider, UpstreamCall
+from gateway.routing.backoff import Backoff
+from gateway.routing.breakers import Breakers, BreakerSettings, BreakerTransition
+from gateway.routing.classify import Verdict, classify
+from gateway.routing.cooldowns import Cooldowns, InMemoryCooldowns
+from gateway.routing.strategies import DeploymentStats, order
+from gateway.routing.streams import OpenStream, TrackedStream
+from gateway.routing.windows import ContextWindows, could_exceed, estimate_prompt_tokens
 
 T = TypeVar("T")
+log = logging.getLogger("lockgate.routing")
+Chains = dict[str, tuple[str, ...]]
+
+__all__ = ["OpenStream", "Routed", "Router"]
 
 
 @dataclass(slots=True)
@@ -30,24 +59,69 @@ class Routed(Generic[T]):
 
 
 @dataclass(slots=True)
-class OpenStream:
-    """A stream whose first event has arrived: nothing has reached the client yet."""
+class _Down:
+    """Why a deployment could not be tried, and when it may be again (epoch seconds)."""
 
-    first: bytes
-    rest: AsyncIterator[bytes]
-    reply: StreamReply
+    reason: str
+    until: float
 
-    @property
-    def summary(self) -> Summary:
-        return self.reply.summary
+
+@dataclass(frozen=True, slots=True)
+class _TooLong:
+    """The prompt is estimated over some deployments' context windows."""
+
+    tokens: int
+    # Deployments whose window the prompt does not fit.
+    small: frozenset[str]
+    # Every deployment of the requested group is too small: go straight to the fallback.
+    skip_primary: bool
+
+
+class _SwitchChain(Exception):
+    """A context-length or content-policy error: continue on that fallback chain."""
+
+    def __init__(self, kind: str, error: GatewayError) -> None:
+        self.kind = kind
+        self.error = error
 
 
 class Router:
-    def __init__(self, config: RuntimeConfig, providers: Providers, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        providers: Providers,
+        *,
+        cooldowns: Cooldowns | None = None,
+        breakers: Breakers | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        settings = config.router
         self._groups = config.groups
-        self._fallbacks = dict(config.router.fallbacks)
+        self._fallbacks: Chains = dict(settings.fallbacks)
+        self._window_fallbacks: Chains = dict(settings.context_window_fallbacks)
+        self._policy_fallbacks: Chains = dict(settings.content_policy_fallbacks)
+        self._strategy = settings.strategy
+        self._strategies = dict(settings.group_strategies)
+        self._num_retries = settings.num_retries
+        self._cooldown_time = settings.cooldown_time
+        self._backoff = Backoff(settings.retry_backoff, settings.max_backoff, settings.min_retry_wait)
         self._providers = providers
         self._random = rng or random.Random()
+        self.cooldowns: Cooldowns = cooldowns or InMemoryCooldowns()
+        self.breakers = breakers or Breakers(
+            BreakerSettings(
+                failure_threshold=settings.breaker_threshold,
+                reset_timeout=settings.breaker_reset,
+                enabled=settings.breakers_enabled,
+                probe_timeout=settings.timeout,
+            )
+        )
+        self.stats = DeploymentStats()
+        # Windows matter only where a prompt can be sent elsewhere for being too long.
+        sized = {g for source, targets in settings.context_window_fallbacks for g in (source, *targets)}
+        self._windows = ContextWindows(
+            d for g in sized if g in self._groups for d in self._groups[g].deployments
+        )
 
     def knows(self, model: str) -> bool:
         return model in self._groups
@@ -61,58 +135,388 @@ class Router:
             )
         return [model, *self._fallbacks.get(model, ())]
 
-    def order(self, group: str) -> list[Deployment]:
-        """The group's deployments in weighted-random order (LiteLLM's simple-shuffle)."""
-        deployments = list(self._groups[group].deployments)
-        if len(deployments) < 2:
-            return deployments
-        ordered = []
-        while deployments:
-            pick = self._random.choices(range(len(deployments)), weights=[d.weight for d in deployments])[0]
-            ordered.append(deployments.pop(pick))
-        return ordered
-
     async def chat(self, request: ApiRequest) -> Routed[JsonReply]:
-        return await self._run(request, lambda provider, call: provider.chat(call))
+        return await self._run(request, _chat)
 
     async def embeddings(self, request: ApiRequest) -> Routed[JsonReply]:
-        return await self._run(request, lambda provider, call: provider.embeddings(call))
+        return await self._run(request, _embeddings)
 
     async def stream(self, request: ApiRequest) -> Routed[OpenStream]:
         return await self._run(request, _open_stream)
 
+    # ------------------------------------------------------------------ the attempt loop
+
     async def _run(
         self, request: ApiRequest, operation: Callable[[Provider, UpstreamCall], Awaitable[T]]
     ) -> Routed[T]:
-        loop = asyncio.get_running_loop()
-        attempts = request.attempts
-        for group in self.chain(request.model):
-            for deployment in self.order(group):
-                remaining = request.deadline - loop.time()
-                if remaining <= 0:
-                    break
-                call = UpstreamCall(
-                    deployment=deployment,
-                    body=request.body,
-                    raw=request.raw,
-                    stream=request.stream,
-                    include_usage=request.include_usage,
-                    timeout=min(deployment.timeouts.total, remaining),
+        chain = self.chain(request.model)
+        down: dict[str, _Down] = {}
+        switched: set[str] = set()
+        too_long = self._prompt_tokens_over_window(request)
+        if too_long is not None and too_long.skip_primary:
+            # Straight to the context-window fallback: the small model is not called at all.
+            chain = self._switch(request, "context_window", chain[0], switched, too_long.tokens)
+        index = 0
+        while index < len(chain):
+            group = chain[index]
+            try:
+                last = index == len(chain) - 1
+                routed = await self._run_group(request, group, operation, down, too_long, last)
+            except _SwitchChain as switch:
+                if switch.kind in switched:
+                    raise switch.error from None  # the fallback chain hit the same wall
+                chain = self._switch(request, switch.kind, group, switched, None)
+                index = 0
+                continue
+            if routed is not None:
+                return routed
+            index += 1
+            if index < len(chain):
+                request.decide(
+                    "lockgate.fallback", from_group=group, to_group=chain[index], reason="exhausted"
                 )
-                attempt = Attempt(deployment, time.time())
-                attempts.append(attempt)
-                t0 = loop.time()
-                try:
-                    reply = await operation(self._providers.for_deployment(deployment), call)
-                except UpstreamFailure as failure:
-                    attempt.duration, attempt.failure = loop.time() - t0, failure
-                    if failure.is_client_fault:
-                        raise _with_attempts(failure.to_client_error(deployment.id), attempts) from None
+        raise self._exhausted(request, down, too_long)
+
+    def _switch(
+        self, request: ApiRequest, kind: str, group: str, switched: set[str], tokens: int | None
+    ) -> list[str]:
+        chains = self._window_fallbacks if kind == "context_window" else self._policy_fallbacks
+        targets = list(chains.get(request.model, ()))
+        switched.add(kind)
+        if targets:
+            attrs: dict[str, str | int] = {"from_group": group, "to_group": targets[0], "reason": kind}
+            if tokens is not None:
+                attrs["estimated_prompt_tokens"] = tokens
+            request.decide("lockgate.fallback", **attrs)
+        return targets
+
+    async def _run_group(
+        self,
+        request: ApiRequest,
+        group: str,
+        operation: Callable[[Provider, UpstreamCall], Awaitable[T]],
+        down: dict[str, _Down],
+        too_long: _TooLong | None,
+        may_wait: bool,
+    ) -> Routed[T] | None:
+        loop = asyncio.get_running_loop()
+        deployments = self._groups[group].deployments
+        strategy = self._strategies.get(group, self._strategy)
+        # Deployments this request saw fail, with the failure; and those it must not retry.
+        failed: dict[str, UpstreamFailure] = {}
+        excluded: set[str] = set(too_long.small) if too_long is not None else set()
+        retries = 0
+        while True:
+            remaining = request.deadline - loop.time()
+            if remaining <= 0:
+                return None
+            cooling = await self._cooling(deployments) if self.cooldowns.maybe_active() else {}
+            # Not yet failed, not excluded, not cooling, and not already found down by this request.
+            fresh: Sequence[Deployment] = deployments
+            if failed or excluded or cooling or down:
+                fresh = [
+                    d
+                    for d in deployments
+                    if d.id not in failed
+                    and d.id not in excluded
+                    and d.id not in cooling
+                    and d.id not in down
+                ]
+            for deployment_id, until in cooling.items():
+                if deployment_id not in failed and deployment_id not in down:
+                    self._skip(request, down, deployment_id, "cooling down after a rate limit", until)
+            deployment = self._admit_first(request, order(strategy, fresh, self.stats, self._random), down)
+            if deployment is None:
+                if not may_wait or retries >= self._num_retries:
+                    return None
+                picked = self._pick_retry(request, deployments, failed, excluded, cooling, retries + 1, loop)
+                if picked is None:
+                    return None
+                deployment, wait = picked
+                retries += 1
+                failure = failed[deployment.id]
+                attrs: dict[str, str | int | float] = {
+                    "deployment": deployment.id,
+                    "retry": retries,
+                    "wait_s": round(wait, 4),
+                    "reason": classify(failure).reason,
+                }
+                if failure.retry_after is not None:
+                    attrs["retry_after_s"] = failure.retry_after
+                request.decide("lockgate.retry", **attrs)
+                await asyncio.sleep(wait)
+                remaining = request.deadline - loop.time()
+                if remaining <= 0 or self._admit_first(request, [deployment], down) is None:
                     continue
-                attempt.duration = loop.time() - t0
-                attempt.summary = getattr(reply, "summary", None)
-                return Routed(deployment, reply, attempts)
-        raise _with_attempts(_exhausted(request.model, attempts), attempts)
+            result = await self._attempt(request, deployment, operation, remaining, failed, excluded, loop)
+            if result is not None:
+                return result
+
+    async def _cooling(self, deployments: Sequence[Deployment]) -> dict[str, float]:
+        try:
+            return await self.cooldowns.active([d.id for d in deployments])
+        except Exception:  # a shared store that is down must not take routing down with it
+            log.warning("cooldowns unavailable; routing as if nothing were cooling down", exc_info=True)
+            return {}
+
+    def _admit_first(
+        self, request: ApiRequest, candidates: Sequence[Deployment], down: dict[str, _Down]
+    ) -> Deployment | None:
+        """The first candidate whose breaker lets an attempt through; the others are noted as down."""
+        for deployment in candidates:
+            admission = self.breakers.admit(deployment.id)
+            if admission.transition is not None:
+                self._record_transition(request, admission.transition)
+            if admission.allowed:
+                return deployment
+            reason = (
+                "circuit breaker open" if self.breakers.state(deployment.id) == "open" else "probe in flight"
+            )
+            self._skip(request, down, deployment.id, reason, admission.until)
+        return None
+
+    def _skip(
+        self, request: ApiRequest, down: dict[str, _Down], deployment_id: str, reason: str, until: float
+    ) -> None:
+        down[deployment_id] = _Down(reason, until)
+        request.decide(
+            "lockgate.skipped",
+            deployment=deployment_id,
+            reason=reason,
+            retry_in_s=round(until - time.time(), 3),
+        )
+
+    def _pick_retry(
+        self,
+        request: ApiRequest,
+        deployments: Sequence[Deployment],
+        failed: dict[str, UpstreamFailure],
+        excluded: set[str],
+        cooling: dict[str, float],
+        retry: int,
+        loop: asyncio.AbstractEventLoop,
+    ) -> tuple[Deployment, float] | None:
+        """The failed deployment to retry soonest, and the wait, if the wait ends before the deadline."""
+        now_wall = time.time()
+        best: tuple[Deployment, float] | None = None
+        for deployment in deployments:
+            failure = failed.get(deployment.id)
+            if failure is None or deployment.id in excluded or self.breakers.state(deployment.id) == "open":
+                continue
+            wait = self._backoff.wait(retry, failure.retry_after, self._random)
+            if deployment.id in cooling:
+                wait = max(wait, cooling[deployment.id] - now_wall)
+            if best is None or wait < best[1]:
+                best = (deployment, wait)
+        if best is None:
+            return None
+        if loop.time() + best[1] >= request.deadline:
+            request.decide(
+                "lockgate.retry.abandoned", deployment=best[0].id, wait_s=round(best[1], 4), reason="deadline"
+            )
+            return None
+        return best
+
+    async def _attempt(
+        self,
+        request: ApiRequest,
+        deployment: Deployment,
+        operation: Callable[[Provider, UpstreamCall], Awaitable[T]],
+        remaining: float,
+        failed: dict[str, UpstreamFailure],
+        excluded: set[str],
+        loop: asyncio.AbstractEventLoop,
+    ) -> Routed[T] | None:
+        call = UpstreamCall(
+            deployment=deployment,
+            body=request.body,
+            raw=request.raw,
+            stream=request.stream,
+            include_usage=request.include_usage,
+            timeout=min(deployment.timeouts.total, remaining),
+        )
+        attempt = Attempt(deployment, time.time())
+        request.attempts.append(attempt)
+        stats = self.stats
+        stats.started(deployment.id)
+        t0 = loop.time()
+        try:
+            reply = await operation(self._providers.for_deployment(deployment), call)
+        except UpstreamFailure as failure:
+            stats.ended(deployment.id)
+            attempt.duration, attempt.failure = loop.time() - t0, failure
+            verdict = classify(failure)
+            await self._failed(request, deployment, failure, verdict, attempt.duration)
+            if verdict.client_fault:
+                self._client_fault(request, deployment, failure, verdict)
+            failed[deployment.id] = failure
+            if not verdict.retry_same:
+                excluded.add(deployment.id)
+            return None
+        except BaseException:
+            stats.ended(deployment.id)
+            self.breakers.released(deployment.id)
+            raise
+        attempt.duration = loop.time() - t0
+        if isinstance(reply, OpenStream):
+            tracked = cast(T, self._track(request, deployment, attempt, reply, t0, loop))
+            return Routed(deployment, tracked, request.attempts)
+        stats.ended(deployment.id)
+        stats.observe(deployment.id, attempt.duration)
+        attempt.summary = getattr(reply, "summary", None)
+        self._succeeded(request, deployment)
+        return Routed(deployment, reply, request.attempts)
+
+    def _client_fault(
+        self, request: ApiRequest, deployment: Deployment, failure: UpstreamFailure, verdict: Verdict
+    ) -> None:
+        if verdict.fallback is not None:
+            chains = (
+                self._window_fallbacks if verdict.fallback == "context_window" else self._policy_fallbacks
+            )
+            if request.model in chains:
+                error = _with_attempts(failure.to_client_error(deployment.id), request.attempts)
+                raise _SwitchChain(verdict.fallback, error)
+        raise _with_attempts(failure.to_client_error(deployment.id), request.attempts) from None
+
+    async def _failed(
+        self,
+        request: ApiRequest,
+        deployment: Deployment,
+        failure: UpstreamFailure,
+        verdict: Verdict,
+        elapsed: float,
+    ) -> None:
+        if verdict.cooldown:
+            seconds = failure.retry_after if failure.retry_after is not None else self._cooldown_time
+            try:
+                await self.cooldowns.start(deployment.id, seconds)
+            except Exception:  # same: the 429 is still handled for this request
+                log.warning("cannot record a cooldown for %s", deployment.id, exc_info=True)
+            request.decide("lockgate.cooldown", deployment=deployment.id, seconds=round(seconds, 4))
+        if failure.kind == "timeout":
+            self.stats.observe(deployment.id, elapsed)  # a slow deployment must look slow to latency routing
+        if verdict.breaker:
+            transition = self.breakers.failed(deployment.id, verdict.reason)
+            if transition is not None:
+                self._record_transition(request, transition)
+        else:
+            self.breakers.released(deployment.id)
+
+    def _succeeded(self, request: ApiRequest, deployment: Deployment) -> None:
+        transition = self.breakers.succeeded(deployment.id)
+        if transition is not None:
+            self._record_transition(request, transition)
+
+    def _track(
+        self,
+        request: ApiRequest,
+        deployment: Deployment,
+        attempt: Attempt,
+        opened: OpenStream,
+        t0: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> OpenStream:
+        """Hand the stream on; its end reports to the breaker, the stats and the attempt."""
+        summary = opened.summary
+        attempt.summary = summary
+        self.stats.observe(deployment.id, summary.time_to_first_chunk or attempt.duration)
+
+        def on_end(failure: UpstreamFailure | None, abandoned: bool) -> None:
+            self.stats.ended(deployment.id)
+            attempt.duration = loop.time() - t0
+            if failure is not None:
+                attempt.failure = failure
+                verdict = classify(failure)
+                request.decide("lockgate.stream.failed", deployment=deployment.id, reason=verdict.reason)
+                transition = self.breakers.failed(deployment.id, verdict.reason) if verdict.breaker else None
+                if transition is not None:
+                    self._record_transition(request, transition)
+            elif abandoned:
+                request.decide("lockgate.stream.abandoned", deployment=deployment.id)
+                self.breakers.released(deployment.id)
+            else:
+                self._succeeded(request, deployment)
+
+        tracked = TrackedStream(opened.reply, opened.rest, on_end)
+        return OpenStream(opened.first, aiter(tracked), tracked)
+
+    def _record_transition(self, request: ApiRequest, transition: BreakerTransition) -> None:
+        request.decide(
+            f"lockgate.breaker.{transition.new}",
+            deployment=transition.deployment_id,
+            previous=transition.old,
+            failures=transition.failures,
+            reason=transition.reason,
+        )
+
+    # ------------------------------------------------------------------ context windows
+
+    def _prompt_tokens_over_window(self, request: ApiRequest) -> _TooLong | None:
+        """(estimated tokens, deployments whose window is too small) when the prompt is too long for some."""
+        if request.model not in self._window_fallbacks or request.operation != "chat":
+            return None
+        chain = [request.model, *self._window_fallbacks[request.model]]
+        windows = self._windows
+        sized = [(d.id, w) for g in chain for d in self._groups[g].deployments if (w := windows.get(d.id))]
+        if not any(could_exceed(request.raw, w) for _, w in sized):
+            return None
+        tokens = estimate_prompt_tokens(request.body)
+        small = frozenset(i for i, w in sized if tokens > w)
+        if not small:
+            return None
+        skip_primary = all(d.id in small for d in self._groups[request.model].deployments)
+        return _TooLong(tokens, small, skip_primary)
+
+    # ------------------------------------------------------------------ the end
+
+    def _exhausted(
+        self, request: ApiRequest, down: dict[str, _Down], too_long: _TooLong | None
+    ) -> GatewayError:
+        attempts = request.attempts
+        if attempts:
+            last = attempts[-1]
+            assert last.failure is not None
+            tried = ", ".join(
+                f"{a.deployment.id} ({classify(a.failure).reason if a.failure else 'ok'})" for a in attempts
+            )
+            error = last.failure.to_client_error(last.deployment.id)
+            unavailable = f" Unavailable: {_describe(down)}." if down else ""
+            error.message = f"All {len(attempts)} attempts for '{request.model}' failed [{tried}].{unavailable} Last: {error.message}"
+            return _with_attempts(error, attempts)
+        if down:
+            soonest = max(0.001, min(d.until for d in down.values()) - time.time())
+            request.decide("lockgate.unavailable", deployments=len(down), retry_after_s=round(soonest, 3))
+            return _with_attempts(
+                ServiceUnavailable(
+                    f"Every deployment that can serve '{request.model}' is unavailable: {_describe(down)}."
+                    " Retry after the time in the retry-after header.",
+                    retry_after=soonest,
+                ),
+                attempts,
+            )
+        if too_long is not None:
+            return ContextLengthExceeded(
+                f"The prompt (about {too_long.tokens} tokens) is longer than the context window of every model"
+                f" '{request.model}' can fall back to.",
+                param="messages",
+            )
+        return ServiceUnavailable(
+            f"No deployment of '{request.model}' could be tried before the request's deadline."
+        )
+
+
+def _describe(down: dict[str, _Down]) -> str:
+    now = time.time()
+    return "; ".join(f"{i}: {d.reason}, for {max(0.0, d.until - now):.1f}s" for i, d in down.items())
+
+
+async def _chat(provider: Provider, call: UpstreamCall) -> JsonReply:
+    return await provider.chat(call)
+
+
+async def _embeddings(provider: Provider, call: UpstreamCall) -> JsonReply:
+    return await provider.embeddings(call)
 
 
 async def _open_stream(provider: Provider, call: UpstreamCall) -> OpenStream:
@@ -127,17 +531,6 @@ async def _open_stream(provider: Provider, call: UpstreamCall) -> OpenStream:
         await reply.aclose()
         raise
     return OpenStream(first, events, reply)
-
-
-def _exhausted(model: str, attempts: list[Attempt]) -> GatewayError:
-    if not attempts:
-        return ServiceUnavailable(f"No deployment of '{model}' could be tried before the request's deadline.")
-    last = attempts[-1]
-    assert last.failure is not None
-    tried = ", ".join(f"{a.deployment.id} ({a.failure.kind if a.failure else 'ok'})" for a in attempts)
-    error = last.failure.to_client_error(last.deployment.id)
-    error.message = f"All {len(attempts)} attempts for '{model}' failed [{tried}]. Last: {error.message}"
-    return error
 
 
 def _with_attempts(error: GatewayError, attempts: list[Attempt]) -> GatewayError:

@@ -1,9 +1,11 @@
 """A real upstream on loopback: speaks OpenAI's chat/embeddings API and Anthropic's Messages API.
 
 Tests and the benchmark point deployments at it. Answers come from the fake provider's deterministic
-builders; faults are scripted per request (a queue consumed in order, then the default), and every
-request received is recorded with its arrival time, so a test can assert how many attempts an
-upstream got and when. Run standalone with `python -m gateway.testing.upstream --port 9000`.
+builders; faults are scripted per request (a queue consumed in order, then the default), globally or per
+upstream model name (so one server can stand in for several deployments), and every request
+received is recorded with its arrival time, so a test can assert how many attempts an upstream got
+and when. A stream whose client went away is recorded in `closed`, so a test can prove that the
+gateway hung up on the upstream. Run standalone with `python -m gateway.testing.upstream --port 9000`.
 """
 
 from __future__ import annotations
@@ -75,22 +77,57 @@ class Upstream:
         self.latency = latency
         self.default = Fault()
         self.faults: deque[Fault] = deque()
+        # Per upstream model name: a queue, then a default, before the global ones.
+        self.model_faults: dict[str, deque[Fault]] = {}
+        self.model_default: dict[str, Fault] = {}
         self.received: list[Received] = []
+        # Streams the client hung up on: (model, monotonic time noticed).
+        self.closed: list[tuple[str, float]] = []
+        self._closed_signal = threading.Condition()
         self.record = True
+        # Set when a client (the gateway) leaves a stream before its end: tests wait on it.
+        self.abandoned = threading.Event()
 
     def script(self, *faults: Fault) -> None:
         self.faults.extend(faults)
 
+    def script_for(self, model: str, *faults: Fault) -> None:
+        """Faults for requests naming this upstream model, in order, before anything global."""
+        self.model_faults.setdefault(model, deque()).extend(faults)
+
     def reset(self) -> None:
         self.faults.clear()
+        self.model_faults.clear()
+        self.model_default.clear()
         self.received.clear()
+        self.closed.clear()
         self.default = Fault()
+        self.abandoned.clear()
 
-    def _next(self) -> Fault:
+    def _next(self, model: str = "") -> Fault:
+        queue = self.model_faults.get(model)
+        if queue:
+            return queue.popleft()
+        if model in self.model_default:
+            return self.model_default[model]
         return self.faults.popleft() if self.faults else self.default
 
     def count(self, path_suffix: str = "") -> int:
         return sum(1 for r in self.received if r.path.endswith(path_suffix))
+
+    def arrivals(self, model: str) -> list[float]:
+        """Monotonic arrival times of the requests that named this upstream model."""
+        return [r.at for r in self.received if r.body.get("model") == model]
+
+    def wait_closed(self, model: str, timeout: float = 5.0) -> bool:
+        """Block until a stream for this upstream model was hung up on by its client (or the timeout passes)."""
+        with self._closed_signal:
+            return self._closed_signal.wait_for(lambda: any(m == model for m, _ in self.closed), timeout)
+
+    def _note_closed(self, model: str) -> None:
+        with self._closed_signal:
+            self.closed.append((model, time.monotonic()))
+            self._closed_signal.notify_all()
 
     # ------------------------------------------------------------------ handlers
 
@@ -99,7 +136,7 @@ class Upstream:
         body = orjson.loads(raw) if raw else {}
         if self.record:
             self.received.append(Received(request.path, body, dict(request.headers)))
-        fault = self._next()
+        fault = self._next(str(body.get("model", "")))
         if self.latency:
             await asyncio.sleep(self.latency)
         if fault.delay:
@@ -135,11 +172,26 @@ class Upstream:
             chunks = [c for c in chunks if b'"finish_reason":"' not in c]
         else:
             chunks.append(b"data: [DONE]\n\n")
-        return await self._stream(request, chunks, fault)
+        return await self._stream(request, chunks, fault, str(body.get("model", "")))
 
-    async def _stream(self, request: web.Request, chunks: list[bytes], fault: Fault) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, chunks: list[bytes], fault: Fault, model: str = ""
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+            await self._write_chunks(request, response, chunks, fault)
+        except ConnectionError:
+            # The client (the gateway) hung up mid-stream: what a disconnect test waits for.
+            self._note_closed(model)
+        except asyncio.CancelledError:
+            self._note_closed(model)
+            raise
+        return response
+
+    async def _write_chunks(
+        self, request: web.Request, response: web.StreamResponse, chunks: list[bytes], fault: Fault
+    ) -> None:
         if fault.first_chunk_delay:
             await asyncio.sleep(fault.first_chunk_delay)
         for index, chunk in enumerate(chunks):
@@ -151,12 +203,15 @@ class Upstream:
                 if fault.cut:
                     assert request.transport is not None
                     request.transport.close()
-                    return response
+                    return
             if fault.chunk_delay and index:
                 await asyncio.sleep(fault.chunk_delay)
-            await response.write(chunk)
+            try:
+                await response.write(chunk)
+            except ConnectionResetError:
+                self.abandoned.set()
+                raise
         await response.write_eof()
-        return response
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         body, fault = await self._begin(request)

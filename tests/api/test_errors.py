@@ -124,7 +124,7 @@ def test_oversized_body_is_413_before_anything_is_sent(upstream: UpstreamServer,
 def test_upstream_garbage_is_a_5xx_the_sdk_raises(
     basic_gateway: GatewayServer, upstream: UpstreamServer, fault: Fault, status: int, code: str
 ) -> None:
-    upstream.upstream.script(fault)
+    upstream.upstream.default = fault  # every retry meets it too
     with pytest.raises(openai.InternalServerError) as caught:
         sdk(basic_gateway).chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert caught.value.status_code == status
