@@ -32,6 +32,8 @@ from gateway.errors import (
     render_error,
     scrub_secrets,
 )
+from gateway.governance import Governance
+from gateway.keys.resolver import KeyResolverMiddleware
 from gateway.pipeline import Pipeline
 from gateway.policies.engine import PolicyEngine
 from gateway.policies.approvals import Approvals
@@ -47,21 +49,22 @@ log = logging.getLogger("lockgate")
 
 
 def create_app(config: RuntimeConfig) -> FastAPI:
-    authenticator = Authenticator(config)
+    # Durable state shared by governance, approvals and sessions; opened lazily, never at import.
+    store = open_store(config.store.url, timeout=config.store.timeout)
+    governance = Governance.create(config, store)
+    authenticator = Authenticator(config, governance.key_cache)
     providers = Providers.create(config)
     router = Router(config, providers)
     policies = PolicyStage(PolicyEngine(config.policies))
-    pipeline = Pipeline(authenticator, router, config.router.timeout, policies)
-    started = {"providers": False}
-    # Durable state shared by governance, approvals and sessions; opened lazily, never at import.
-    store = open_store(config.store.url, timeout=config.store.timeout)
     approvals = Approvals(store, config.approvals)
     pauses = Pauses(store)
     policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)))
+    pipeline = Pipeline(authenticator, router, config.router.timeout, budgets=governance.budgets, policies=policies)
+    started = {"providers": False}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await store.start()
+        await governance.start()
         await providers.start(config)
         started["providers"] = True
         if not config.auth_enabled:
@@ -72,7 +75,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
             started["providers"] = False
             await providers.aclose()
             await policies.aclose()
-            await store.aclose()
+            await governance.aclose()
 
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
@@ -91,9 +94,12 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
         app.router.add_route(path, endpoint, methods=methods)
     app.router.add_route("/readyz", health.readyz, methods=["GET"])
+    for path, endpoint, methods in governance.routes():
+        app.router.add_route(path, endpoint, methods=methods)
 
     secrets = config.secrets()
     _install_error_handlers(app, secrets)
+    app.add_middleware(KeyResolverMiddleware, authenticator=authenticator, cache=governance.key_cache)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from gateway.auth import Authenticator
+from gateway.budgets.gate import BudgetGate, Hold
 from gateway.config.runtime import Principal
 from gateway.context import ApiRequest
 from gateway.errors import UpstreamFailure, stream_error_event
@@ -37,11 +38,13 @@ class Pipeline:
         authenticator: Authenticator,
         router: Router,
         request_timeout: float,
+        budgets: BudgetGate | None = None,
         policies: PolicyStage | None = None,
     ) -> None:
         self._auth = authenticator
         self._router = router
         self._timeout = request_timeout
+        self._budgets = budgets
         self._policies = policies
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
@@ -54,20 +57,42 @@ class Pipeline:
         self._auth.check_model(request.principal, request.model)
         request.deadline = asyncio.get_running_loop().time() + self._timeout
 
+    async def _reserve(self, request: ApiRequest) -> Hold | None:
+        """Budgets and rate limits: an upper bound of the cost is reserved before routing."""
+        return await self._budgets.reserve(request) if self._budgets is not None else None
+
+    async def _settle(self, request: ApiRequest, hold: Hold | None, routed: Routed[JsonReply] | None) -> None:
+        if self._budgets is not None and hold is not None:
+            usage = routed.reply.summary.usage if routed is not None else None
+            await self._budgets.settle(request, hold, routed.deployment if routed else None, usage)
+
     async def chat(self, request: ApiRequest) -> Routed[JsonReply]:
         self._admit(request)
         if self._policies is not None:
             early = await self._policies.before_call(request)
             if early is not None:
                 return self._answered(request, JsonReply(await early.json(), Summary()))
-        routed = await self._router.chat(request)
+        hold = await self._reserve(request)
+        try:
+            routed = await self._router.chat(request)
+        except BaseException:
+            await self._settle(request, hold, None)  # nothing served: release the reservation
+            raise
+        await self._settle(request, hold, routed)
         if self._policies is not None:
             routed.reply = await self._policies.after_json(request, routed.reply, routed.deployment.id)
         return routed
 
     async def embeddings(self, request: ApiRequest) -> Routed[JsonReply]:
         self._admit(request)
-        return await self._router.embeddings(request)
+        hold = await self._reserve(request)
+        try:
+            routed = await self._router.embeddings(request)
+        except BaseException:
+            await self._settle(request, hold, None)
+            raise
+        await self._settle(request, hold, routed)
+        return routed
 
     async def chat_stream(self, request: ApiRequest) -> StreamResult:
         self._admit(request)
@@ -75,8 +100,13 @@ class Pipeline:
             early = await self._policies.before_call(request)
             if early is not None:
                 return StreamResult(self._answered(request, None), early.stream())
-        routed = await self._router.stream(request)
-        events = self._relay(routed)
+        hold = await self._reserve(request)
+        try:
+            routed = await self._router.stream(request)
+        except BaseException:
+            await self._settle(request, hold, None)
+            raise
+        events = self._relay(routed, request, hold)
         if self._policies is not None:
             events = self._policies.filter_stream(request, events, routed.deployment.id)
         return StreamResult(routed, events)
@@ -85,7 +115,9 @@ class Pipeline:
         """A request the policies answered without a model call (a held response, a pause): 0 attempts."""
         return Routed(self._router.order(request.model)[0], reply, [])
 
-    async def _relay(self, routed: Routed[OpenStream]) -> AsyncIterator[bytes]:
+    async def _relay(
+        self, routed: Routed[OpenStream], request: ApiRequest | None = None, hold: Hold | None = None
+    ) -> AsyncIterator[bytes]:
         """The client's events. Past the first byte a failure is an error event, never a clean end."""
         stream = routed.reply
         try:
@@ -96,3 +128,8 @@ class Pipeline:
             yield stream_error_event(failure.to_client_error(routed.deployment.id))
         finally:
             await stream.reply.aclose()
+            if self._budgets is not None and hold is not None and request is not None:
+                # Settle what was used (a cut stream without usage: the reservation). Shielded so a
+                # client that hangs up cannot cancel the settlement half way.
+                settle = self._budgets.settle(request, hold, routed.deployment, stream.summary.usage)
+                await asyncio.shield(asyncio.ensure_future(settle))

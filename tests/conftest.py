@@ -66,3 +66,19 @@ def basic_gateway(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> 
         + openai_model("text-embedding-3-small", upstream)
         + f"general_settings: {{master_key: {MASTER_KEY}}}\n"
     )
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A unique key prefix on the real Redis at 127.0.0.1:6379, its keys deleted afterwards."""
+    import uuid
+
+    import redis
+
+    prefix = "lgtest-" + uuid.uuid4().hex
+    yield prefix
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

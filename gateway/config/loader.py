@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.config.catalog import FAKE_PROVIDER, OPENAI_COMPATIBLE, split_model
 from gateway.config.policies import cross_check as check_policies
+from gateway.config.governance import RateLimit
 from gateway.config.runtime import (
     Deployment,
     ModelGroup,
@@ -197,6 +198,8 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
             team=key.team,
             user=key.user,
             models=frozenset(key.models) if key.models else None,
+            budgets=tuple(key.budgets),
+            rate_limit=RateLimit(rpm=key.rpm, tpm=key.tpm) if key.rpm is not None or key.tpm is not None else None,
         )
 
     if not groups and not problems:
@@ -225,6 +228,8 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
         policies=parsed.policies,
         approvals=parsed.approvals,
         store=StoreConfig(url=parsed.store.url, timeout=parsed.store.timeout),
+        budgets=parsed.budgets,
+        rate_limits=parsed.rate_limits,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.config.policies import ApprovalsSection, PoliciesSection
+from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimit, RateLimitsSection
 
 Route = Literal["passthrough", "litellm", "fake"]
 
@@ -62,6 +63,11 @@ class Principal:
     user: str | None = None
     # Model groups this principal may call; None means every model.
     models: frozenset[str] | None = None
+    # Governance: a virtual key's id (None for static keys), its budgets, rate limit and expiry.
+    key_id: str | None = None
+    budgets: tuple[BudgetLimit, ...] = ()
+    rate_limit: RateLimit | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,8 @@ class RuntimeConfig:
     policies: PoliciesSection = field(default_factory=PoliciesSection)
     approvals: ApprovalsSection = field(default_factory=ApprovalsSection)
     store: StoreConfig = StoreConfig()
+    budgets: BudgetsSection = BudgetsSection()
+    rate_limits: RateLimitsSection = RateLimitsSection()
 
     @property
     def auth_enabled(self) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.config.policies import ApprovalsSection, PoliciesSection
+from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimitsSection
 from gateway.store import validate_store_url
 
 
@@ -107,6 +108,9 @@ class StaticKey(Strict):
     user: str | None = None
     # Model groups this key may call; empty means every model.
     models: list[str] = []
+    budgets: list[BudgetLimit] = []
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
 
     @field_validator("key")
     @classmethod
@@ -152,6 +156,8 @@ class ConfigFile(BaseModel):
     approvals: ApprovalsSection = ApprovalsSection()
     # `store: sqlite:///lockgate.db` or the long form `store: {url: ..., timeout: ...}`.
     store: StoreSection = StoreSection()
+    budgets: BudgetsSection = BudgetsSection()
+    rate_limits: RateLimitsSection = RateLimitsSection()
 
     @field_validator("store", mode="before")
     @classmethod

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-import redis
 
 from gateway.store import Store, open_store
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def drop_redis_prefix(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    prefix = "lgtest-" + uuid.uuid4().hex
-    yield prefix
-    drop_redis_prefix(prefix)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
