@@ -37,6 +37,7 @@ from gateway.keys.resolver import KeyResolverMiddleware
 from gateway.pipeline import Pipeline
 from gateway.policies.engine import PolicyEngine
 from gateway.policies.approvals import Approvals
+from gateway.policies.audit import VerdictAudit
 from gateway.policies.holds import HoldDesk
 from gateway.policies.pauses import Pauses
 from gateway.policies.stage import PolicyStage
@@ -58,7 +59,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     policies = PolicyStage(PolicyEngine(config.policies))
     approvals = Approvals(store, config.approvals)
     pauses = Pauses(store)
-    policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)))
+    policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)), VerdictAudit(store))
     pipeline = Pipeline(authenticator, router, config.router.timeout, budgets=governance.budgets, policies=policies)
     started = {"providers": False}
 
