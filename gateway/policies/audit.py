@@ -1,9 +1,9 @@
 """Policy verdicts into the store's audit log, off the hot path.
 
-Verdicts that change what happens (deny, redact, clamp, hold, note) are appended to the
+Verdicts that stop or hold a request (deny, hold) are appended to the
 hash-chained audit log in the background: the request never waits for the write, and a store
-outage loses audit entries (logged) rather than failing requests. `log` and `allow` verdicts stay
-on the trace only.
+outage loses audit entries (logged) rather than failing requests. Redactions, clamps, loop notes,
+`log` and `allow` stay on the trace only: an audit write per redacted request cost ~40% throughput.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from gateway.policies.engine import VERDICT
 from gateway.store import Store, StoreError
 
 log = logging.getLogger("lockgate.policies")
-_AUDITED = frozenset({"deny", "redact", "clamp", "hold", "note"})
+_AUDITED = frozenset({"deny", "hold"})
 
 
 class VerdictAudit:
