@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 
-from gateway.context import ApiRequest
+from gateway.context import ApiRequest, AttributeValue
 from gateway.policies.engine import VERDICT
 from gateway.store import Store, StoreError
 
@@ -41,7 +41,7 @@ class VerdictAudit:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _write(self, actor: str, request_id: str, session_id: str | None, entries: list[dict[str, object]]) -> None:
+    async def _write(self, actor: str, request_id: str, session_id: str | None, entries: list[dict[str, AttributeValue]]) -> None:
         try:
             for entry in entries:
                 await self._store.audit_append(

@@ -110,12 +110,12 @@ class PiiDetector:
                     found.append(Match(kind, m.start(), m.end()))
         if len(self._passes) > 1 and found:
             # Passes may overlap (a phone-like run inside an email): keep the earlier pass's match.
-            found.sort(key=lambda m: m.start)
+            found.sort(key=lambda hit: hit.start)
             kept: list[Match] = []
-            for m in found:
-                if kept and m.start < kept[-1].end:
+            for hit in found:
+                if kept and hit.start < kept[-1].end:
                     continue
-                kept.append(m)
+                kept.append(hit)
             found = kept
         return found
 
