@@ -41,6 +41,7 @@ from gateway.keys.resolver import KeyResolverMiddleware
 from gateway.pipeline import Pipeline
 from gateway.policies.engine import PolicyEngine
 from gateway.policies.approvals import Approvals
+from gateway.policies.audit import VerdictAudit
 from gateway.policies.holds import HoldDesk
 from gateway.policies.pauses import Pauses
 from gateway.policies.stage import PolicyStage

@@ -123,7 +123,7 @@ def deny(approval_id: str, call: Call = None, reason: Reason = "", by: By = "cli
 def _target(session: str | None, key: str | None) -> str:
     if (session is None) == (key is None):
         raise typer.BadParameter("give exactly one of --session ID or --key NAME")
-    return f"/admin/sessions/{session}" if session is not None else f"/admin/keys/{key}"
+    return f"/admin/pauses/session/{session}" if session is not None else f"/admin/pauses/key/{key}"
 
 
 Session = Annotated[str | None, typer.Option("--session", help="A session id (x-lockgate-session-id).")]

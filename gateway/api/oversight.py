@@ -4,8 +4,8 @@
     POST /admin/approvals/{id}/approve|deny            {"call_id"?: str, "reason"?: str, "by"?: str}
     POST /admin/approvals/{id}/edit                    {"call_id"?: str, "arguments": {...}, "reason"?: str}
     GET  /admin/pauses
-    POST /admin/sessions/{id}/pause|resume|stop        {"reason"?: str, "by"?: str}
-    POST /admin/keys/{name}/pause|resume|stop
+    POST /admin/pauses/session/{id}/pause|resume|stop  {"reason"?: str, "by"?: str}
+    POST /admin/pauses/key/{name}/pause|resume|stop
 
 Without `call_id` a decision applies to every undecided call of the approval. Edited arguments are
 validated against the tool's JSON schema. The reviewer is `by`, else `x-lockgate-user`, else "admin".
@@ -120,7 +120,9 @@ class OversightApi:
 
     async def pause(self, request: Request) -> Response:
         self._master(request)
-        kind = "session" if request.url.path.startswith("/admin/sessions/") else "key"
+        kind = request.path_params["kind"]
+        if kind not in ("session", "key"):
+            raise NotFound(f"Unknown kind '{kind}': pause a 'session' or a 'key'.")
         target = f"{kind}:{request.path_params['name']}"
         action = request.path_params["action"]
         body = await self._body(request)
@@ -139,6 +141,5 @@ class OversightApi:
             ("/admin/approvals/{approval_id}", self.show, ["GET"]),
             ("/admin/approvals/{approval_id}/{action}", self.decide, ["POST"]),
             ("/admin/pauses", self.pauses, ["GET"]),
-            ("/admin/sessions/{name}/{action}", self.pause, ["POST"]),
-            ("/admin/keys/{name}/{action}", self.pause, ["POST"]),
+            ("/admin/pauses/{kind}/{name}/{action}", self.pause, ["POST"]),
         ]

@@ -19,6 +19,7 @@ import orjson
 from gateway.context import ApiRequest
 from gateway.errors import PolicyViolation
 from gateway.policies.approvals import Approval
+from gateway.policies.audit import VerdictAudit
 from gateway.policies.engine import HeldCall, PolicyEngine
 from gateway.policies.guard import ResponseGuard
 from gateway.policies.holds import HoldDesk
@@ -58,13 +59,22 @@ class PolicyStage:
         self._desk = desk
         self._guard = ResponseGuard(engine)
         self._inspects = engine.inspects_responses or engine.inspects_tool_calls
+        self._audit: VerdictAudit | None = None
 
-    def attach(self, desk: HoldDesk) -> None:
-        """Enable holds and pauses (the store they live in is built after the engine)."""
+    def attach(self, desk: HoldDesk, audit: VerdictAudit | None = None) -> None:
+        """Enable holds, pauses and the audit trail (the store is built after the engine)."""
         self._desk = desk
+        self._audit = audit
 
     async def before_call(self, request: ApiRequest) -> Early | None:
         """pre_call: may refuse (403), rewrite the request, or answer it without the model."""
+        try:
+            return await self._before_call(request)
+        finally:
+            if self._audit is not None and request.decisions:
+                self._audit.record(request)
+
+    async def _before_call(self, request: ApiRequest) -> Early | None:
         desk = self._desk
         if desk is not None:
             paused = await desk.check_pause(request)
@@ -91,6 +101,14 @@ class PolicyStage:
         """post_call and tool_call on a whole completion."""
         if not self._inspects:
             return reply
+        seen = len(request.decisions)
+        try:
+            return await self._after_json(request, reply, deployment)
+        finally:
+            if self._audit is not None and len(request.decisions) > seen:
+                self._audit.record_since(request, seen)
+
+    async def _after_json(self, request: ApiRequest, reply: JsonReply, deployment: str) -> JsonReply:
         body, completion, held = self._guard.check_json(request, reply.body, reply.summary)
         if held:
             if self._desk is None:
@@ -117,11 +135,23 @@ class PolicyStage:
             async for event in self._desk.answer_stream(request, approval, text_sent=True):
                 yield event
 
-        return self._guard.filter_stream(request, events, on_hold)
+        return self._audited(request, self._guard.filter_stream(request, events, on_hold))
+
+    async def _audited(self, request: ApiRequest, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        seen = len(request.decisions)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+            if self._audit is not None and len(request.decisions) > seen:
+                self._audit.record_since(request, seen)
 
     async def aclose(self) -> None:
         if self._desk is not None:
             await self._desk.aclose()
+        if self._audit is not None:
+            await self._audit.aclose()
 
 
 def _no_approvals(held: HeldCall) -> PolicyViolation:

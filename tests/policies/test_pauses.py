@@ -30,7 +30,7 @@ def test_a_paused_session_is_held_and_released_by_resume(
 ) -> None:
     gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path)))
     admin = Admin(gateway)
-    paused = admin.http.post("/admin/sessions/agent-42/pause", json={"reason": "checking its plan", "by": "dana"})
+    paused = admin.http.post("/admin/pauses/session/agent-42/pause", json={"reason": "checking its plan", "by": "dana"})
     assert paused.json() == {"target": "session:agent-42", "state": "paused", "by": "dana", "reason": "checking its plan"}
     # Other sessions are not affected.
     client(gateway, **{"x-lockgate-session-id": "other"}).chat.completions.create(model="gpt-4o", messages=ask("hi"))
@@ -41,7 +41,7 @@ def test_a_paused_session_is_held_and_released_by_resume(
         )
         wait_for_waiting(admin, "session:agent-42")
         assert upstream.upstream.count("/chat/completions") == 1
-        assert admin.http.post("/admin/sessions/agent-42/resume").json()["state"] == "running"
+        assert admin.http.post("/admin/pauses/session/agent-42/resume").json()["state"] == "running"
         reply = future.result(10)
     assert "You said: next step" in (reply.choices[0].message.content or "")
     assert upstream.upstream.count("/chat/completions") == 2
@@ -51,7 +51,7 @@ def test_past_the_window_a_paused_session_hears_it_is_paused(
     upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path
 ) -> None:
     gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path), hold_window=0))
-    Admin(gateway).http.post("/admin/sessions/s9/pause", json={"reason": "incident 12"})
+    Admin(gateway).http.post("/admin/pauses/session/s9/pause", json={"reason": "incident 12"})
     stream = client(gateway, **{"x-lockgate-session-id": "s9"}).chat.completions.create(
         model="gpt-4o", messages=ask("go"), stream=True
     )
@@ -62,7 +62,7 @@ def test_past_the_window_a_paused_session_hears_it_is_paused(
 
 def test_a_stopped_key_is_refused(upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path) -> None:
     gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path)))
-    Admin(gateway).http.post("/admin/keys/ops/stop", json={"reason": "leaked", "by": "sec"})
+    Admin(gateway).http.post("/admin/pauses/key/ops/stop", json={"reason": "leaked", "by": "sec"})
     with pytest.raises(openai.PermissionDeniedError) as caught:
         client(gateway, OPS_KEY).chat.completions.create(model="gpt-4o", messages=ask("hi"))
     assert caught.value.code == "policy_violation"
