@@ -71,7 +71,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     started = {"providers": False}
     approvals = Approvals(store, config.approvals)
     pauses = Pauses(store)
-    policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)))
+    policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)), VerdictAudit(store))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,8 +114,6 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         app.router.add_route(f"{prefix}/models/{{model_id:path}}", models.retrieve, methods=["GET"])
     app.router.add_route("/healthz", health.healthz, methods=["GET"])
     app.router.add_route("/readyz", health.readyz, methods=["GET"])
-    # Governance first: its fixed paths (/admin/keys/{id}/revoke) must win over oversight's
-    # /admin/keys/{name}/{action} (pause, resume, stop).
     for path, endpoint, methods in governance.routes():
         app.router.add_route(path, endpoint, methods=methods)
     for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
