@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from gateway.providers.base import Summary
 
 Operation = Literal["chat", "embeddings"]
+# Where the API leaves the parsed request in the ASGI scope's state, for the telemetry middleware.
+SCOPE_KEY = "lockgate.request"
 AttributeValue = str | int | float | bool
 
 

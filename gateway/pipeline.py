@@ -64,6 +64,7 @@ class Pipeline:
             async for event in stream.rest:
                 yield event
         except UpstreamFailure as failure:
+            routed.attempts[-1].failure = failure  # recorded for the trace: the served attempt broke
             yield stream_error_event(failure.to_client_error(routed.deployment.id))
         finally:
             await stream.reply.aclose()

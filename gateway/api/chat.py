@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from gateway.api.common import json_response, parse_object, read_body, request_id, require_model, routed_headers
+from gateway.api.common import (
+    expose,
+    json_response,
+    parse_object,
+    read_body,
+    request_id,
+    require_model,
+    routed_headers,
+)
+from gateway.api.streaming import EventStreamResponse
 from gateway.context import ApiRequest
 from gateway.errors import InvalidRequest
 from gateway.pipeline import Pipeline
@@ -41,12 +50,14 @@ class ChatApi:
             session_id=request.headers.get("x-lockgate-session-id"),
             user=request.headers.get("x-lockgate-user") or _str(body.get("user")),
         )
+        expose(request, api_request)
         if not stream:
             routed = await self._pipeline.chat(api_request)
             return json_response(routed.reply.body, routed_headers(routed))
         result = await self._pipeline.chat_stream(api_request)
         headers = {**SSE_HEADERS, **routed_headers(result.routed)}
-        return StreamingResponse(result.events, media_type="text/event-stream", headers=headers)
+        # Not Starlette's StreamingResponse: see gateway/api/streaming.py for why (measured).
+        return EventStreamResponse(result.events, headers)
 
 
 def _str(value: object) -> str | None:

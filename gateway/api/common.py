@@ -8,6 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.context import SCOPE_KEY, ApiRequest
 from gateway.errors import InvalidRequest, MalformedJSON, PayloadTooLarge
 from gateway.routing.router import Routed
 
@@ -59,6 +60,11 @@ def require_model(body: dict[str, Any]) -> str:
 
 def request_id(request: Request) -> str:
     return request.scope["state"]["request_id"]  # type: ignore[no-any-return]
+
+
+def expose(request: Request, api_request: ApiRequest) -> None:
+    """Leave the parsed request where the telemetry middleware reads it once the response is done."""
+    request.scope["state"][SCOPE_KEY] = api_request
 
 
 def routed_headers(routed: Routed[Any]) -> dict[str, str]:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.common import json_response, parse_object, read_body, request_id, require_model, routed_headers
+from gateway.api.common import (
+    expose,
+    json_response,
+    parse_object,
+    read_body,
+    request_id,
+    require_model,
+    routed_headers,
+)
 from gateway.context import ApiRequest
 from gateway.errors import InvalidRequest
 from gateway.pipeline import Pipeline
@@ -33,5 +41,6 @@ class EmbeddingsApi:
             principal=principal,
             session_id=request.headers.get("x-lockgate-session-id"),
         )
+        expose(request, api_request)
         routed = await self._pipeline.embeddings(api_request)
         return json_response(routed.reply.body, routed_headers(routed))

@@ -24,6 +24,7 @@ from gateway.config.runtime import (
     RouterConfig,
     RuntimeConfig,
     ServerConfig,
+    TelemetryConfig,
     Timeouts,
 )
 from gateway.config.schema import IGNORED_LITELLM_SECTIONS, ConfigFile, Lenient, ModelEntry
@@ -226,6 +227,25 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
         master_key=parsed.general_settings.master_key,
         keys=keys,
         warnings=tuple(warnings),
+        telemetry=_telemetry(parsed),
+    )
+
+
+def _telemetry(parsed: ConfigFile) -> TelemetryConfig:
+    section = parsed.telemetry
+    return TelemetryConfig(
+        tracing=section.tracing,
+        metrics=section.metrics,
+        prometheus=section.prometheus,
+        service_name=section.service_name,
+        sample_ratio=section.sample_ratio,
+        capture_message_content=section.capture_message_content,
+        metrics_export_interval=section.metrics_export_interval,
+        resource_attributes=tuple(section.resource_attributes.items()),
+        otlp_endpoint=section.otlp.endpoint,
+        otlp_protocol=section.otlp.protocol,
+        otlp_headers=tuple(section.otlp.headers.items()),
+        otlp_timeout=section.otlp.timeout,
     )
 
 

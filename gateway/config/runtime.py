@@ -91,6 +91,24 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """The `telemetry:` section as written; gateway/telemetry/settings.py merges the OTEL_* variables."""
+
+    tracing: bool | None = None
+    metrics: bool = True
+    prometheus: bool = True
+    service_name: str | None = None
+    sample_ratio: float = 1.0
+    capture_message_content: bool | None = None
+    metrics_export_interval: float = 60.0
+    resource_attributes: tuple[tuple[str, str], ...] = ()
+    otlp_endpoint: str | None = None
+    otlp_protocol: str | None = None
+    otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    otlp_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     groups: dict[str, ModelGroup]
     router: RouterConfig
@@ -99,6 +117,7 @@ class RuntimeConfig:
     # Static keys from the config: secret -> principal.
     keys: dict[str, Principal] = field(repr=False)
     warnings: tuple[str, ...] = ()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @property
     def auth_enabled(self) -> bool:
@@ -109,4 +128,5 @@ class RuntimeConfig:
         found = [self.master_key or "", *self.keys]
         for group in self.groups.values():
             found.extend(d.api_key or "" for d in group.deployments)
+        found.extend(value for _, value in self.telemetry.otlp_headers)
         return tuple(s for s in found if s)

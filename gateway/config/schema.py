@@ -131,6 +131,36 @@ class RoutingSection(Strict):
     max_backoff: float = Field(default=8.0, gt=0)
     # model_name -> strategy for that group.
     strategies: dict[str, RoutingStrategy] = {}
+class OtlpSection(Strict):
+    """Where spans and metrics go; unset keys fall back to the standard OTEL_EXPORTER_OTLP_* variables."""
+
+    endpoint: str | None = None
+    protocol: Literal["http/protobuf", "grpc"] | None = None
+    # Sent with every export (a collector's auth token): use os.environ/NAME for secrets.
+    headers: dict[str, str] = {}
+    timeout: float | None = Field(default=None, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class TelemetrySection(Strict):
+    # None: tracing is on when an OTLP endpoint is set (here or in OTEL_EXPORTER_OTLP_*ENDPOINT).
+    tracing: bool | None = None
+    # Metrics are cheap and on by default; `prometheus` serves them on GET /metrics.
+    metrics: bool = True
+    prometheus: bool = True
+    service_name: str | None = None
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    # None: follow OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT (off when unset).
+    capture_message_content: bool | None = None
+    metrics_export_interval: float = Field(default=60.0, gt=0)
+    resource_attributes: dict[str, str] = {}
+    otlp: OtlpSection = OtlpSection()
 
 
 class ConfigFile(BaseModel):
@@ -154,6 +184,7 @@ class ConfigFile(BaseModel):
     keys: list[StaticKey] = []
     breakers: BreakersSection = BreakersSection()
     routing: RoutingSection = RoutingSection()
+    telemetry: TelemetrySection = TelemetrySection()
 
 
 # LiteLLM sections whose presence Lockgate notices but does not act on.

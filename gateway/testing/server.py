@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import uvicorn
 
@@ -12,9 +13,9 @@ from gateway.config.runtime import RuntimeConfig
 
 
 class GatewayServer:
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(self, config: RuntimeConfig, span_exporter: Any = None) -> None:
         self.config = config
-        self.app = create_app(config)
+        self.app = create_app(config, span_exporter=span_exporter)
         self.port = 0
         self._server = uvicorn.Server(
             uvicorn.Config(

@@ -85,6 +85,8 @@ class Upstream:
         self.closed: list[tuple[str, float]] = []
         self._closed_signal = threading.Condition()
         self.record = True
+        # Set when a client (the gateway) leaves a stream before its end: tests wait on it.
+        self.abandoned = threading.Event()
 
     def script(self, *faults: Fault) -> None:
         self.faults.extend(faults)
@@ -100,6 +102,7 @@ class Upstream:
         self.received.clear()
         self.closed.clear()
         self.default = Fault()
+        self.abandoned.clear()
 
     def _next(self, model: str = "") -> Fault:
         queue = self.model_faults.get(model)
@@ -203,7 +206,11 @@ class Upstream:
                     return
             if fault.chunk_delay and index:
                 await asyncio.sleep(fault.chunk_delay)
-            await response.write(chunk)
+            try:
+                await response.write(chunk)
+            except ConnectionResetError:
+                self.abandoned.set()
+                raise
         await response.write_eof()
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:

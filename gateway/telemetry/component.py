@@ -1,0 +1,77 @@
+"""The telemetry component one app owns: tracer, meter, span recorder, metrics, `/metrics` endpoint.
+
+Built in `create_app` from the runtime config and the environment; `shutdown()` (the app's lifespan
+end) flushes what is queued. Tracing off means `recorder is None`: the middleware then creates no
+span at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace import Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from gateway.config.runtime import RuntimeConfig
+from gateway.telemetry.attributes import DeploymentAttributes
+from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.prometheus import PrometheusEndpoint
+from gateway.telemetry.sdk import ExportCounts, build_metering, build_tracing
+from gateway.telemetry.settings import TelemetrySettings, resolve
+from gateway.telemetry.spans import SpanRecorder
+
+log = logging.getLogger("lockgate.telemetry")
+
+
+class Telemetry:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        environ: Mapping[str, str] | None = None,
+        span_exporter: Any = None,
+    ) -> None:
+        """`span_exporter` (an SDK SpanExporter, e.g. in-memory in tests) turns tracing on and receives
+        every span synchronously instead of the OTLP exporter."""
+        settings = resolve(config.telemetry, os.environ if environ is None else environ)
+        self.settings: TelemetrySettings = settings
+        self.capture = settings.capture_content
+        self.old_http = settings.stability.old_http
+        self.propagator = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+        deployments = DeploymentAttributes(config)
+        self._shutdowns = []
+        self.tracer: Tracer | None = None
+        self.recorder: SpanRecorder | None = None
+        self.counts: ExportCounts | None = None
+        if settings.tracing or span_exporter is not None:
+            tracing = build_tracing(settings, span_exporter)
+            self.tracer, self.counts = tracing.tracer, tracing.counts
+            self.recorder = SpanRecorder(tracing.tracer, deployments, config.secrets(), settings.capture_content)
+            self._shutdowns.append(tracing.shutdown)
+        self.prometheus: PrometheusEndpoint | None = None
+        self.metrics: GatewayMetrics | None = None
+        if settings.metrics:
+            self.prometheus = PrometheusEndpoint() if settings.prometheus else None
+            metering = build_metering(settings, [self.prometheus.reader] if self.prometheus else [])
+            self.metrics = GatewayMetrics(metering.meter, deployments, self.counts)
+            self._shutdowns.append(metering.shutdown)
+
+    def describe(self) -> str:
+        s = self.settings
+        tracing = f"tracing to {s.traces_endpoint} ({s.protocol})" if self.recorder and s.traces_endpoint else (
+            "tracing on" if self.recorder else "tracing off")
+        metrics = "metrics off" if not self.metrics else "metrics on" + (" (GET /metrics)" if self.prometheus else "")
+        return f"telemetry: {tracing}, {metrics}, service.name={s.service_name}"
+
+    def shutdown(self) -> None:
+        """Flush and stop the exporters (bounded by their own timeouts); called once at shutdown."""
+        for stop in self._shutdowns:
+            try:
+                stop()
+            except Exception:  # a collector's trouble must not break the gateway's shutdown
+                log.warning("telemetry shutdown failed", exc_info=True)
+        self._shutdowns.clear()

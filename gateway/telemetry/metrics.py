@@ -1,0 +1,173 @@
+"""The gateway's metrics, recorded from a finished request's values (attempts, decisions, status).
+
+GenAI client metrics per upstream attempt (`gen_ai.client.token.usage`,
+`gen_ai.client.operation.duration`, `gen_ai.client.operation.time_to_first_chunk`, with the
+conventions' bucket boundaries) and Lockgate's own: requests by model, deployment and status,
+attempts by outcome, retries (another attempt in the same group) and fallbacks (an attempt in the
+next group), every decision by name, breaker state per deployment, and cost when prices are known.
+
+Breaker state is read from decisions: any decision named `lockgate.breaker.<state>` (open/opened,
+half_open/half_opened, close/closed) carrying the deployment id under `deployment` or
+`lockgate.deployment.id` moves that deployment's gauge. Attribute dicts are cached per key, so a
+steady workload allocates none per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from gateway.context import ApiRequest, Attempt, Decision
+from gateway.telemetry import semconv as sc
+from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type
+from gateway.telemetry.sdk import ExportCounts
+
+Attrs = dict[str, Any]
+
+
+class GatewayMetrics:
+    def __init__(self, meter: Meter, deployments: DeploymentAttributes, counts: ExportCounts | None) -> None:
+        self._deployments = deployments
+        self._cache: dict[tuple[Any, ...], Attrs] = {}
+        self._breakers: dict[str, int] = {}
+        self._token_usage = meter.create_histogram(
+            sc.METRIC_TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+        )
+        self._duration = meter.create_histogram(
+            sc.METRIC_OPERATION_DURATION, unit="s", description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self._ttfc = meter.create_histogram(
+            sc.METRIC_TIME_TO_FIRST_CHUNK, unit="s", description="Time to receive the first chunk of a stream.",
+            explicit_bucket_boundaries_advisory=list(sc.TTFC_BUCKETS),
+        )
+        self._requests = meter.create_counter(
+            sc.METRIC_REQUESTS, unit="{request}", description="Requests by model group, deployment and status."
+        )
+        self._request_duration = meter.create_histogram(
+            sc.METRIC_REQUEST_DURATION, unit="s", description="Time from request to the response's last byte.",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self._attempts = meter.create_counter(
+            sc.METRIC_ATTEMPTS, unit="{attempt}", description="Upstream attempts by deployment and outcome."
+        )
+        self._retries = meter.create_counter(
+            sc.METRIC_RETRIES, unit="{attempt}", description="Attempts after a failure in the same model group."
+        )
+        self._fallbacks = meter.create_counter(
+            sc.METRIC_FALLBACKS, unit="{attempt}", description="Attempts moved on to a fallback model group."
+        )
+        self._decisions = meter.create_counter(
+            sc.METRIC_DECISIONS, unit="{decision}", description="Decisions the gateway recorded, by name."
+        )
+        self._cost = meter.create_counter(
+            sc.METRIC_COST, unit="{USD}", description="Cost of upstream calls, where prices are configured."
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_BREAKER_STATE, callbacks=[self._observe_breakers], unit="1",
+            description="Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.",
+        )
+        if counts is not None:
+            meter.create_observable_counter(
+                sc.METRIC_SPANS_EXPORTED, callbacks=[_span_counts(counts)], unit="{span}",
+                description="Spans by export result: exported, failed (collector unreachable), dropped (queue full).",
+            )
+
+    def _attrs(self, key: tuple[Any, ...], build: Callable[[], Attrs]) -> Attrs:
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = build()
+        return found
+
+    def record(self, request: ApiRequest | None, status: int, duration: float, route: str) -> None:
+        if request is None:
+            attrs = self._attrs(("req", route, status), lambda: {sc.HTTP_ROUTE: route, sc.HTTP_RESPONSE_STATUS_CODE: status})
+            self._requests.add(1, attrs)
+            self._request_duration.record(duration, attrs)
+            return
+        attempts = request.attempts
+        served = attempts[-1] if attempts and attempts[-1].failure is None else None
+        deployment = served.deployment.id if served else ""
+        model = self._deployments.model_label(request.model)
+        attrs = self._attrs(
+            ("req", route, status, model, deployment),
+            lambda: {
+                sc.HTTP_ROUTE: route, sc.HTTP_RESPONSE_STATUS_CODE: status,
+                sc.GEN_AI_REQUEST_MODEL: model, sc.LOCKGATE_DEPLOYMENT: deployment,
+            },
+        )
+        self._requests.add(1, attrs)
+        self._request_duration.record(duration, attrs)
+        previous: Attempt | None = None
+        for attempt in attempts:
+            self._record_attempt(request, attempt, previous)
+            previous = attempt
+        for decision in request.decisions:
+            self._record_decision(decision)
+
+    def _record_attempt(self, request: ApiRequest, attempt: Attempt, previous: Attempt | None) -> None:
+        d = attempt.deployment
+        failure = attempt.failure
+        err = error_type(failure) if failure else None
+        summary = attempt.summary
+        response_model = summary.response_model if summary and summary.response_model else None
+        base = self._attrs(
+            ("op", request.operation, d.id, err, response_model),
+            lambda: self._deployments.metric_attrs(d, request.operation, err, response_model),
+        )
+        self._duration.record(attempt.duration, base)
+        outcome = self._attrs(("outcome", d.id, err), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_OUTCOME: err or "ok"})
+        self._attempts.add(1, outcome)
+        if previous is not None:
+            group = self._attrs(("group", d.group), lambda: {sc.LOCKGATE_MODEL_GROUP: d.group})
+            (self._retries if previous.deployment.group == d.group else self._fallbacks).add(1, group)
+        if summary is None:
+            return
+        if summary.time_to_first_chunk is not None:
+            self._ttfc.record(summary.time_to_first_chunk, base)
+        usage = summary.usage
+        if usage is not None:
+            key = ("tok", request.operation, d.id, response_model)
+            inp = self._attrs((*key, "in"), lambda: {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
+            out = self._attrs((*key, "out"), lambda: {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
+            self._token_usage.record(usage.input_tokens, inp)
+            self._token_usage.record(usage.output_tokens, out)
+            cost = attempt_cost(attempt)
+            if cost is not None:
+                self._cost.add(cost, self._attrs(("cost", d.id), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_MODEL_GROUP: d.group}))
+
+    def _record_decision(self, decision: Decision) -> None:
+        name = decision.name
+        self._decisions.add(1, self._attrs(("dec", name), lambda: {sc.LOCKGATE_DECISION: name}))
+        if name.startswith(sc.DECISION_BREAKER_PREFIX):
+            state = _breaker_state(name[len(sc.DECISION_BREAKER_PREFIX) :])
+            deployment = next((decision.attributes[k] for k in sc.DEPLOYMENT_KEYS if k in decision.attributes), None)
+            if state is not None and deployment is not None:
+                self._breakers[str(deployment)] = state
+
+    def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(state, {sc.LOCKGATE_DEPLOYMENT: d}) for d, state in list(self._breakers.items())]
+
+
+def _breaker_state(suffix: str) -> int | None:
+    if suffix.startswith("half"):
+        return sc.BREAKER_HALF_OPEN
+    if suffix.startswith("open"):
+        return sc.BREAKER_OPEN
+    if suffix.startswith("close"):
+        return sc.BREAKER_CLOSED
+    return None
+
+
+def _span_counts(counts: ExportCounts) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def observe(options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(counts.exported, {sc.LOCKGATE_EXPORT_RESULT: "exported"}),
+            Observation(counts.failed, {sc.LOCKGATE_EXPORT_RESULT: "failed"}),
+            Observation(counts.dropped, {sc.LOCKGATE_EXPORT_RESULT: "dropped"}),
+        ]
+
+    return observe

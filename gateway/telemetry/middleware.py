@@ -1,0 +1,197 @@
+"""The ASGI middleware around every HTTP request: the SERVER span, the trace id header, the metrics.
+
+It extracts the caller's `traceparent` and `baggage` (W3C), opens the SERVER span, stamps every
+response with `x-lockgate-trace-id`, and when the response's last byte has gone (a stream's end
+included) hands the request's recorded values to the span recorder and the metrics. With tracing
+off it creates no span and builds no attributes: the header carries the caller's trace id, or a
+fresh one so logs can still be correlated.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.context import SCOPE_KEY, ApiRequest
+from gateway.telemetry import semconv as sc
+from gateway.telemetry.content import OutputCollector
+
+if TYPE_CHECKING:
+    from gateway.telemetry.component import Telemetry
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class _HeaderGetter(Getter[Headers]):
+    """Reads ASGI's raw header list without building a dict of every header."""
+
+    def get(self, carrier: Headers, key: str) -> list[str] | None:
+        wanted = key.lower().encode()
+        found = [v.decode("latin-1") for k, v in carrier if k == wanted]
+        return found or None
+
+    def keys(self, carrier: Headers) -> list[str]:
+        return [k.decode("latin-1") for k, _ in carrier]
+
+
+_GETTER = _HeaderGetter()
+
+
+def incoming_trace_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The trace id of a well-formed `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`)."""
+    for name, value in headers:
+        if name == b"traceparent":
+            parts = value.split(b"-")
+            if len(parts) == 4 and len(parts[1]) == 32 and parts[1] != b"0" * 32:
+                try:
+                    int(parts[1], 16)
+                except ValueError:
+                    return None
+                return parts[1].lower()
+            return None
+    return None
+
+
+class TelemetryMiddleware:
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self._t = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._t.recorder is None:
+            await self._untraced(scope, receive, send)
+        else:
+            await self._traced(scope, receive, send)
+
+    async def _untraced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        header = (sc.TRACE_ID_HEADER, incoming_trace_id(scope["headers"]) or os.urandom(16).hex().encode())
+        status = [500]
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        metrics = self._t.metrics
+        if metrics is None:
+            await self.app(scope, receive, send_with_header)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_header)
+        finally:
+            request = scope.get("state", {}).get(SCOPE_KEY)
+            metrics.record(request, status[0], time.perf_counter() - started, _route(scope))
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        t = self._t
+        assert t.recorder is not None and t.tracer is not None
+        headers: Headers = scope["headers"]
+        ctx = t.propagator.extract(headers, getter=_GETTER)
+        method = scope["method"]
+        attrs: dict[str, Any] = {
+            sc.HTTP_REQUEST_METHOD: method,
+            sc.URL_PATH: scope["path"],
+            sc.URL_SCHEME: scope.get("scheme", "http"),
+            sc.OPENINFERENCE_SPAN_KIND: sc.OPENINFERENCE_CHAIN,
+        }
+        if t.old_http:
+            attrs[sc.OLD_HTTP_METHOD], attrs[sc.OLD_HTTP_TARGET] = method, scope["path"]
+            attrs[sc.OLD_HTTP_SCHEME] = attrs[sc.URL_SCHEME]
+        span = t.tracer.start_span(method, context=ctx, kind=SpanKind.SERVER, attributes=attrs)
+        header = (sc.TRACE_ID_HEADER, format(span.get_span_context().trace_id, "032x").encode())
+        recording = span.is_recording()
+        status = [500]
+        collector: list[OutputCollector] = []
+
+        async def send_traced(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+                if t.capture and recording and status[0] == 200:
+                    request = scope.get("state", {}).get(SCOPE_KEY)
+                    if isinstance(request, ApiRequest) and request.operation == "chat":
+                        collector.append(OutputCollector(request.stream))
+            elif collector and message["type"] == "http.response.body":
+                collector[0].feed(message.get("body", b""))
+            await send(message)
+
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            await self.app(scope, receive, send_traced)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self._finish(scope, span, recording, status[0], failure, collector, started, ctx)
+
+    def _finish(
+        self, scope: Scope, span: Any, recording: bool, status: int, failure: BaseException | None,
+        collector: list[OutputCollector], started: float, ctx: Any,
+    ) -> None:
+        t = self._t
+        request = scope.get("state", {}).get(SCOPE_KEY)
+        route = _route(scope)
+        if recording:
+            ended = time.time_ns()
+            if route:
+                span.update_name(f"{scope['method']} {route}")
+                span.set_attribute(sc.HTTP_ROUTE, route)
+            span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
+            if t.old_http:
+                span.set_attribute(sc.OLD_HTTP_STATUS_CODE, status)
+            if scope.get("state", {}).get("request_id"):
+                span.set_attribute(sc.LOCKGATE_REQUEST_ID, scope["state"]["request_id"])
+            if isinstance(request, ApiRequest):
+                output = collector[0].output_messages() if collector else None
+                entries = {k: str(v) for k, v in otel_baggage.get_all(ctx).items()}
+                t.recorder.record(span, request, ended, entries, output)  # type: ignore[union-attr]
+                last = request.attempts[-1] if request.attempts else None
+                if status < 400 and last is not None and last.failure is not None:
+                    # The stream broke after its first byte: the client got an error event.
+                    span.set_attribute(sc.ERROR_TYPE, last.failure.kind)
+                    span.set_status(Status(StatusCode.ERROR, "the upstream stream failed mid-way"))
+            if failure is not None and not isinstance(failure, Exception):
+                span.set_attribute(sc.ERROR_TYPE, "cancelled")
+            elif failure is not None:
+                span.set_attribute(sc.ERROR_TYPE, type(failure).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, type(failure).__qualname__))
+            elif status >= 500:
+                span.set_attribute(sc.ERROR_TYPE, str(status))
+                span.set_status(Status(StatusCode.ERROR))
+            span.end(ended)
+        if t.metrics is not None:
+            t.metrics.record(request if isinstance(request, ApiRequest) else None, status,
+                             time.perf_counter() - started, route)
+
+
+def _route(scope: Scope) -> str:
+    """The matched route's template (`http.route`), or "" when no route matched (a 404)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    endpoint = scope.get("endpoint")
+    router = scope.get("router")
+    if endpoint is None or router is None:
+        return ""
+    # FastAPI leaves only the endpoint in the scope; find its route (a handful, scanned once per request).
+    path_now = scope["path"]
+    for candidate in getattr(router, "routes", ()):
+        regex = getattr(candidate, "path_regex", None)
+        if getattr(candidate, "endpoint", None) == endpoint and regex is not None and regex.match(path_now):
+            found = getattr(candidate, "path", "")
+            return found if isinstance(found, str) else ""
+    return ""

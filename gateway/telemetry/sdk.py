@@ -1,0 +1,154 @@
+"""The OpenTelemetry SDK and OTLP exporters enter here: tracer and meter providers for one app.
+
+Nothing here is global: the providers belong to the app that built them (no `set_tracer_provider`),
+so two gateways in one process (tests) never share spans. Export runs on the SDK's background
+threads (BatchSpanProcessor, PeriodicExportingMetricReader): a slow or dead collector costs dropped
+spans, counted in `ExportCounts`, never request latency.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Tracer
+
+from gateway import __version__
+from gateway.telemetry.semconv import INSTRUMENTATION_NAME, SCHEMA_URL
+from gateway.telemetry.settings import GRPC_PROTOCOL, TelemetrySettings
+
+log = logging.getLogger("lockgate.telemetry")
+
+MAX_QUEUE = 2048
+
+
+@dataclass(slots=True)
+class ExportCounts:
+    """Spans by fate. Updated from the export thread and the event loop; approximate under races."""
+
+    ended: int = 0
+    exported: int = 0
+    failed: int = 0
+    dropped: int = 0
+
+
+class _CountingExporter(SpanExporter):
+    """Delegates to the real exporter and counts what reached the collector and what did not."""
+
+    def __init__(self, inner: SpanExporter, counts: ExportCounts) -> None:
+        self._inner = inner
+        self._counts = counts
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception:  # an exporter bug must not kill the export thread
+            log.exception("span export raised")
+            result = SpanExportResult.FAILURE
+        if result is SpanExportResult.SUCCESS:
+            self._counts.exported += len(spans)
+        else:
+            self._counts.failed += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _CountingBatchProcessor(BatchSpanProcessor):
+    """Counts spans the full queue pushes out (the SDK drops the oldest and only logs it)."""
+
+    def __init__(self, exporter: SpanExporter, counts: ExportCounts) -> None:
+        super().__init__(exporter, max_queue_size=MAX_QUEUE)
+        self._counts = counts
+
+    def on_end(self, span: ReadableSpan) -> None:
+        counts = self._counts
+        counts.ended += 1
+        if counts.ended - counts.exported - counts.failed - counts.dropped > MAX_QUEUE:
+            counts.dropped += 1
+        super().on_end(span)
+
+
+def _otlp_span_exporter(settings: TelemetrySettings) -> SpanExporter:
+    headers = dict(settings.headers) or None
+    if settings.protocol == GRPC_PROTOCOL:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter(endpoint=settings.traces_endpoint, headers=headers, timeout=int(settings.timeout))
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    return HttpExporter(endpoint=settings.traces_endpoint, headers=headers, timeout=settings.timeout)
+
+
+def _otlp_metric_reader(settings: TelemetrySettings) -> MetricReader:
+    headers = dict(settings.headers) or None
+    exporter: Any
+    if settings.protocol == GRPC_PROTOCOL:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
+
+        exporter = GrpcMetrics(endpoint=settings.metrics_endpoint, headers=headers, timeout=int(settings.timeout))
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
+
+        exporter = HttpMetrics(endpoint=settings.metrics_endpoint, headers=headers, timeout=settings.timeout)
+    return PeriodicExportingMetricReader(exporter, export_interval_millis=settings.metrics_export_interval * 1000)
+
+
+def _resource(settings: TelemetrySettings) -> Resource:
+    attributes: dict[str, str] = {"service.version": __version__, **dict(settings.resource_attributes)}
+    attributes["service.name"] = settings.service_name
+    return Resource.create(attributes)
+
+
+@dataclass(slots=True)
+class Tracing:
+    tracer: Tracer
+    counts: ExportCounts
+    shutdown: Callable[[], None]
+
+
+def build_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = None) -> Tracing:
+    """A tracer for this app. A given `exporter` (tests: in-memory) is exported to synchronously."""
+    counts = ExportCounts()
+    provider = TracerProvider(
+        resource=_resource(settings), sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio))
+    )
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(_CountingExporter(exporter, counts)))
+    elif settings.traces_endpoint:
+        provider.add_span_processor(_CountingBatchProcessor(_CountingExporter(_otlp_span_exporter(settings), counts), counts))
+    tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL)
+    return Tracing(tracer, counts, provider.shutdown)
+
+
+@dataclass(slots=True)
+class Metering:
+    meter: Meter
+    shutdown: Callable[[], None]
+
+
+def build_metering(settings: TelemetrySettings, readers: Sequence[MetricReader]) -> Metering:
+    all_readers = list(readers)
+    if settings.metrics_endpoint:
+        all_readers.append(_otlp_metric_reader(settings))
+    provider = MeterProvider(metric_readers=all_readers, resource=_resource(settings))
+    meter = provider.get_meter(INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL)
+    return Metering(meter, provider.shutdown)

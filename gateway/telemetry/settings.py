@@ -1,0 +1,101 @@
+"""What telemetry a gateway runs with: the `telemetry:` section merged with the standard OTEL_* variables.
+
+The config file wins where it says something; otherwise the standard variables apply
+(`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`,
+`OTEL_SERVICE_NAME`, `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER=none`,
+`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, `OTEL_SEMCONV_STABILITY_OPT_IN`).
+
+Tracing is on when the config says `tracing: true`, or when it says nothing and an OTLP endpoint is
+known (config or environment): a user who points the gateway at a collector expects traces; one who
+does not pays nothing for them. Metrics are on unless `metrics: false` (GET /metrics works out of the
+box) and are exported over OTLP only when an endpoint is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.config.runtime import TelemetryConfig
+from gateway.telemetry.semconv import ENV_CAPTURE_CONTENT, StabilityOptIn
+
+DEFAULT_SERVICE_NAME = "lockgate"
+HTTP_PROTOCOL = "http/protobuf"
+GRPC_PROTOCOL = "grpc"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    tracing: bool
+    metrics: bool
+    prometheus: bool
+    service_name: str
+    sample_ratio: float
+    capture_content: bool
+    # Full URL for spans (.../v1/traces for HTTP) and for metrics; None: nothing is exported.
+    traces_endpoint: str | None
+    metrics_endpoint: str | None
+    protocol: str
+    headers: tuple[tuple[str, str], ...]
+    timeout: float
+    metrics_export_interval: float
+    resource_attributes: tuple[tuple[str, str], ...]
+    stability: StabilityOptIn
+
+
+def resolve(config: TelemetryConfig, environ: Mapping[str, str]) -> TelemetrySettings:
+    protocol = config.otlp_protocol or _protocol(environ)
+    base = config.otlp_endpoint or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
+    traces = _signal_endpoint(base, "traces", protocol, environ, explicit=config.otlp_endpoint is not None)
+    metrics = _signal_endpoint(base, "metrics", protocol, environ, explicit=config.otlp_endpoint is not None)
+    disabled = environ.get("OTEL_SDK_DISABLED", "").strip().lower() in _TRUE
+    traces_off = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none"
+    tracing = config.tracing if config.tracing is not None else (traces is not None and not traces_off)
+    capture = config.capture_message_content
+    if capture is None:
+        capture = environ.get(ENV_CAPTURE_CONTENT, "").strip().lower() in _TRUE
+    timeout = config.otlp_timeout or _seconds(environ.get("OTEL_EXPORTER_OTLP_TIMEOUT"), 10.0)
+    return TelemetrySettings(
+        tracing=tracing and not disabled,
+        metrics=config.metrics and not disabled,
+        prometheus=config.prometheus and config.metrics and not disabled,
+        service_name=config.service_name or environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
+        sample_ratio=config.sample_ratio,
+        capture_content=capture,
+        traces_endpoint=traces,
+        metrics_endpoint=metrics,
+        protocol=protocol,
+        headers=config.otlp_headers,
+        timeout=timeout,
+        metrics_export_interval=config.metrics_export_interval,
+        resource_attributes=config.resource_attributes,
+        stability=StabilityOptIn.from_env(environ),
+    )
+
+
+def _protocol(environ: Mapping[str, str]) -> str:
+    value = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", HTTP_PROTOCOL).strip().lower()
+    return GRPC_PROTOCOL if value == GRPC_PROTOCOL else HTTP_PROTOCOL
+
+
+def _signal_endpoint(
+    base: str | None, signal: str, protocol: str, environ: Mapping[str, str], explicit: bool
+) -> str | None:
+    """The per-signal URL: a signal-specific variable is used as is; a base gets `/v1/<signal>` (HTTP)."""
+    specific = None if explicit else environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    if specific:
+        return specific
+    if not base:
+        return None
+    if protocol == GRPC_PROTOCOL:
+        return base
+    return base.rstrip("/") + f"/v1/{signal}"
+
+
+def _seconds(value: str | None, default: float) -> float:
+    # OTEL_EXPORTER_OTLP_TIMEOUT is in milliseconds.
+    try:
+        return float(value) / 1000 if value else default
+    except ValueError:
+        return default

@@ -1,0 +1,158 @@
+"""Turns a finished request's values into spans: a CLIENT span per attempt, an event per decision.
+
+Business code records `Attempt`s and `Decision`s on the `ApiRequest` as plain values while it
+runs; this module writes them afterwards with their real start and end times, under the request's
+SERVER span. Any decision becomes a span event named as it was recorded, with its attributes, so
+new stages (retries, breakers, budgets, policies, holds) show up in traces without code here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
+
+from gateway.context import ApiRequest, Attempt
+from gateway.errors import scrub_secrets
+from gateway.providers.base import Summary
+from gateway.telemetry import semconv as sc
+from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type, request_params
+from gateway.telemetry.content import input_messages
+
+Attrs = dict[str, Any]
+_NS = 1_000_000_000
+
+
+class SpanRecorder:
+    def __init__(
+        self, tracer: Tracer, deployments: DeploymentAttributes, secrets: tuple[str, ...], capture: bool
+    ) -> None:
+        self._tracer = tracer
+        self._deployments = deployments
+        self._secrets = secrets
+        self._capture = capture
+
+    def record(
+        self,
+        server: Span,
+        request: ApiRequest,
+        ended_ns: int,
+        baggage: dict[str, str],
+        output: str | None,
+    ) -> None:
+        """Annotate the SERVER span and write the attempt spans and decision events under it."""
+        operation = request.operation
+        own: Attrs = {
+            sc.GEN_AI_OPERATION_NAME: operation,
+            sc.GEN_AI_REQUEST_MODEL: request.model,
+            sc.LOCKGATE_ATTEMPTS: len(request.attempts),
+        }
+        session = request.session_id or baggage.get(sc.BAGGAGE_SESSION_ID)
+        if session:
+            own[sc.SESSION_ID] = own[sc.GEN_AI_CONVERSATION_ID] = session
+        principal = request.principal
+        user = request.user or (principal.user if principal else None) or baggage.get(sc.BAGGAGE_USER_ID)
+        if user:
+            own[sc.USER_ID] = user
+        if principal is not None:
+            own[sc.LOCKGATE_KEY_NAME] = principal.name
+            if principal.team:
+                own[sc.LOCKGATE_TEAM] = principal.team
+
+        parent = set_span_in_context(server)
+        common: Attrs = {sc.GEN_AI_OPERATION_NAME: operation, sc.OPENINFERENCE_SPAN_KIND: _kind(operation)}
+        if operation == "chat":
+            common[sc.GEN_AI_REQUEST_STREAM] = request.stream
+        request_params(operation, request.body, common)
+        if session:
+            common[sc.SESSION_ID] = common[sc.GEN_AI_CONVERSATION_ID] = session
+        if user:
+            common[sc.USER_ID] = user
+        if self._capture and operation == "chat":
+            messages, system = input_messages(request.body)
+            if messages is not None:
+                common[sc.GEN_AI_INPUT_MESSAGES] = messages
+            if system is not None:
+                common[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = system
+
+        total_cost: float | None = None
+        last = len(request.attempts) - 1
+        for index, attempt in enumerate(request.attempts):
+            served = index == last and attempt.failure is None
+            # A served stream's span lasts until its last byte: the request's end.
+            end = ended_ns if served and request.stream else None
+            self._attempt(parent, attempt, index, common, end, output if served else None)
+            cost = attempt_cost(attempt)
+            if cost is not None:
+                total_cost = (total_cost or 0.0) + cost
+            if served:
+                own[sc.LOCKGATE_DEPLOYMENT] = attempt.deployment.id
+        if total_cost is not None:
+            own[sc.LOCKGATE_COST_USD] = total_cost
+        server.set_attributes(own)
+        for decision in request.decisions:
+            server.add_event(decision.name, self._clean(decision.attributes), int(decision.at * _NS))
+
+    def _attempt(
+        self, parent: Context, attempt: Attempt, index: int, common: Attrs, end_ns: int | None, output: str | None
+    ) -> None:
+        d = attempt.deployment
+        attrs = self._deployments.span_attrs(d)
+        attrs.update(common)
+        attrs[sc.LOCKGATE_ATTEMPT] = index + 1
+        if attempt.summary is not None:
+            _summary(attempt.summary, attrs)
+        cost = attempt_cost(attempt)
+        if cost is not None:
+            attrs[sc.LOCKGATE_COST_USD] = cost
+        if output is not None:
+            attrs[sc.GEN_AI_OUTPUT_MESSAGES] = output
+        failure = attempt.failure
+        if failure is not None:
+            attrs[sc.ERROR_TYPE] = error_type(failure)
+            attrs[sc.LOCKGATE_FAILURE_KIND] = failure.kind
+            if failure.status is not None:
+                attrs[sc.LOCKGATE_UPSTREAM_STATUS] = failure.status
+        start = int(attempt.started * _NS)
+        span = self._tracer.start_span(
+            f"{common[sc.GEN_AI_OPERATION_NAME]} {d.upstream_model}",
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=start,
+        )
+        if failure is not None:
+            span.set_status(Status(StatusCode.ERROR, scrub_secrets(failure.message, self._secrets)))
+        span.end(end_ns if end_ns is not None else start + int(attempt.duration * _NS))
+
+    def _clean(self, attributes: dict[str, Any]) -> Attrs:
+        """Decision attributes as recorded, with any secret scrubbed from text values."""
+        return {
+            k: scrub_secrets(v, self._secrets) if isinstance(v, str) else v
+            for k, v in attributes.items()
+            if v is not None
+        }
+
+
+def _kind(operation: str) -> str:
+    return sc.OPENINFERENCE_EMBEDDING if operation == "embeddings" else sc.OPENINFERENCE_LLM
+
+
+def _summary(summary: Summary, attrs: Attrs) -> None:
+    if summary.response_id:
+        attrs[sc.GEN_AI_RESPONSE_ID] = summary.response_id
+    if summary.response_model:
+        attrs[sc.GEN_AI_RESPONSE_MODEL] = summary.response_model
+    if summary.finish_reasons:
+        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(summary.finish_reasons)
+    if summary.time_to_first_chunk is not None:
+        attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = summary.time_to_first_chunk
+    usage = summary.usage
+    if usage is not None:
+        attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        if usage.cached_tokens is not None:
+            attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cached_tokens
+        if usage.reasoning_tokens is not None:
+            attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens

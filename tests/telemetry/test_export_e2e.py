@@ -1,0 +1,135 @@
+"""End to end: `python -m gateway serve` as a real process exports OTLP/HTTP to a local receiver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from gateway.testing.otlp_receiver import ReceiverServer
+from gateway.testing.upstream import UpstreamServer
+from tests.conftest import MASTER_KEY, UPSTREAM_KEY, openai_model
+
+SERVER, CLIENT = 2, 3  # OTLP span kinds
+
+
+@pytest.fixture
+def receiver() -> Iterator[ReceiverServer]:
+    server = ReceiverServer().start()
+    yield server
+    server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_gateway(config: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    # Readiness is only observable by asking; bounded, and it stops as soon as the gateway answers.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gateway exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError("the gateway did not become ready")
+
+
+def stop_gateway(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_spans_and_metrics_reach_an_otlp_http_receiver_from_a_real_gateway_process(
+    tmp_path: Path, upstream: UpstreamServer, receiver: ReceiverServer
+) -> None:
+    config = tmp_path / "lockgate.yaml"
+    config.write_text(
+        "model_list:\n" + openai_model("gpt-4o", upstream)
+        + f"general_settings: {{master_key: {MASTER_KEY}}}\n"
+        + "telemetry: {metrics_export_interval: 0.5}\n"
+    )
+    port = free_port()
+    process = start_gateway(config, port, {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_SERVICE_NAME": "", "OTEL_SDK_DISABLED": "",
+    })
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER_KEY, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hello"}], temperature=0.5,
+            extra_headers={"x-lockgate-session-id": "sess-e2e"},
+        )
+        reply = raw.parse()
+        trace_id = raw.headers["x-lockgate-trace-id"]
+        got = receiver.receiver
+        got.wait_for(lambda r: any(s.kind == SERVER and s.trace_id == trace_id for s in r.spans))
+        got.wait_for(lambda r: "gen_ai.client.operation.duration" in r.metric_names)
+    finally:
+        stop_gateway(process)
+
+    spans = [s for s in got.spans if s.trace_id == trace_id]
+    (server,) = [s for s in spans if s.kind == SERVER]
+    (call,) = [s for s in spans if s.kind == CLIENT]
+    assert server.resource["service.name"] == "lockgate"
+    assert server.name == "POST /v1/chat/completions" and server.attributes["session.id"] == "sess-e2e"
+    assert call.parent_span_id == server.span_id and call.name == "chat gpt-4o-upstream"
+    assert call.attributes["gen_ai.provider.name"] == "openai"
+    assert call.attributes["gen_ai.response.id"] == reply.id
+    assert call.attributes["gen_ai.request.temperature"] == 0.5
+    assert call.attributes["server.port"] == upstream.port
+    assert reply.usage is not None and call.attributes["gen_ai.usage.output_tokens"] == reply.usage.completion_tokens
+    assert {"gen_ai.client.token.usage", "lockgate.requests"} <= got.metric_names
+    everything = repr([(s.attributes, s.events) for s in spans])
+    assert UPSTREAM_KEY not in everything and MASTER_KEY not in everything
+
+
+def test_a_dead_collector_costs_dropped_spans_not_failed_requests(tmp_path: Path, upstream: UpstreamServer) -> None:
+    config = tmp_path / "lockgate.yaml"
+    dead = free_port()  # nothing listens here
+    config.write_text(
+        "model_list:\n" + openai_model("gpt-4o", upstream)
+        + f"telemetry: {{otlp: {{endpoint: 'http://127.0.0.1:{dead}', timeout: 1}}}}\n"
+    )
+    port = free_port()
+    process = start_gateway(config, port, {"OTEL_BSP_SCHEDULE_DELAY": "50"})
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        for _ in range(3):
+            reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert reply.choices[0].finish_reason == "stop"
+        # The export thread gives up on the batch within its timeout; the count is visible on /metrics.
+        failed = 0.0
+        deadline = time.monotonic() + 20
+        while failed == 0 and time.monotonic() < deadline:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            line = next(l for l in text.splitlines() if l.startswith("lockgate_telemetry_spans_total") and '"failed"' in l)
+            failed = float(line.rsplit(" ", 1)[1])
+            if failed == 0:
+                time.sleep(0.1)
+        assert failed > 0
+    finally:
+        stop_gateway(process)
