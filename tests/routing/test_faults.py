@@ -229,3 +229,20 @@ def test_client_can_shorten_the_request_timeout(upstream: UpstreamServer, gatewa
     with pytest.raises(openai.BadRequestError) as bad:
         sdk(gateway).chat.completions.create(model="gpt", messages=MESSAGES, extra_headers={"x-lockgate-timeout": "soon"})
     assert bad.value.param == "x-lockgate-timeout"
+
+
+def test_embeddings_fail_over_like_chat(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, refused_url: str
+) -> None:
+    gateway = gateway_factory(
+        config(
+            deployment("embed", refused_url, "dead-embed", "dead", weight=1000),
+            deployment("embed", upstream, "live-embed", "live", weight=0.001),
+        )
+    )
+
+    raw = sdk(gateway).embeddings.with_raw_response.create(model="embed", input="hello")
+
+    assert raw.headers["x-lockgate-deployment"] == "live"
+    assert raw.headers["x-lockgate-attempts"] == "2"
+    assert raw.parse().data[0].embedding
