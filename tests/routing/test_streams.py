@@ -13,7 +13,7 @@ from tests.routing.conftest import MESSAGES, config, deployment, router_of, sdk
 
 def collect(client: openai.OpenAI, model: str = "gpt") -> tuple[str, list[str | None]]:
     """The streamed text and the finish reasons, as an agent would read them."""
-    text, finishes = "", []
+    text, finishes = "", list[str | None]()
     for chunk in client.chat.completions.create(model=model, messages=MESSAGES, stream=True):
         for choice in chunk.choices:
             text += choice.delta.content or ""
@@ -93,7 +93,9 @@ def test_failure_after_the_first_byte_is_an_error_the_sdk_raises(
     assert router_of(gateway).breakers.failures("flaky") == 1
 
 
-def test_the_error_event_is_the_last_thing_on_the_wire(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
+def test_the_error_event_is_the_last_thing_on_the_wire(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
     gateway = gateway_factory(config(deployment("gpt", upstream, "solo", "solo", idle_timeout=0.15)))
     upstream.upstream.script_for("solo", Fault(after_chunks=2, cut=True, chunk_delay=0.02))
 

@@ -21,15 +21,30 @@ from gateway.routing.cooldowns import InMemoryCooldowns
         (UpstreamFailure("status", "bad", status=422), "client_error", True, False, False, False),
         (
             UpstreamFailure("status", "too long", status=400, code="context_length_exceeded"),
-            "context_window_exceeded", True, False, False, False,
+            "context_window_exceeded",
+            True,
+            False,
+            False,
+            False,
         ),
         (
             UpstreamFailure("status", "filtered", status=400, code="content_filter"),
-            "content_policy", True, False, False, False,
+            "content_policy",
+            True,
+            False,
+            False,
+            False,
         ),
         (UpstreamFailure("status", "key", status=401), "upstream_credentials", False, False, True, False),
         (UpstreamFailure("status", "key", status=403), "upstream_credentials", False, False, True, False),
-        (UpstreamFailure("status", "slow", status=429, retry_after=2), "rate_limited", False, True, False, True),
+        (
+            UpstreamFailure("status", "slow", status=429, retry_after=2),
+            "rate_limited",
+            False,
+            True,
+            False,
+            True,
+        ),
         (UpstreamFailure("status", "boom", status=500), "server_error", False, True, True, False),
         (UpstreamFailure("status", "boom", status=502), "server_error", False, True, True, False),
         (UpstreamFailure("status", "boom", status=503), "server_error", False, True, True, False),
@@ -45,7 +60,11 @@ def test_classification(
 ) -> None:
     verdict = classify(failure)
     assert (verdict.reason, verdict.client_fault, verdict.retry_same, verdict.breaker, verdict.cooldown) == (
-        reason, client_fault, retry_same, breaker, cooldown
+        reason,
+        client_fault,
+        retry_same,
+        breaker,
+        cooldown,
     )
 
 
