@@ -6,10 +6,12 @@ import random
 
 import pytest
 
+from gateway.config import parse_config
 from gateway.errors import UpstreamFailure
 from gateway.routing.backoff import Backoff
 from gateway.routing.classify import classify
 from gateway.routing.cooldowns import InMemoryCooldowns
+from gateway.routing.windows import ContextWindows, load_litellm_map
 
 
 @pytest.mark.parametrize(
@@ -89,3 +91,26 @@ async def test_cooldowns_expire_and_are_only_looked_up_while_one_may_be_active()
     now[0] = 1005.5
     assert await cooldowns.active(["a", "b"]) == {}
     assert not cooldowns.maybe_active()
+
+
+def test_litellm_map_is_read_only_when_a_window_is_missing_and_only_once() -> None:
+    config = parse_config(
+        "model_list:\n"
+        "  - {model_name: a, litellm_params: {model: openai/gpt-4o, api_base: 'http://x'}}\n"
+        "  - {model_name: b, litellm_params: {model: openai/gpt-3.5-turbo, api_base: 'http://x'}}\n"
+        "  - {model_name: c, litellm_params: {model: openai/mine, api_base: 'http://x'},"
+        " model_info: {max_input_tokens: 99}}\n"
+    )
+    loads: list[int] = []
+
+    def counting_load() -> dict[str, object]:
+        loads.append(1)
+        return load_litellm_map()
+
+    given = ContextWindows(config.groups["c"].deployments, load_map=counting_load)
+    assert given.get("c#2") == 99 and loads == [], "model_info gives it: the map is not read"
+
+    both = [*config.groups["a"].deployments, *config.groups["b"].deployments]
+    windows = ContextWindows(both, load_map=counting_load)
+    assert windows.get("a#0") == 128000 and windows.get("b#1") == 16385
+    assert loads == [1]
