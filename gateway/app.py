@@ -34,9 +34,12 @@ from gateway.errors import (
     render_error,
     scrub_secrets,
 )
+from gateway.governance import Governance
+from gateway.keys.resolver import KeyResolverMiddleware
 from gateway.pipeline import Pipeline
 from gateway.providers import Providers
 from gateway.routing.router import Router
+from gateway.store import open_store
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 
 log = logging.getLogger("lockgate")
@@ -45,14 +48,18 @@ log = logging.getLogger("lockgate")
 def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     """`span_exporter` (an OpenTelemetry SDK SpanExporter) receives every span; tests pass an in-memory one."""
     telemetry = Telemetry(config, span_exporter=span_exporter)
-    authenticator = Authenticator(config)
+    # Durable state shared by governance, approvals and sessions; opened lazily, never at import.
+    store = open_store(config.store.url, timeout=config.store.timeout)
+    governance = Governance.create(config, store)
+    authenticator = Authenticator(config, governance.key_cache)
     providers = Providers.create(config)
     router = Router(config, providers)
-    pipeline = Pipeline(authenticator, router, config.router.timeout)
+    pipeline = Pipeline(authenticator, router, config.router.timeout, budgets=governance.budgets)
     started = {"providers": False}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await governance.start()
         await providers.start(config)
         started["providers"] = True
         log.info(telemetry.describe())
@@ -68,11 +75,13 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         finally:
             started["providers"] = False
             await providers.aclose()
+            await governance.aclose()
             await asyncio.to_thread(telemetry.shutdown)
 
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     # Telemetry hooks `router.breakers.listeners`; tests read breaker states through it.
     app.state.router = router
+    app.state.store = store
     chat = ChatApi(pipeline, config.server.max_body_bytes)
     embeddings = EmbeddingsApi(pipeline, config.server.max_body_bytes)
     models = ModelsApi(config, authenticator)
@@ -88,9 +97,13 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     app.router.add_route("/readyz", health.readyz, methods=["GET"])
     if telemetry.prometheus is not None:
         app.router.add_route("/metrics", telemetry.prometheus.handle, methods=["GET"])
+    for path, endpoint, methods in governance.routes():
+        app.router.add_route(path, endpoint, methods=methods)
 
     secrets = config.secrets()
     _install_error_handlers(app, secrets)
+    # Added innermost first: RequestId -> Telemetry -> KeyResolver -> routes.
+    app.add_middleware(KeyResolverMiddleware, authenticator=authenticator, cache=governance.key_cache)
     app.add_middleware(TelemetryMiddleware, telemetry=telemetry)  # inside RequestIdMiddleware: sees the id
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from gateway.config.runtime import Principal, RuntimeConfig
-from gateway.errors import AuthenticationFailed, ModelNotFound, PermissionDenied
+from gateway.errors import AuthenticationFailed, GovernanceUnavailable, ModelNotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from gateway.keys.cache import KeyCache
 
 ANONYMOUS = Principal(name="anonymous")
 MASTER = Principal(name="master", is_master=True)
 
 
 class Authenticator:
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(self, config: RuntimeConfig, virtual_keys: KeyCache | None = None) -> None:
         self._master = config.master_key
         self._keys = dict(config.keys)
         self._enabled = config.auth_enabled
+        # Virtual keys, resolved into this cache by `gateway.keys.resolver` before the route runs.
+        self._virtual = virtual_keys
+
+    def is_configured(self, token: str) -> bool:
+        """A static key or the master key: known without asking the store."""
+        return token in self._keys or (
+            self._master is not None and hmac.compare_digest(token.encode(), self._master.encode())
+        )
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         if not self._enabled:
@@ -31,7 +45,28 @@ class Authenticator:
             return principal
         if self._master is not None and hmac.compare_digest(token.encode(), self._master.encode()):
             return MASTER
+        if self._virtual is not None:
+            return self._virtual_key(token)
         raise AuthenticationFailed(f"Incorrect API key provided: {_hint(token)}. Check the key and try again.")
+
+    def _virtual_key(self, token: str) -> Principal:
+        assert self._virtual is not None
+        entry = self._virtual.peek(hashlib.sha256(token.encode()).hexdigest())
+        if entry is None or entry.status == "unknown":
+            raise AuthenticationFailed(f"Incorrect API key provided: {_hint(token)}. Check the key and try again.")
+        if entry.status == "unavailable":
+            raise GovernanceUnavailable(
+                "The gateway cannot check this API key right now: its key store is unreachable. "
+                "Retry shortly; the gateway reconnects by itself.",
+                retry_after=1.0,
+            )
+        assert entry.principal is not None
+        if entry.status == "revoked":
+            raise AuthenticationFailed(f"The API key '{entry.principal.name}' has been revoked.")
+        expires = entry.principal.expires_at
+        if entry.status == "expired" or (expires is not None and expires <= time.time()):
+            raise AuthenticationFailed(f"The API key '{entry.principal.name}' has expired.")
+        return entry.principal
 
     @staticmethod
     def check_model(principal: Principal, model: str) -> None:
@@ -45,6 +80,11 @@ class Authenticator:
     @staticmethod
     def visible(principal: Principal, model: str) -> bool:
         return principal.models is None or model in principal.models
+
+
+def token_of(headers: Mapping[str, str]) -> str | None:
+    """The caller's key from `Authorization: Bearer` or `x-api-key`, if any."""
+    return _token(headers)
 
 
 def _token(headers: Mapping[str, str]) -> str | None:
@@ -62,4 +102,4 @@ def _hint(token: str) -> str:
     return f"{token[:3]}...{token[-4:]}" if len(token) > 10 else "***"
 
 
-__all__ = ["Authenticator", "ModelNotFound", "ANONYMOUS", "MASTER"]
+__all__ = ["ANONYMOUS", "MASTER", "Authenticator", "ModelNotFound"]

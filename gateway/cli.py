@@ -11,9 +11,13 @@ import typer
 from rich.console import Console
 
 from gateway.app import CONFIG_ENV
+from gateway.cli_admin import audit_app, keys_app, spend_app
 from gateway.config.loader import ConfigError, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lockgate: an observability-first LLM gateway.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(spend_app, name="spend")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 

@@ -97,6 +97,18 @@ class RateLimited(GatewayError):
     spec = ErrorSpec(429, "rate_limit_error", "rate_limit_exceeded", True)
 
 
+class BudgetExceeded(GatewayError):
+    """A budget has no room for the request: retrying will not help until the period resets."""
+
+    spec = ErrorSpec(429, "insufficient_quota", "budget_exceeded", False)
+
+
+class GovernanceUnavailable(GatewayError):
+    """The store that holds keys, budgets or rate limits cannot be reached (fail-closed mode)."""
+
+    spec = ErrorSpec(503, "server_error", "governance_store_unavailable", True)
+
+
 # ---- upstream trouble the gateway could not route around ----
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,11 +34,17 @@ GatewayFactory = Callable[[str], GatewayServer]
 
 
 @pytest.fixture
-def gateway_factory() -> Iterator[GatewayFactory]:
-    """Start real gateways from YAML text; every one is stopped when the test ends."""
+def gateway_factory(tmp_path: Path) -> Iterator[GatewayFactory]:
+    """Start real gateways from YAML text; every one is stopped when the test ends.
+
+    Without a `store:` section each test's gateways share a fresh SQLite file in the test's own
+    directory, so no test sees another's keys, budgets or holds, and nothing lands in the checkout.
+    """
     started: list[GatewayServer] = []
 
     def start(yaml_text: str) -> GatewayServer:
+        if not any(line.startswith("store:") for line in yaml_text.splitlines()):
+            yaml_text += f"\nstore: sqlite:///{tmp_path / 'lockgate.db'}\n"
         server = GatewayServer(parse_config(yaml_text)).start()
         started.append(server)
         return server
@@ -67,3 +74,19 @@ def basic_gateway(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> 
         + f"general_settings: {{master_key: {MASTER_KEY}}}\n"
         + "routing: {retry_backoff: 0.01, max_backoff: 0.05}\n"  # retries stay quick in tests
     )
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A unique key prefix on the real Redis at 127.0.0.1:6379, its keys deleted afterwards."""
+    import uuid
+
+    import redis
+
+    prefix = "lgtest-" + uuid.uuid4().hex
+    yield prefix
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

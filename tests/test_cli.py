@@ -43,7 +43,9 @@ def running(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
 
     def start(*args: str) -> str:
         port = free_port()
-        process = subprocess.Popen([*LOCKGATE, *args, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*LOCKGATE, *args, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path
+        )
         procs.append(process)
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, process)

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gateway.config.catalog import FAKE_PROVIDER, OPENAI_COMPATIBLE, split_model
+from gateway.config.governance import RateLimit
 from gateway.config.runtime import (
     Deployment,
     ModelGroup,
@@ -25,6 +26,7 @@ from gateway.config.runtime import (
     RuntimeConfig,
     ServerConfig,
     TelemetryConfig,
+    StoreConfig,
     Timeouts,
 )
 from gateway.config.schema import IGNORED_LITELLM_SECTIONS, ConfigFile, Lenient, ModelEntry
@@ -196,6 +198,8 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
             team=key.team,
             user=key.user,
             models=frozenset(key.models) if key.models else None,
+            budgets=tuple(key.budgets),
+            rate_limit=RateLimit(rpm=key.rpm, tpm=key.tpm) if key.rpm is not None or key.tpm is not None else None,
         )
 
     if not groups and not problems:
@@ -228,6 +232,9 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
         keys=keys,
         warnings=tuple(warnings),
         telemetry=_telemetry(parsed),
+        store=StoreConfig(url=parsed.store.url, timeout=parsed.store.timeout),
+        budgets=parsed.budgets,
+        rate_limits=parsed.rate_limits,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimit, RateLimitsSection
+
 Route = Literal["passthrough", "litellm", "fake"]
 
 
@@ -60,6 +62,11 @@ class Principal:
     user: str | None = None
     # Model groups this principal may call; None means every model.
     models: frozenset[str] | None = None
+    # Governance: a virtual key's id (None for static keys), its budgets, rate limit and expiry.
+    key_id: str | None = None
+    budgets: tuple[BudgetLimit, ...] = ()
+    rate_limit: RateLimit | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +116,12 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = field(default="sqlite:///lockgate.db", repr=False)
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     groups: dict[str, ModelGroup]
     router: RouterConfig
@@ -118,6 +131,9 @@ class RuntimeConfig:
     keys: dict[str, Principal] = field(repr=False)
     warnings: tuple[str, ...] = ()
     telemetry: TelemetryConfig = TelemetryConfig()
+    store: StoreConfig = StoreConfig()
+    budgets: BudgetsSection = BudgetsSection()
+    rate_limits: RateLimitsSection = RateLimitsSection()
 
     @property
     def auth_enabled(self) -> bool:

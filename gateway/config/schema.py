@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimitsSection
+from gateway.store import validate_store_url
+
 
 class Strict(BaseModel):
     """Lockgate's own sections: unknown keys are errors."""
@@ -104,6 +107,9 @@ class StaticKey(Strict):
     user: str | None = None
     # Model groups this key may call; empty means every model.
     models: list[str] = []
+    budgets: list[BudgetLimit] = []
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
 
     @field_validator("key")
     @classmethod
@@ -161,6 +167,17 @@ class TelemetrySection(Strict):
     metrics_export_interval: float = Field(default=60.0, gt=0)
     resource_attributes: dict[str, str] = {}
     otlp: OtlpSection = OtlpSection()
+class StoreSection(Strict):
+    """Where durable state lives: `sqlite:///path` (embedded default) or `redis://host:port/db`."""
+
+    url: str = "sqlite:///lockgate.db"
+    # Seconds to wait for the store before treating it as unreachable.
+    timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        return validate_store_url(value)
 
 
 class ConfigFile(BaseModel):
@@ -185,6 +202,15 @@ class ConfigFile(BaseModel):
     breakers: BreakersSection = BreakersSection()
     routing: RoutingSection = RoutingSection()
     telemetry: TelemetrySection = TelemetrySection()
+    # `store: sqlite:///lockgate.db` or the long form `store: {url: ..., timeout: ...}`.
+    store: StoreSection = StoreSection()
+    budgets: BudgetsSection = BudgetsSection()
+    rate_limits: RateLimitsSection = RateLimitsSection()
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_url(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
 
 
 # LiteLLM sections whose presence Lockgate notices but does not act on.

@@ -27,6 +27,27 @@ from gateway.telemetry.sdk import ExportCounts
 Attrs = dict[str, Any]
 
 
+class _Tally:
+    """A counter aggregated here and read by the SDK only at collection (scrape or export) time.
+
+    The SDK validates and hashes attributes on every `add`; a tally costs a dict lookup per request,
+    which matters on the hot path (see bench/telemetry_overhead.py).
+    """
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[Any, ...], list[Any]] = {}
+
+    def add(self, key: tuple[Any, ...], attrs: Callable[[], Attrs], amount: float = 1) -> None:
+        found = self._series.get(key)
+        if found is None:
+            self._series[key] = [attrs(), amount]
+        else:
+            found[1] += amount
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(value, attrs) for attrs, value in list(self._series.values())]
+
+
 class GatewayMetrics:
     def __init__(self, meter: Meter, deployments: DeploymentAttributes, counts: ExportCounts | None) -> None:
         self._deployments = deployments
@@ -44,28 +65,22 @@ class GatewayMetrics:
             sc.METRIC_TIME_TO_FIRST_CHUNK, unit="s", description="Time to receive the first chunk of a stream.",
             explicit_bucket_boundaries_advisory=list(sc.TTFC_BUCKETS),
         )
-        self._requests = meter.create_counter(
-            sc.METRIC_REQUESTS, unit="{request}", description="Requests by model group, deployment and status."
-        )
         self._request_duration = meter.create_histogram(
             sc.METRIC_REQUEST_DURATION, unit="s", description="Time from request to the response's last byte.",
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
-        self._attempts = meter.create_counter(
-            sc.METRIC_ATTEMPTS, unit="{attempt}", description="Upstream attempts by deployment and outcome."
+        self._requests, self._attempts, self._retries = _Tally(), _Tally(), _Tally()
+        self._fallbacks, self._decisions, self._cost = _Tally(), _Tally(), _Tally()
+        counters: tuple[tuple[str, _Tally, str, str], ...] = (
+            (sc.METRIC_REQUESTS, self._requests, "{request}", "Requests by model group, deployment and status."),
+            (sc.METRIC_ATTEMPTS, self._attempts, "{attempt}", "Upstream attempts by deployment and outcome."),
+            (sc.METRIC_RETRIES, self._retries, "{attempt}", "Attempts after a failure in the same model group."),
+            (sc.METRIC_FALLBACKS, self._fallbacks, "{attempt}", "Attempts moved on to a fallback model group."),
+            (sc.METRIC_DECISIONS, self._decisions, "{decision}", "Decisions the gateway recorded, by name."),
+            (sc.METRIC_COST, self._cost, "{USD}", "Cost of upstream calls, where prices are configured."),
         )
-        self._retries = meter.create_counter(
-            sc.METRIC_RETRIES, unit="{attempt}", description="Attempts after a failure in the same model group."
-        )
-        self._fallbacks = meter.create_counter(
-            sc.METRIC_FALLBACKS, unit="{attempt}", description="Attempts moved on to a fallback model group."
-        )
-        self._decisions = meter.create_counter(
-            sc.METRIC_DECISIONS, unit="{decision}", description="Decisions the gateway recorded, by name."
-        )
-        self._cost = meter.create_counter(
-            sc.METRIC_COST, unit="{USD}", description="Cost of upstream calls, where prices are configured."
-        )
+        for name, tally, unit, description in counters:
+            meter.create_observable_counter(name, callbacks=[tally.observe], unit=unit, description=description)
         meter.create_observable_gauge(
             sc.METRIC_BREAKER_STATE, callbacks=[self._observe_breakers], unit="1",
             description="Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.",
@@ -84,22 +99,24 @@ class GatewayMetrics:
 
     def record(self, request: ApiRequest | None, status: int, duration: float, route: str) -> None:
         if request is None:
-            attrs = self._attrs(("req", route, status), lambda: {sc.HTTP_ROUTE: route, sc.HTTP_RESPONSE_STATUS_CODE: status})
-            self._requests.add(1, attrs)
+            key: tuple[Any, ...] = ("req", route, status)
+            attrs = self._attrs(key, lambda: {sc.HTTP_ROUTE: route, sc.HTTP_RESPONSE_STATUS_CODE: status})
+            self._requests.add(key, lambda: attrs)
             self._request_duration.record(duration, attrs)
             return
         attempts = request.attempts
         served = attempts[-1] if attempts and attempts[-1].failure is None else None
         deployment = served.deployment.id if served else ""
         model = self._deployments.model_label(request.model)
+        key = ("req", route, status, model, deployment)
         attrs = self._attrs(
-            ("req", route, status, model, deployment),
+            key,
             lambda: {
                 sc.HTTP_ROUTE: route, sc.HTTP_RESPONSE_STATUS_CODE: status,
                 sc.GEN_AI_REQUEST_MODEL: model, sc.LOCKGATE_DEPLOYMENT: deployment,
             },
         )
-        self._requests.add(1, attrs)
+        self._requests.add(key, lambda: attrs)
         self._request_duration.record(duration, attrs)
         previous: Attempt | None = None
         for attempt in attempts:
@@ -119,11 +136,10 @@ class GatewayMetrics:
             lambda: self._deployments.metric_attrs(d, request.operation, err, response_model),
         )
         self._duration.record(attempt.duration, base)
-        outcome = self._attrs(("outcome", d.id, err), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_OUTCOME: err or "ok"})
-        self._attempts.add(1, outcome)
+        self._attempts.add(("outcome", d.id, err), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_OUTCOME: err or "ok"})
         if previous is not None:
-            group = self._attrs(("group", d.group), lambda: {sc.LOCKGATE_MODEL_GROUP: d.group})
-            (self._retries if previous.deployment.group == d.group else self._fallbacks).add(1, group)
+            tally = self._retries if previous.deployment.group == d.group else self._fallbacks
+            tally.add((d.group,), lambda: {sc.LOCKGATE_MODEL_GROUP: d.group})
         if summary is None:
             return
         if summary.time_to_first_chunk is not None:
@@ -137,11 +153,11 @@ class GatewayMetrics:
             self._token_usage.record(usage.output_tokens, out)
             cost = attempt_cost(attempt)
             if cost is not None:
-                self._cost.add(cost, self._attrs(("cost", d.id), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_MODEL_GROUP: d.group}))
+                self._cost.add((d.id,), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_MODEL_GROUP: d.group}, cost)
 
     def _record_decision(self, decision: Decision) -> None:
         name = decision.name
-        self._decisions.add(1, self._attrs(("dec", name), lambda: {sc.LOCKGATE_DECISION: name}))
+        self._decisions.add((name,), lambda: {sc.LOCKGATE_DECISION: name})
         if name.startswith(sc.DECISION_BREAKER_PREFIX):
             state = _breaker_state(name[len(sc.DECISION_BREAKER_PREFIX) :])
             deployment = next((decision.attributes[k] for k in sc.DEPLOYMENT_KEYS if k in decision.attributes), None)

@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Tracer
 
 from gateway import __version__
+from gateway.telemetry.otlp_http import OtlpHttpSpanExporter
 from gateway.telemetry.semconv import INSTRUMENTATION_NAME, SCHEMA_URL
 from gateway.telemetry.settings import GRPC_PROTOCOL, TelemetrySettings
 
@@ -89,13 +90,13 @@ class _CountingBatchProcessor(BatchSpanProcessor):
 
 def _otlp_span_exporter(settings: TelemetrySettings) -> SpanExporter:
     headers = dict(settings.headers) or None
+    assert settings.traces_endpoint is not None
     if settings.protocol == GRPC_PROTOCOL:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter(endpoint=settings.traces_endpoint, headers=headers, timeout=int(settings.timeout))
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
-    return HttpExporter(endpoint=settings.traces_endpoint, headers=headers, timeout=settings.timeout)
+    # HTTP uses Lockgate's lean encoder (several times cheaper than the SDK's; same bytes on the wire).
+    return OtlpHttpSpanExporter(settings.traces_endpoint, headers or {}, settings.timeout, settings.compression)
 
 
 def _otlp_metric_reader(settings: TelemetrySettings) -> MetricReader:

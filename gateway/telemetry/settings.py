@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from gateway.config.runtime import TelemetryConfig
 from gateway.telemetry.semconv import ENV_CAPTURE_CONTENT, StabilityOptIn
@@ -38,6 +39,7 @@ class TelemetrySettings:
     metrics_endpoint: str | None
     protocol: str
     headers: tuple[tuple[str, str], ...]
+    compression: str | None
     timeout: float
     metrics_export_interval: float
     resource_attributes: tuple[tuple[str, str], ...]
@@ -66,7 +68,8 @@ def resolve(config: TelemetryConfig, environ: Mapping[str, str]) -> TelemetrySet
         traces_endpoint=traces,
         metrics_endpoint=metrics,
         protocol=protocol,
-        headers=config.otlp_headers,
+        headers=config.otlp_headers or _headers(environ),
+        compression=_compression(environ),
         timeout=timeout,
         metrics_export_interval=config.metrics_export_interval,
         resource_attributes=config.resource_attributes,
@@ -91,6 +94,22 @@ def _signal_endpoint(
     if protocol == GRPC_PROTOCOL:
         return base
     return base.rstrip("/") + f"/v1/{signal}"
+
+
+def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: `key=value,key2=value2`, values URL-encoded."""
+    raw = environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or environ.get("OTEL_EXPORTER_OTLP_HEADERS") or ""
+    pairs = []
+    for item in raw.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            pairs.append((unquote(key.strip()), unquote(value.strip())))
+    return tuple(pairs)
+
+
+def _compression(environ: Mapping[str, str]) -> str | None:
+    value = (environ.get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION") or environ.get("OTEL_EXPORTER_OTLP_COMPRESSION") or "")
+    return "gzip" if value.strip().lower() == "gzip" else None
 
 
 def _seconds(value: str | None, default: float) -> float:

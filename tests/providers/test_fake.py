@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 
 import openai
 import pytest
 
 from gateway.config import load_config
+from gateway.config.runtime import StoreConfig
 from gateway.providers.fake import Behaviour
 from gateway.testing.server import GatewayServer
 
@@ -15,8 +17,10 @@ DEMO_KEY = "lockgate-demo-key"
 
 
 @pytest.fixture(scope="module")
-def demo() -> openai.OpenAI:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> openai.OpenAI:
     config = load_config(str(resources.files("gateway.config").joinpath("demo.yaml")))
+    store = StoreConfig(url=f"sqlite:///{tmp_path_factory.mktemp('demo') / 'lockgate.db'}")
+    config = dataclasses.replace(config, store=store)
     server = GatewayServer(config).start()
     yield openai.OpenAI(base_url=f"{server.url}/v1", api_key=DEMO_KEY, max_retries=0)  # type: ignore[misc]
     server.stop()

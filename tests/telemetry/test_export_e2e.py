@@ -38,7 +38,7 @@ def free_port() -> int:
 def start_gateway(config: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=config.parent,
     )
     # Readiness is only observable by asking; bounded, and it stops as soon as the gateway answers.
     deadline = time.monotonic() + 30

@@ -1,0 +1,1 @@
+"""Budget alerts: thresholds crossed, fired once per scope, window and threshold, to webhooks."""

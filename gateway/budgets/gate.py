@@ -1,0 +1,234 @@
+"""Reserve-then-settle: the budget and rate-limit stage of the pipeline, one store call per phase.
+
+Before routing, `reserve` puts an upper bound of the request's cost and tokens on every budget
+that applies (global, team, key, user, session) and on the key's per-minute rate counters, in one
+atomic store call: all fit or nothing is taken. After the call, `settle` charges what the usage says
+at the serving deployment's price and releases the rest; it is idempotent, and a reservation that is
+never settled (a crash) expires and is charged in full by the sweeper. A call that failed before any
+byte was served is settled at zero (`release`).
+
+If the store cannot be reached, `budgets.on_store_error` decides: `closed` (default) refuses with 503,
+`open` serves the request uncounted. Both say so in a decision on the request and in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.budgets.periods import describe_reset
+from gateway.budgets.pricing import MICROS, PriceBook
+from gateway.budgets.ratelimits import RateCharge, rate_charges, refusal_headers
+from gateway.budgets.scopes import TOKENS, USD, ScopedCharge, budget_charges, key_identity
+from gateway.config.runtime import Deployment, RuntimeConfig
+from gateway.context import ApiRequest
+from gateway.errors import BudgetExceeded, GovernanceUnavailable, RateLimited
+from gateway.providers.base import Usage
+from gateway.store import Store, StoreUnavailable
+
+log = logging.getLogger("lockgate.budgets")
+
+# (scope charge, counter used before, used after) for every dollar counter a settlement moved.
+SettledHook = Callable[[ApiRequest, list[tuple[ScopedCharge, int, int]]], None]
+RefusedHook = Callable[[ApiRequest, ScopedCharge, int, int], None]
+
+
+@dataclass(slots=True)
+class Hold:
+    reservation_id: str
+    budgets: list[ScopedCharge]
+    rates: list[RateCharge]
+    cost_micros: int
+    tokens: int
+    settled: bool = False
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+class BudgetGate:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        store: Store,
+        prices: PriceBook,
+        on_settled: SettledHook | None = None,
+        on_refused: RefusedHook | None = None,
+    ) -> None:
+        self._budgets = config.budgets
+        self._rate_config = config.rate_limits
+        self._groups = config.groups
+        self._fallbacks = dict(config.router.fallbacks)
+        self._store = store
+        self._prices = prices
+        self._on_settled = on_settled
+        self._on_refused = on_refused
+
+    # ---- estimate
+
+    def _chain_deployments(self, model: str) -> list[Deployment]:
+        groups = [model, *self._fallbacks.get(model, ())]
+        return [d for g in groups if g in self._groups for d in self._groups[g].deployments]
+
+    def estimate(self, request: ApiRequest) -> tuple[int, int]:
+        """Upper bounds (micro-dollars, tokens) over every deployment the request may reach.
+
+        Input tokens are bounded by the request's size in bytes (a token is at least one byte);
+        output by `max_completion_tokens`/`max_tokens`, else the model's output limit.
+        """
+        prompt = len(request.raw)
+        asked = request.body.get("max_completion_tokens") or request.body.get("max_tokens")
+        cost, tokens = 0, prompt
+        for deployment in self._chain_deployments(request.model):
+            price = self._prices.for_deployment(deployment)
+            output = 0 if request.operation == "embeddings" else price.max_output_tokens
+            if isinstance(asked, int) and asked > 0:
+                output = min(asked, output) if output else asked
+            cost = max(cost, price.cost(prompt, output))
+            tokens = max(tokens, prompt + output)
+        return cost, tokens
+
+    # ---- reserve
+
+    async def reserve(self, request: ApiRequest) -> Hold | None:
+        principal = request.principal
+        assert principal is not None
+        now = time.time()
+        user = principal.user or request.user
+        cost, tokens = self.estimate(request)
+        budgets = budget_charges(self._budgets, principal, user, request.session_id, cost, tokens, now)
+        rate_limit = principal.rate_limit or (
+            self._rate_config.default if not principal.is_master and _any(self._rate_config.default) else None
+        )
+        rates = rate_charges(key_identity(principal), rate_limit, tokens, now)
+        if not budgets and not rates:
+            return None  # nothing to enforce: no store round trip
+        hold = Hold(
+            "res_" + os.urandom(12).hex(), budgets, rates, cost, tokens,
+            meta={k: v for k, v in (("key", key_identity(principal)), ("team", principal.team), ("user", user),
+                                    ("session", request.session_id), ("model", request.model)) if v},
+        )
+        charges = [b.charge for b in budgets] + [r.charge for r in rates]
+        try:
+            result = await self._store.reserve(
+                hold.reservation_id, charges, now, now + self._budgets.reservation_ttl, meta=dict(hold.meta)
+            )
+        except StoreUnavailable as exc:
+            self._store_down(request, hold, exc)
+            return None
+        if not result.ok:
+            assert result.refused_index is not None
+            self._refuse(request, hold, result.refused_index, result.states, now)
+        request.decide(
+            "lockgate.budget.reserve", reservation=hold.reservation_id, amount_usd_micros=cost, tokens=tokens,
+            scopes=",".join(sorted({f"{b.scope.kind}:{b.scope.id}" for b in budgets})),
+        )
+        return hold
+
+    def _store_down(self, request: ApiRequest, hold: Hold, exc: StoreUnavailable) -> None:
+        closed = (hold.budgets and self._budgets.on_store_error == "closed") or (
+            not hold.budgets and self._rate_config.on_store_error == "closed"
+        )
+        what = "budgets" if hold.budgets else "rate limits"
+        log.warning("store unreachable, %s %s: %s", what, "enforced closed" if closed else "not enforced", exc)
+        request.decide("lockgate.budget.store_unavailable", mode="closed" if closed else "open", error=str(exc))
+        if closed:
+            raise GovernanceUnavailable(
+                f"The gateway cannot check its {what} right now: its store is unreachable, and "
+                f"{'budgets' if hold.budgets else 'rate_limits'}.on_store_error is 'closed', so requests are "
+                "refused rather than served uncounted. Retry shortly; the gateway reconnects by itself.",
+                retry_after=2.0,
+            )
+
+    def _refuse(self, request: ApiRequest, hold: Hold, index: int, states: tuple, now: float) -> None:  # type: ignore[type-arg]
+        state = states[index]
+        if index >= len(hold.budgets):
+            rate = hold.rates[index - len(hold.budgets)]
+            retry = max(0.001, rate.reset_at - now)
+            request.decide("lockgate.ratelimit.refused", limit=rate.limit, kind=rate.kind)
+            unit = "requests" if rate.kind == "requests" else "tokens"
+            raise RateLimited(
+                f"Rate limit reached for key '{hold.meta.get('key')}': {rate.limit} {unit} per minute "
+                f"(used {state.used + state.reserved}, this request needs {rate.charge.amount}). "
+                f"Retry in {retry:.1f}s.",
+                retry_after=retry,
+                headers=refusal_headers(hold.rates, states, now),
+            )
+        scoped = hold.budgets[index]
+        scope = scoped.scope
+        request.decide(
+            "lockgate.budget.refused", scope=f"{scope.kind}:{scope.id}", spent=state.used,
+            reserved=state.reserved, limit=scoped.charge.limit or 0, needed=scoped.charge.amount,
+            unit=scoped.charge.unit,
+        )
+        if self._on_refused is not None:
+            self._on_refused(request, scoped, state.used, state.reserved)
+        reset = describe_reset(scope.reset_at)
+        if scoped.charge.unit == TOKENS:
+            message = (
+                f"Budget exceeded for {scope.name} ({scope.limit.period}): {state.used} of {scope.limit.max_tokens} "
+                f"tokens used, {state.reserved} reserved by requests in flight; this request may need "
+                f"{scoped.charge.amount}. {reset[0].upper() + reset[1:]}."
+            )
+        else:
+            message = (
+                f"Budget exceeded for {scope.name} ({scope.limit.period}): spent {_usd(state.used)} of "
+                f"{_usd(scoped.charge.limit or 0)}, {_usd(state.reserved)} reserved by requests in flight; "
+                f"this request may cost up to {_usd(scoped.charge.amount)}. {reset[0].upper() + reset[1:]}."
+            )
+        raise BudgetExceeded(message)
+
+    # ---- settle
+
+    async def settle(self, request: ApiRequest, hold: Hold | None, deployment: Deployment | None,
+                     usage: Usage | None) -> None:
+        """Charge actual usage at `deployment`'s price; without usage, charge the reservation."""
+        if hold is None or hold.settled:
+            return
+        hold.settled = True
+        if deployment is None:
+            actual = {USD: 0, TOKENS: 0}  # nothing was served
+        elif usage is None:
+            actual = {}  # a cut stream without usage: the reservation is the best bound we have
+        else:
+            price = self._prices.for_deployment(deployment)
+            total_tokens = usage.input_tokens + usage.output_tokens
+            actual = {USD: price.cost(usage.input_tokens, usage.output_tokens), TOKENS: total_tokens}
+        try:
+            result = await self._store.settle(hold.reservation_id, actual, time.time())
+        except StoreUnavailable as exc:
+            log.warning("settling %s failed (it will expire and be charged in full): %s", hold.reservation_id, exc)
+            request.decide("lockgate.budget.settle", reservation=hold.reservation_id, error=str(exc))
+            return
+        charged = actual.get(USD, hold.cost_micros)
+        request.decide(
+            "lockgate.budget.settle", reservation=hold.reservation_id, charged_usd_micros=charged,
+            reserved_usd_micros=hold.cost_micros, tokens=actual.get(TOKENS, hold.tokens), settled=result.settled,
+        )
+        if result.settled and self._on_settled is not None and hold.budgets:
+            moved = []
+            for scoped, state, amount in zip(hold.budgets, result.states, result.charged, strict=False):
+                if scoped.charge.unit == USD:
+                    moved.append((scoped, state.used - amount, state.used))
+            self._on_settled(request, moved)
+
+    async def release(self, request: ApiRequest, hold: Hold | None) -> None:
+        await self.settle(request, hold, None, None)
+
+
+def settle_in_background(gate: BudgetGate, request: ApiRequest, hold: Hold | None, deployment: Deployment | None,
+                         usage: Usage | None, tasks: set[asyncio.Task[None]]) -> None:
+    """Settle without delaying the response (used where the client is already answered)."""
+    task = asyncio.get_running_loop().create_task(gate.settle(request, hold, deployment, usage))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+def _any(limit: object) -> bool:
+    return getattr(limit, "rpm", None) is not None or getattr(limit, "tpm", None) is not None
+
+
+def _usd(micros: int) -> str:
+    return f"${micros / MICROS:,.6f}".rstrip("0").rstrip(".") if micros % 10_000 else f"${micros / MICROS:,.2f}"

@@ -1,0 +1,54 @@
+"""Requests and tokens per minute per key, as counters in the same reservation as the budgets.
+
+Fixed one-minute windows shared by every replica through the store: a burst at a window's edge can
+reach twice the rate for a moment, the usual trade for one counter per limit. Refusals carry the
+headers OpenAI sends (`x-ratelimit-limit-requests`, `-remaining-`, `-reset-`, and the same for
+tokens) and a `retry-after` until the window turns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gateway.config.governance import RateLimit
+from gateway.store import Charge, CounterState
+
+REQUESTS = "requests"
+TOKENS = "tokens"
+WINDOW = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateCharge:
+    charge: Charge
+    kind: str  # "requests" or "tokens"
+    limit: int
+    reset_at: float
+
+
+def rate_charges(key: str, limit: RateLimit | None, tokens: int, now: float) -> list[RateCharge]:
+    if limit is None:
+        return []
+    start = math.floor(now / WINDOW) * WINDOW
+    reset = start + WINDOW
+    base = f"rl:key:{key}:{int(start)}"
+    out = []
+    if limit.rpm is not None:
+        out.append(RateCharge(Charge(f"{base}:rpm", 1, REQUESTS, limit.rpm, reset + WINDOW), REQUESTS, limit.rpm, reset))
+    if limit.tpm is not None:
+        out.append(RateCharge(Charge(f"{base}:tpm", tokens, TOKENS, limit.tpm, reset + WINDOW), TOKENS, limit.tpm, reset))
+    return out
+
+
+def refusal_headers(charges: list[RateCharge], states: tuple[CounterState, ...], now: float) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers for the key's limits, from the counters' current state."""
+    headers: dict[str, str] = {}
+    by_counter = {s.counter: s for s in states}
+    for rc in charges:
+        state = by_counter.get(rc.charge.counter)
+        taken = (state.used + state.reserved) if state else 0
+        headers[f"x-ratelimit-limit-{rc.kind}"] = str(rc.limit)
+        headers[f"x-ratelimit-remaining-{rc.kind}"] = str(max(0, rc.limit - taken))
+        headers[f"x-ratelimit-reset-{rc.kind}"] = f"{max(0.0, rc.reset_at - now):.3f}s"
+    return headers

@@ -1,0 +1,145 @@
+"""Operator commands that talk to a running gateway's admin API: `lockgate keys|audit|spend ...`.
+
+Every command takes `--url` (default http://127.0.0.1:4000, env LOCKGATE_URL) and `--master-key`
+(env LOCKGATE_MASTER_KEY). Output is a rich table, or JSON with `--json`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="LOCKGATE_URL", help="The gateway's base URL.")]
+MasterOption = Annotated[
+    str, typer.Option("--master-key", envvar="LOCKGATE_MASTER_KEY", help="The gateway's master key.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_URL = "http://127.0.0.1:4000"
+
+keys_app = typer.Typer(no_args_is_help=True, help="Virtual keys: create, list, show, revoke.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail: list entries, verify the chain.")
+spend_app = typer.Typer(no_args_is_help=True, help="Spend reports by key, team, user, session or model.")
+
+
+def _call(url: str, master_key: str, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        reply = httpx.request(
+            method, url.rstrip("/") + path, headers={"authorization": f"Bearer {master_key}"}, timeout=30, **kwargs
+        )
+    except httpx.TransportError as exc:
+        err.print(f"[red]error[/] cannot reach the gateway at {url}: {exc}")
+        raise typer.Exit(2) from None
+    if reply.status_code >= 400:
+        try:
+            message = reply.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = reply.text[:500]
+        err.print(f"[red]error[/] {reply.status_code}: {message}", highlight=False)
+        raise typer.Exit(1)
+    return reply.json()
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _budgets(budgets: list[dict[str, Any]] | None) -> str:
+    return ", ".join(f"${b['limit_usd']:g}/{b['period']}" for b in budgets or ()) or "-"
+
+
+def _parse_budget(text: str) -> dict[str, Any]:
+    amount, _, period = text.partition("/")
+    try:
+        return {"limit_usd": float(amount.lstrip("$")), "period": period or "monthly"}
+    except ValueError:
+        raise typer.BadParameter(f"'{text}': write a budget as AMOUNT or AMOUNT/PERIOD, e.g. 10/daily") from None
+
+
+def _key_table(keys: list[dict[str, Any]]) -> Table:
+    table = Table("id", "name", "team", "user", "models", "budgets", "rpm", "tpm", "expires", "status")
+    for k in keys:
+        table.add_row(
+            k["id"], k["name"], k.get("team") or "-", k.get("user") or "-", ", ".join(k.get("models") or ()) or "all",
+            _budgets(k.get("budgets")), str(k.get("rpm") or "-"), str(k.get("tpm") or "-"),
+            _when(k.get("expires_at")), k["status"],
+        )
+    return table
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A name people recognise.")],
+    url: UrlOption = DEFAULT_URL,
+    master_key: MasterOption = "",
+    team: Annotated[str | None, typer.Option()] = None,
+    user: Annotated[str | None, typer.Option()] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Allowed model (repeat); default all.")] = None,
+    budget: Annotated[list[str] | None, typer.Option("--budget", help="AMOUNT or AMOUNT/PERIOD, e.g. 10/daily.")] = None,
+    rpm: Annotated[int | None, typer.Option()] = None,
+    tpm: Annotated[int | None, typer.Option()] = None,
+    expires_in_days: Annotated[float | None, typer.Option(help="Expire after this many days.")] = None,
+    metadata: Annotated[str | None, typer.Option(help="JSON object of metadata.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key. The secret is printed once: store it now."""
+    body: dict[str, Any] = {"name": name, "team": team, "user": user, "models": model or None, "rpm": rpm, "tpm": tpm}
+    if budget:
+        body["budgets"] = [_parse_budget(b) for b in budget]
+    if expires_in_days is not None:
+        body["expires_at"] = time.time() + expires_in_days * 86400
+    if metadata:
+        body["metadata"] = json.loads(metadata)
+    created = _call(url, master_key, "POST", "/admin/keys", json={k: v for k, v in body.items() if v is not None})
+    if as_json:
+        out.print_json(data=created)
+        return
+    out.print(_key_table([created]))
+    out.print(f"[bold]secret[/] {created['key']}", highlight=False)
+    out.print("[yellow]This secret is shown once. Store it now; the gateway keeps only its hash.[/]")
+
+
+@keys_app.command("list")
+def keys_list(
+    url: UrlOption = DEFAULT_URL,
+    master_key: MasterOption = "",
+    team: Annotated[str | None, typer.Option()] = None,
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List keys."""
+    params = {"include_revoked": "true" if all_keys else "false", **({"team": team} if team else {})}
+    keys = _call(url, master_key, "GET", "/admin/keys", params=params)["data"]
+    if as_json:
+        out.print_json(data=keys)
+    else:
+        out.print(_key_table(keys))
+
+
+@keys_app.command("show")
+def keys_show(key_id: str, url: UrlOption = DEFAULT_URL, master_key: MasterOption = "") -> None:
+    """Show one key, metadata included."""
+    out.print_json(data=_call(url, master_key, "GET", f"/admin/keys/{key_id}"))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: str,
+    url: UrlOption = DEFAULT_URL,
+    master_key: MasterOption = "",
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
+) -> None:
+    """Revoke a key: every replica refuses it within seconds."""
+    revoked = _call(url, master_key, "POST", f"/admin/keys/{key_id}/revoke", json={"reason": reason})
+    out.print(f"[green]revoked[/] {revoked['id']} ({revoked['name']})", highlight=False)

@@ -1,0 +1,90 @@
+"""Config sections for governance: budgets, rate limits and alerts (all `Strict`: typos are errors).
+
+```yaml
+budgets:
+  on_store_error: closed           # closed (refuse, the default) or open (serve, uncounted)
+  global: [{limit_usd: 100, period: monthly}]
+  teams: {eng: [{limit_usd: 20, period: daily, max_tokens: 2000000}]}
+  users: {alice: [{limit_usd: 5, period: daily}]}
+  session: [{limit_usd: 1, period: total}]      # applies to each x-lockgate-session-id
+  alerts:
+    thresholds: [0.5, 0.8, 1.0]
+    webhooks: [{url: "https://hooks.slack.com/...", format: slack}, {url: "http://...", format: json}]
+rate_limits:
+  on_store_error: open
+  default: {rpm: 600, tpm: 100000}             # per key, unless the key sets its own
+```
+
+The same `BudgetLimit` shape is used by virtual keys (`budgets:` on a key) and static keys.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Period = Literal["daily", "weekly", "monthly", "total"]
+FailureMode = Literal["open", "closed"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BudgetLimit(_Strict):
+    """A dollar limit over a period, with an optional token limit over the same period."""
+
+    limit_usd: float = Field(ge=0)
+    period: Period = "monthly"
+    max_tokens: int | None = Field(default=None, ge=0)
+
+
+class RateLimit(_Strict):
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
+
+
+class Webhook(_Strict):
+    url: str
+    format: Literal["slack", "json"] = "json"
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("a webhook url must start with http:// or https://")
+        return value
+
+
+class AlertsSection(_Strict):
+    thresholds: list[float] = [0.5, 0.8, 1.0]
+    webhooks: list[Webhook] = []
+    # Attempts per webhook delivery, with exponential backoff between them.
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_seconds: float = Field(default=0.5, gt=0)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < t <= 10 for t in value):
+            raise ValueError("thresholds are fractions of the limit, e.g. 0.5 for 50%")
+        return sorted(set(value))
+
+
+class BudgetsSection(_Strict):
+    on_store_error: FailureMode = "closed"
+    # Seconds after which an unsettled reservation expires and is charged by the sweeper.
+    reservation_ttl: float = Field(default=900.0, gt=0)
+    global_: list[BudgetLimit] = Field(default=[], alias="global")
+    teams: dict[str, list[BudgetLimit]] = {}
+    users: dict[str, list[BudgetLimit]] = {}
+    session: list[BudgetLimit] = []
+    alerts: AlertsSection = AlertsSection()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RateLimitsSection(_Strict):
+    on_store_error: FailureMode = "open"
+    default: RateLimit = RateLimit()

@@ -1,0 +1,113 @@
+"""Builds the governance components (keys, audit, budgets, rate limits, alerts) and their admin routes.
+
+`create_app` calls `Governance.create` once and hands the pieces to the authenticator, the
+pipeline and the router; `start`/`aclose` run in the app's lifespan (background sweeper, alert
+delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.alerts.dispatcher import AlertDispatcher
+from gateway.api.admin import AdminGuard
+from gateway.api.admin_keys import AdminKeysApi
+from gateway.audit.trail import AuditTrail
+from gateway.budgets.gate import BudgetGate
+from gateway.budgets.pricing import PriceBook
+from gateway.budgets.scopes import ScopedCharge
+from gateway.config.runtime import RuntimeConfig
+from gateway.context import ApiRequest
+from gateway.errors import GovernanceUnavailable
+from gateway.keys.cache import KeyCache
+from gateway.keys.registry import KeyRegistry
+from gateway.store import Store, StoreUnavailable
+
+
+def _store_errors_as_503(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """An admin call while the store is down is a clear 503, never a 500."""
+
+    @functools.wraps(endpoint)
+    async def call(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except StoreUnavailable as exc:
+            raise GovernanceUnavailable(
+                f"The gateway's store is unreachable, so this admin action cannot run: {exc}", retry_after=1.0
+            ) from None
+
+    return call
+
+
+log = logging.getLogger("lockgate.governance")
+
+
+@dataclass(slots=True)
+class Governance:
+    store: Store
+    audit: AuditTrail
+    key_cache: KeyCache
+    keys: KeyRegistry
+    guard: AdminGuard
+    budgets: BudgetGate
+    alerts: AlertDispatcher
+    sweep_interval: float = 30.0
+    _sweeper: asyncio.Task[None] | None = None
+
+    @classmethod
+    def create(cls, config: RuntimeConfig, store: Store) -> Governance:
+        audit = AuditTrail(store)
+        cache = KeyCache(store)
+        keys = KeyRegistry(store, cache, audit, set(config.groups))
+        alerts = AlertDispatcher(config.budgets.alerts, store)
+
+        def refused(request: ApiRequest, scoped: ScopedCharge, used: int, reserved: int) -> None:
+            scope = scoped.scope
+            audit.record_later(
+                "gateway", "budget.refused", f"{scope.kind}:{scope.id}", f"{scope.limit.period} budget exhausted",
+                {"request_id": request.request_id, "model": request.model, "unit": scoped.charge.unit,
+                 "used": used, "reserved": reserved, "limit": scoped.charge.limit, "needed": scoped.charge.amount},
+            )
+            alerts.refused(request, scoped, used)
+
+        gate = BudgetGate(config, store, PriceBook(), on_settled=alerts.settled, on_refused=refused)
+        sweep = min(30.0, config.budgets.reservation_ttl / 4)
+        return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, sweep)
+
+    def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
+        routes = [*AdminKeysApi(self.guard, self.keys).routes()]
+        return [(path, _store_errors_as_503(endpoint), methods) for path, endpoint, methods in routes]
+
+    async def start(self) -> None:
+        await self.store.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self.alerts.start()
+
+    async def _sweep_forever(self) -> None:
+        """Charge expired reservations (crashed requests) at their reserved amounts, on every replica."""
+        while True:
+            try:
+                while await self.store.sweep(time.time()) >= 100:
+                    pass
+            except StoreUnavailable as exc:
+                log.warning("sweeping expired reservations failed; will retry: %s", exc)
+            await asyncio.sleep(self.sweep_interval)
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.alerts.aclose()
+        await self.audit.drain()
+        await self.store.aclose()

@@ -1,0 +1,263 @@
+"""The shared store: Redis through `redis.asyncio`, for several gateway replicas.
+
+Every multi-step change is one Lua script (`redis_scripts.py`), so it is atomic across replicas.
+Every key lives under a prefix (`?prefix=` in the URL, default `lockgate`), so several gateways
+or tests can share one Redis. The redis library enters the codebase here only; its errors become
+`StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.store import redis_scripts as lua
+from gateway.store.base import (
+    AuditRecord,
+    Charge,
+    CounterState,
+    Doc,
+    JsonDict,
+    LedgerEntry,
+    ReserveResult,
+    SettleResult,
+    StoreUnavailable,
+    VersionConflict,
+)
+from gateway.store.chain import GENESIS, entry_hash
+
+T = TypeVar("T")
+_AUDIT_RETRIES = 50
+
+
+class RedisStore:
+    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        self._prefix = (query.get("prefix") or ["lockgate"])[0] + ":"
+        connect_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        self._redacted = urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+        # Typed as Any: redis-py's stubs type replies as bytes | str | ..., which we decode ourselves.
+        self._client: Any = aioredis.Redis.from_url(
+            connect_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+            max_connections=256,
+        )
+        self._reserve: Any = self._client.register_script(lua.RESERVE)
+        self._settle: Any = self._client.register_script(lua.SETTLE)
+        self._doc_put: Any = self._client.register_script(lua.DOC_PUT)
+        self._doc_delete: Any = self._client.register_script(lua.DOC_DELETE)
+        self._audit_append: Any = self._client.register_script(lua.AUDIT_APPEND)
+
+    def _k(self, *parts: str) -> str:
+        return self._prefix + ":".join(parts)
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await fn()
+        except (RedisError, OSError) as exc:
+            # The URL may hold a password: name the host only.
+            raise StoreUnavailable(f"Redis store {self._redacted}: {type(exc).__name__}: {exc}") from None
+
+    async def start(self) -> None:
+        pass  # connections are opened on first use; a Redis that is down is reported by the calls
+
+    async def aclose(self) -> None:
+        await self._client.aclose()  # safe to call twice
+
+    async def ping(self) -> None:
+        await self._call(self._client.ping)
+
+    # ---- documents
+
+    async def doc_get(self, namespace: str, key: str, now: float) -> Doc | None:
+        row = await self._call(lambda: self._client.hmget(self._k("d", namespace, key), "v", "d", "e"))
+        if row[0] is None:
+            return None
+        expires = float(row[2]) if row[2] else None
+        if expires is not None and expires <= now:
+            return None
+        return Doc(namespace, key, int(row[0]), orjson.loads(row[1]), expires)
+
+    async def doc_put(
+        self,
+        namespace: str,
+        key: str,
+        value: JsonDict,
+        now: float,
+        *,
+        expect_version: int | None = None,
+        expires_at: float | None = None,
+    ) -> Doc:
+        args = [
+            "" if expect_version is None else str(expect_version),
+            orjson.dumps(value),
+            repr(now),
+            "" if expires_at is None else repr(expires_at),
+            key,
+        ]
+        keys = [self._k("d", namespace, key), self._k("dix", namespace)]
+        ok, version = await self._call(lambda: self._doc_put(keys=keys, args=args))
+        if not ok:
+            raise VersionConflict(namespace, key, expect_version or 0, int(version))
+        return Doc(namespace, key, int(version), value, expires_at)
+
+    async def doc_delete(self, namespace: str, key: str, *, expect_version: int | None = None) -> bool:
+        keys = [self._k("d", namespace, key), self._k("dix", namespace)]
+        args = ["" if expect_version is None else str(expect_version), key]
+        deleted, found = await self._call(lambda: self._doc_delete(keys=keys, args=args))
+        if deleted == -1:
+            raise VersionConflict(namespace, key, expect_version or 0, int(found))
+        return bool(deleted)
+
+    async def doc_list(self, namespace: str, now: float, prefix: str = "", limit: int = 1000) -> list[Doc]:
+        index = self._k("dix", namespace)
+        low = "[" + prefix if prefix else "-"
+        high = "[" + prefix + "\xff" if prefix else "+"
+
+        async def fetch() -> list[Any]:
+            names = await self._client.zrangebylex(index, low, high)
+            if not names:
+                return []
+            pipe = self._client.pipeline(transaction=False)
+            for name in names:
+                pipe.hmget(self._k("d", namespace, name.decode()), "v", "d", "e")
+            return list(zip(names, await pipe.execute()))
+
+        docs = []
+        for name, row in await self._call(fetch):
+            expires = float(row[2]) if row[2] else None
+            if row[0] is None or (expires is not None and expires <= now):
+                continue
+            docs.append(Doc(namespace, name.decode(), int(row[0]), orjson.loads(row[1]), expires))
+            if len(docs) >= limit:
+                break
+        return docs
+
+    # ---- counters
+
+    async def reserve(
+        self,
+        reservation_id: str,
+        charges: Sequence[Charge],
+        now: float,
+        expires_at: float,
+        meta: JsonDict | None = None,
+    ) -> ReserveResult:
+        keys = [self._k("c", c.counter) for c in charges] + [self._k("r", reservation_id), self._k("rexp")]
+        charges_json = orjson.dumps([[c.counter, c.amount, c.unit, c.limit, c.expires_at] for c in charges])
+        args: list[Any] = [len(charges), reservation_id, repr(expires_at), charges_json,
+                           orjson.dumps(meta) if meta else ""]
+        for c in charges:
+            args += [c.amount, -1 if c.limit is None else c.limit,
+                     0 if c.expires_at is None else int(c.expires_at * 1000)]
+        out = await self._call(lambda: self._reserve(keys=keys, args=args))
+        states = tuple(
+            CounterState(c.counter, int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i, c in enumerate(charges)
+        )
+        if out[0] == 1:
+            return ReserveResult(True, states)
+        return ReserveResult(False, states, int(out[1]) - 1)
+
+    async def _settle_one(self, reservation_id: str, actual: Mapping[str, int] | None, now: float) -> SettleResult:
+        keys = [self._k("r", reservation_id), self._k("rexp"), self._k("ledger")]
+        args = [orjson.dumps(dict(actual or {})), "1" if actual is None else "0", repr(now),
+                self._k("c", ""), reservation_id]
+        out = await self._call(lambda: self._settle(keys=keys, args=args))
+        if out[0] != 1:
+            return SettleResult(False)
+        states, charged = [], []
+        for i in range(1, len(out), 4):
+            states.append(CounterState(out[i].decode(), int(out[i + 1]), int(out[i + 2])))
+            charged.append(int(out[i + 3]))
+        return SettleResult(True, tuple(states), tuple(charged))
+
+    async def settle(self, reservation_id: str, actual: Mapping[str, int], now: float) -> SettleResult:
+        return await self._settle_one(reservation_id, actual, now)
+
+    async def sweep(self, now: float, limit: int = 100) -> int:
+        ids = await self._call(
+            lambda: self._client.zrangebyscore(self._k("rexp"), "-inf", repr(now), start=0, num=limit)
+        )
+        swept = 0
+        for rid in ids:
+            if (await self._settle_one(rid.decode(), None, now)).settled:
+                swept += 1
+        return swept
+
+    async def counters(self, names: Sequence[str], now: float) -> list[CounterState]:
+        async def fetch() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for name in names:
+                pipe.hmget(self._k("c", name), "u", "r")
+            return list(await pipe.execute())
+
+        rows = await self._call(fetch)
+        return [CounterState(n, int(r[0] or 0), int(r[1] or 0)) for n, r in zip(names, rows)]
+
+    async def ledger_range(self, since: float, until: float, limit: int = 100_000) -> list[LedgerEntry]:
+        rows = await self._call(
+            lambda: self._client.zrangebyscore(self._k("ledger"), repr(since), f"({until!r}", start=0, num=limit)
+        )
+        out = []
+        for row in rows:
+            e = orjson.loads(row)
+            out.append(LedgerEntry(float(e["ts"]), e["id"], e["meta"], e["charged"], bool(e["swept"])))
+        return out
+
+    # ---- audit
+
+    async def audit_append(
+        self, actor: str, action: str, target: str, reason: str, details: JsonDict, now: float
+    ) -> AuditRecord:
+        for _ in range(_AUDIT_RETRIES):
+            last_seq, prev = await self.audit_head()
+            seq = last_seq + 1
+            digest = entry_hash(prev, seq, now, actor, action, target, reason, details)
+            record = AuditRecord(seq, now, actor, action, target, reason, details, prev, digest)
+            blob = orjson.dumps(_record_dict(record))
+            keys = [self._k("audit"), self._k("audit", "head")]
+            args = [last_seq, blob, seq, digest]
+            if await self._call(lambda k=keys, a=args: self._audit_append(keys=k, args=a)):  # type: ignore[misc]
+                return record
+        raise StoreUnavailable("Redis store: the audit log is too contended to append to; try again")
+
+    async def audit_range(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        # List index i holds seq i+1 unless entries were deleted; verify() detects that case.
+        rows = await self._call(lambda: self._client.lrange(self._k("audit"), after_seq, after_seq + limit - 1))
+        return [_record_from(orjson.loads(r)) for r in rows]
+
+    async def audit_head(self) -> tuple[int, str]:
+        row = await self._call(lambda: self._client.hmget(self._k("audit", "head"), "seq", "hash"))
+        if row[0] is None:
+            return 0, GENESIS
+        return int(row[0]), row[1].decode()
+
+    # ---- cooldowns
+
+    async def cooldown_set(self, deployment_id: str, until: float) -> None:
+        await self._call(lambda: self._client.zadd(self._k("cool"), {deployment_id: until}, gt=True))
+
+    async def cooldowns(self, now: float) -> dict[str, float]:
+        rows = await self._call(
+            lambda: self._client.zrangebyscore(self._k("cool"), f"({now!r}", "+inf", withscores=True)
+        )
+        return {name.decode(): float(score) for name, score in rows}
+
+
+def _record_dict(r: AuditRecord) -> JsonDict:
+    return {"seq": r.seq, "ts": r.ts, "actor": r.actor, "action": r.action, "target": r.target,
+            "reason": r.reason, "details": r.details, "prev_hash": r.prev_hash, "hash": r.hash}
+
+
+def _record_from(d: JsonDict) -> AuditRecord:
+    return AuditRecord(d["seq"], d["ts"], d["actor"], d["action"], d["target"], d["reason"], d["details"],
+                       d["prev_hash"], d["hash"])

@@ -1,0 +1,351 @@
+"""The embedded default store: one SQLite file in WAL mode, durable across restarts.
+
+Every operation is one short transaction run on a dedicated thread that owns the connection, so
+the event loop never blocks on disk and operations are serialised in this process. `BEGIN IMMEDIATE`
+takes SQLite's write lock up front, so several processes on one file (uvicorn workers) stay atomic
+too. The sqlite3 module enters the codebase here only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from gateway.store.base import (
+    AuditRecord,
+    Charge,
+    CounterState,
+    Doc,
+    JsonDict,
+    LedgerEntry,
+    ReserveResult,
+    SettleResult,
+    StoreUnavailable,
+    VersionConflict,
+)
+from gateway.store.chain import GENESIS, entry_hash
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+  namespace TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, value BLOB NOT NULL,
+  expires_at REAL, PRIMARY KEY (namespace, key));
+CREATE TABLE IF NOT EXISTS counters (
+  name TEXT PRIMARY KEY, used INTEGER NOT NULL, reserved INTEGER NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS reservations (
+  id TEXT PRIMARY KEY, charges BLOB NOT NULL, meta BLOB, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS reservations_expiry ON reservations (expires_at);
+CREATE TABLE IF NOT EXISTS ledger (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, reservation_id TEXT NOT NULL,
+  meta BLOB NOT NULL, charged BLOB NOT NULL, swept INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts);
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY, ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+  target TEXT NOT NULL, reason TEXT NOT NULL, details BLOB NOT NULL, prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER, hash TEXT);
+CREATE TABLE IF NOT EXISTS cooldowns (deployment TEXT PRIMARY KEY, until REAL NOT NULL);
+"""
+
+
+class SqliteStore:
+    def __init__(self, url: str, path: str) -> None:
+        self.url = url
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+
+    # ---- plumbing
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            if self._path != ":memory:":
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=10000")
+            db.executescript(_SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], write: bool = True) -> T:
+        def job() -> T:
+            db = self._connect()
+            if not write:
+                return fn(db)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"SQLite store {self._path}: {exc}") from None
+
+    async def start(self) -> None:
+        try:
+            await self._run(lambda db: None, write=False)
+        except StoreUnavailable:
+            pass  # calls will report it; the gateway still starts
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchone(), write=False)
+
+    # ---- documents
+
+    async def doc_get(self, namespace: str, key: str, now: float) -> Doc | None:
+        def get(db: sqlite3.Connection) -> Doc | None:
+            row = db.execute(
+                "SELECT version, value, expires_at FROM docs WHERE namespace=? AND key=?", (namespace, key)
+            ).fetchone()
+            if row is None or (row[2] is not None and row[2] <= now):
+                return None
+            return Doc(namespace, key, row[0], orjson.loads(row[1]), row[2])
+
+        return await self._run(get, write=False)
+
+    async def doc_put(
+        self,
+        namespace: str,
+        key: str,
+        value: JsonDict,
+        now: float,
+        *,
+        expect_version: int | None = None,
+        expires_at: float | None = None,
+    ) -> Doc:
+        blob = orjson.dumps(value)
+
+        def put(db: sqlite3.Connection) -> Doc:
+            row = db.execute(
+                "SELECT version, expires_at FROM docs WHERE namespace=? AND key=?", (namespace, key)
+            ).fetchone()
+            live = row is not None and (row[1] is None or row[1] > now)
+            current = row[0] if live else 0
+            if expect_version is not None and expect_version != current:
+                raise VersionConflict(namespace, key, expect_version, current)
+            version = current + 1
+            db.execute(
+                "INSERT OR REPLACE INTO docs (namespace, key, version, value, expires_at) VALUES (?,?,?,?,?)",
+                (namespace, key, version, blob, expires_at),
+            )
+            return Doc(namespace, key, version, value, expires_at)
+
+        return await self._run(put)
+
+    async def doc_delete(self, namespace: str, key: str, *, expect_version: int | None = None) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT version FROM docs WHERE namespace=? AND key=?", (namespace, key)).fetchone()
+            if row is None:
+                if expect_version not in (None, 0):
+                    raise VersionConflict(namespace, key, expect_version or 0, 0)
+                return False
+            if expect_version is not None and expect_version != row[0]:
+                raise VersionConflict(namespace, key, expect_version, row[0])
+            db.execute("DELETE FROM docs WHERE namespace=? AND key=?", (namespace, key))
+            return True
+
+        return await self._run(delete)
+
+    async def doc_list(self, namespace: str, now: float, prefix: str = "", limit: int = 1000) -> list[Doc]:
+        def listing(db: sqlite3.Connection) -> list[Doc]:
+            rows = db.execute(
+                "SELECT key, version, value, expires_at FROM docs WHERE namespace=? AND key >= ? AND "
+                "substr(key, 1, ?) = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?",
+                (namespace, prefix, len(prefix), prefix, now, limit),
+            ).fetchall()
+            return [Doc(namespace, r[0], r[1], orjson.loads(r[2]), r[3]) for r in rows]
+
+        return await self._run(listing, write=False)
+
+    # ---- counters
+
+    @staticmethod
+    def _counter(db: sqlite3.Connection, name: str, now: float) -> tuple[int, int]:
+        row = db.execute("SELECT used, reserved, expires_at FROM counters WHERE name=?", (name,)).fetchone()
+        if row is None or (row[2] is not None and row[2] <= now):
+            return 0, 0
+        return row[0], row[1]
+
+    async def reserve(
+        self,
+        reservation_id: str,
+        charges: Sequence[Charge],
+        now: float,
+        expires_at: float,
+        meta: JsonDict | None = None,
+    ) -> ReserveResult:
+        def reserve(db: sqlite3.Connection) -> ReserveResult:
+            current = [self._counter(db, c.counter, now) for c in charges]
+            if db.execute("SELECT 1 FROM reservations WHERE id=?", (reservation_id,)).fetchone():
+                states = tuple(CounterState(c.counter, u, r) for c, (u, r) in zip(charges, current))
+                return ReserveResult(True, states)
+            for i, (charge, (used, reserved)) in enumerate(zip(charges, current)):
+                if charge.limit is not None and used + reserved + charge.amount > charge.limit:
+                    states = tuple(CounterState(c.counter, u, r) for c, (u, r) in zip(charges, current))
+                    return ReserveResult(False, states, i)
+            states_after = []
+            for charge, (used, reserved) in zip(charges, current):
+                db.execute(
+                    "INSERT OR REPLACE INTO counters (name, used, reserved, expires_at) VALUES (?,?,?,?)",
+                    (charge.counter, used, reserved + charge.amount, charge.expires_at),
+                )
+                states_after.append(CounterState(charge.counter, used, reserved + charge.amount))
+            db.execute(
+                "INSERT INTO reservations (id, charges, meta, expires_at) VALUES (?,?,?,?)",
+                (reservation_id, _dump_charges(charges), orjson.dumps(meta) if meta else None, expires_at),
+            )
+            return ReserveResult(True, tuple(states_after))
+
+        return await self._run(reserve)
+
+    @classmethod
+    def _settle(
+        cls, db: sqlite3.Connection, reservation_id: str, actual: Mapping[str, int] | None, now: float
+    ) -> SettleResult:
+        row = db.execute("SELECT charges, meta FROM reservations WHERE id=?", (reservation_id,)).fetchone()
+        if row is None:
+            return SettleResult(False)
+        charges = _load_charges(row[0])
+        states: list[CounterState] = []
+        charged_list: list[int] = []
+        by_unit: dict[str, int] = {}
+        for charge in charges:
+            amount = charge.amount if actual is None else actual.get(charge.unit, charge.amount)
+            used, reserved = cls._counter(db, charge.counter, now)
+            used, reserved = used + amount, max(0, reserved - charge.amount)
+            db.execute(
+                "INSERT OR REPLACE INTO counters (name, used, reserved, expires_at) VALUES (?,?,?,?)",
+                (charge.counter, used, reserved, charge.expires_at),
+            )
+            states.append(CounterState(charge.counter, used, reserved))
+            charged_list.append(amount)
+            by_unit.setdefault(charge.unit, amount)
+        db.execute("DELETE FROM reservations WHERE id=?", (reservation_id,))
+        if row[1] is not None:
+            db.execute(
+                "INSERT INTO ledger (ts, reservation_id, meta, charged, swept) VALUES (?,?,?,?,?)",
+                (now, reservation_id, row[1], orjson.dumps(by_unit), int(actual is None)),
+            )
+        return SettleResult(True, tuple(states), tuple(charged_list))
+
+    async def settle(self, reservation_id: str, actual: Mapping[str, int], now: float) -> SettleResult:
+        return await self._run(lambda db: self._settle(db, reservation_id, dict(actual), now))
+
+    async def sweep(self, now: float, limit: int = 100) -> int:
+        def sweep(db: sqlite3.Connection) -> int:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM reservations WHERE expires_at <= ? ORDER BY expires_at LIMIT ?", (now, limit)
+            )]
+            for reservation_id in ids:
+                self._settle(db, reservation_id, None, now)
+            return len(ids)
+
+        return await self._run(sweep)
+
+    async def counters(self, names: Sequence[str], now: float) -> list[CounterState]:
+        def read(db: sqlite3.Connection) -> list[CounterState]:
+            return [CounterState(n, *self._counter(db, n, now)) for n in names]
+
+        return await self._run(read, write=False)
+
+    async def ledger_range(self, since: float, until: float, limit: int = 100_000) -> list[LedgerEntry]:
+        def read(db: sqlite3.Connection) -> list[LedgerEntry]:
+            rows = db.execute(
+                "SELECT ts, reservation_id, meta, charged, swept FROM ledger WHERE ts >= ? AND ts < ? "
+                "ORDER BY ts LIMIT ?",
+                (since, until, limit),
+            ).fetchall()
+            return [LedgerEntry(r[0], r[1], orjson.loads(r[2]), orjson.loads(r[3]), bool(r[4])) for r in rows]
+
+        return await self._run(read, write=False)
+
+    # ---- audit
+
+    async def audit_append(
+        self, actor: str, action: str, target: str, reason: str, details: JsonDict, now: float
+    ) -> AuditRecord:
+        def append(db: sqlite3.Connection) -> AuditRecord:
+            head = db.execute("SELECT seq, hash FROM audit_head WHERE id=1").fetchone()
+            seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+            digest = entry_hash(prev, seq, now, actor, action, target, reason, details)
+            db.execute(
+                "INSERT INTO audit (seq, ts, actor, action, target, reason, details, prev_hash, hash) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (seq, now, actor, action, target, reason, orjson.dumps(details), prev, digest),
+            )
+            db.execute("INSERT OR REPLACE INTO audit_head (id, seq, hash) VALUES (1, ?, ?)", (seq, digest))
+            return AuditRecord(seq, now, actor, action, target, reason, details, prev, digest)
+
+        return await self._run(append)
+
+    async def audit_range(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        def read(db: sqlite3.Connection) -> list[AuditRecord]:
+            rows = db.execute(
+                "SELECT seq, ts, actor, action, target, reason, details, prev_hash, hash FROM audit "
+                "WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+            return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7], r[8]) for r in rows]
+
+        return await self._run(read, write=False)
+
+    async def audit_head(self) -> tuple[int, str]:
+        def read(db: sqlite3.Connection) -> tuple[int, str]:
+            row = db.execute("SELECT seq, hash FROM audit_head WHERE id=1").fetchone()
+            return (row[0], row[1]) if row else (0, GENESIS)
+
+        return await self._run(read, write=False)
+
+    # ---- cooldowns
+
+    async def cooldown_set(self, deployment_id: str, until: float) -> None:
+        def put(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO cooldowns (deployment, until) VALUES (?, ?) "
+                "ON CONFLICT(deployment) DO UPDATE SET until = max(until, excluded.until)",
+                (deployment_id, until),
+            )
+
+        await self._run(put)
+
+    async def cooldowns(self, now: float) -> dict[str, float]:
+        def read(db: sqlite3.Connection) -> dict[str, float]:
+            return dict(db.execute("SELECT deployment, until FROM cooldowns WHERE until > ?", (now,)).fetchall())
+
+        return await self._run(read, write=False)
+
+
+def _dump_charges(charges: Sequence[Charge]) -> bytes:
+    return orjson.dumps([[c.counter, c.amount, c.unit, c.limit, c.expires_at] for c in charges])
+
+
+def _load_charges(blob: Any) -> list[Charge]:
+    return [Charge(c[0], c[1], c[2], c[3], c[4]) for c in orjson.loads(blob)]

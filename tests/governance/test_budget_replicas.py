@@ -1,0 +1,110 @@
+"""THE budget test: three gateway processes on one Redis, 200 concurrent requests, a budget for 50.
+
+The spend recorded must never pass the limit, however the requests interleave across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from gateway.store import open_store
+from gateway.testing.upstream import UpstreamServer
+from tests.conftest import MASTER_KEY, UPSTREAM_KEY
+from tests.test_cli import free_port, wait_ready
+
+KEY = "sk-replica-budget-key-0123"
+PER_CALL = 500  # micro-dollars: 5 output tokens at $0.0001
+AFFORDS = 50
+LIMIT = PER_CALL * AFFORDS
+REQUESTS = 200
+
+
+@pytest.fixture
+def replicas(upstream: UpstreamServer, redis_prefix: str, tmp_path: Path) -> Iterator[list[str]]:
+    config = tmp_path / "lockgate.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: gpt-4o\n"
+        f"    litellm_params: {{model: openai/gpt-4o-upstream, api_base: '{upstream.url}', api_key: {UPSTREAM_KEY}}}\n"
+        "    model_info: {input_cost_per_token: 0, output_cost_per_token: 0.0001}\n"
+        f"general_settings: {{master_key: {MASTER_KEY}}}\n"
+        f"keys: [{{name: shared-bot, key: {KEY}, budgets: [{{limit_usd: {LIMIT / 1e6}, period: total}}]}}]\n"
+        f"store: 'redis://127.0.0.1:6379/0?prefix={redis_prefix}'\n"
+    )
+    processes, urls = [], []
+    for _ in range(3):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
+             "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        processes.append(process)
+        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        for url, process in zip(urls, processes, strict=True):
+            wait_ready(url, process)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()  # a busy machine: do not leave a process behind
+                process.wait(10)
+
+
+async def _hammer(urls: list[str]) -> tuple[int, int, list[str]]:
+    clients = [openai.AsyncOpenAI(base_url=f"{u}/v1", api_key=KEY, max_retries=0, timeout=60) for u in urls]
+
+    async def one(i: int) -> str:
+        try:
+            await clients[i % len(clients)].chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": f"request {i}"}], max_tokens=5
+            )
+            return "served"
+        except openai.RateLimitError as error:
+            return "refused" if error.code == "budget_exceeded" else f"other 429: {error.message}"
+        except openai.APIError as error:
+            return f"error: {error}"
+
+    outcomes = await asyncio.gather(*(one(i) for i in range(REQUESTS)))
+    for client in clients:
+        await client.close()
+    others = [o for o in outcomes if o not in ("served", "refused")]
+    return outcomes.count("served"), outcomes.count("refused"), others
+
+
+async def _spent(store_url: str) -> tuple[int, int, int]:
+    store = open_store(store_url)
+    try:
+        counter = (await store.counters(["b:key:shared-bot:total:total:usd"], time.time()))[0]
+        ledger = await store.ledger_range(0, time.time() + 60)
+        return counter.used, counter.reserved, sum(e.charged["usd_micros"] for e in ledger)
+    finally:
+        await store.aclose()
+
+
+def test_three_replicas_never_overspend_a_shared_budget(
+    replicas: list[str], upstream: UpstreamServer, redis_prefix: str
+) -> None:
+    served, refused, others = asyncio.run(_hammer(replicas))
+    used, reserved, ledger_total = asyncio.run(_spent(f"redis://127.0.0.1:6379/0?prefix={redis_prefix}"))
+    print(f"\nserved={served} refused={refused} spent={used} micro-USD limit={LIMIT} reserved-left={reserved}")
+    assert others == []
+    assert served + refused == REQUESTS
+    assert used <= LIMIT and ledger_total == used and reserved == 0
+    assert used == served * PER_CALL
+    # Every call costs exactly its reservation here, so the budget is used to the last call.
+    assert served == AFFORDS
+    assert len(upstream.upstream.received) == served
