@@ -39,6 +39,7 @@ from gateway.keys.resolver import KeyResolverMiddleware
 from gateway.pipeline import Pipeline
 from gateway.providers import Providers
 from gateway.routing.router import Router
+from gateway.routing.shared_cooldowns import StoreCooldowns
 from gateway.store import open_store
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 
@@ -53,7 +54,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     governance = Governance.create(config, store)
     authenticator = Authenticator(config, governance.key_cache)
     providers = Providers.create(config)
-    router = Router(config, providers)
+    # 429 cooldowns live in the store, so every replica sharing it keeps away from a rate-limited deployment.
+    router = Router(config, providers, cooldowns=StoreCooldowns(store, config.router.cooldown_refresh))
     pipeline = Pipeline(authenticator, router, config.router.timeout, budgets=governance.budgets)
     started = {"providers": False}
 
