@@ -45,6 +45,7 @@ def gateway_config(stub_port: int) -> str:
         + "router_settings: {timeout: 30, num_retries: 2}\n"
         + "breakers: {enabled: true, failure_threshold: 5, reset_timeout: 30}\n"
         + f"general_settings: {{master_key: {KEY}}}\n"
+        + "store: 'sqlite://:memory:'\n"  # nothing written into the checkout
     )
 
 
