@@ -49,6 +49,7 @@ from gateway.policies.webhook import WebhookAnnouncer
 from gateway.providers import Providers
 from gateway.routing.router import Router
 from gateway.sessions.service import Sessions
+from gateway.routing.shared_cooldowns import StoreCooldowns
 from gateway.store import open_store
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 
@@ -63,7 +64,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     governance = Governance.create(config, store)
     authenticator = Authenticator(config, governance.key_cache)
     providers = Providers.create(config)
-    router = Router(config, providers)
+    # 429 cooldowns live in the store, so every replica sharing it keeps away from a rate-limited deployment.
+    router = Router(config, providers, cooldowns=StoreCooldowns(store, config.router.cooldown_refresh))
     policies = PolicyStage(PolicyEngine(config.policies))
     pipeline = Pipeline(
         authenticator, router, config.router.timeout, budgets=governance.budgets, policies=policies

@@ -226,6 +226,7 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
             breakers_enabled=parsed.breakers.enabled,
             breaker_threshold=parsed.breakers.failure_threshold or router.allowed_fails,
             breaker_reset=parsed.breakers.reset_timeout or router.cooldown_time,
+            cooldown_refresh=parsed.routing.cooldown_refresh,
         ),
         server=ServerConfig(
             host=server.host, port=server.port, workers=server.workers, max_body_bytes=server.max_body_bytes

@@ -88,6 +88,7 @@ class RouterConfig:
     breakers_enabled: bool = True
     breaker_threshold: int = 3
     breaker_reset: float = 30.0
+    cooldown_refresh: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

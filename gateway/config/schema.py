@@ -140,6 +140,8 @@ class RoutingSection(Strict):
     strategies: dict[str, RoutingStrategy] = {}
 
 
+    # Seconds between reads of the store's shared 429 cooldowns (one read per interval per replica).
+    cooldown_refresh: float = Field(default=1.0, ge=0)
 class OtlpSection(Strict):
     """Where spans and metrics go; unset keys fall back to the standard OTEL_EXPORTER_OTLP_* variables."""
 

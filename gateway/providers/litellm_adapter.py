@@ -8,6 +8,7 @@ here sets `litellm.*` globals; every call carries its own parameters. litellm's 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from types import ModuleType
@@ -74,11 +75,20 @@ class LitellmProvider:
     async def chat_stream(self, call: UpstreamCall) -> LitellmStream:
         params = self._params(call)
         params["stream_options"] = {"include_usage": True}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + call.timeout
+        first_token = call.deployment.timeouts.first_token
+        # Time to first token runs from the request, as on the pass-through path.
+        first_by = deadline if first_token is None else min(deadline, started + first_token)
         try:
-            stream = await self._lib().acompletion(messages=call.body.get("messages"), stream=True, **params)
+            async with asyncio.timeout_at(first_by):
+                stream = await self._lib().acompletion(messages=call.body.get("messages"), stream=True, **params)
+        except TimeoutError:
+            raise UpstreamFailure("timeout", "stalled waiting for the first token") from None
         except Exception as exc:
             raise self._translate(exc, call) from None
-        return LitellmStream(stream, call, self._translate)
+        return LitellmStream(stream, call, self._translate, first_by, deadline)
 
     async def embeddings(self, call: UpstreamCall) -> JsonReply:
         params = self._params(call)
@@ -115,11 +125,17 @@ class LitellmProvider:
 
 
 class LitellmStream:
-    def __init__(self, stream: Any, call: UpstreamCall, translate: Any) -> None:
+    def __init__(
+        self, stream: Any, call: UpstreamCall, translate: Any, first_by: float, deadline: float
+    ) -> None:
         self.summary = Summary()
         self._stream = stream
         self._call = call
         self._translate = translate
+        # Loop times: the first chunk must come by `first_by`, every chunk by `deadline`, and
+        # no two chunks further apart than the deployment's idle timeout.
+        self._first_by = first_by
+        self._deadline = deadline
 
     async def aclose(self) -> None:
         close = getattr(self._stream, "aclose", None)
@@ -134,8 +150,21 @@ class LitellmStream:
 
     async def _events(self) -> AsyncIterator[bytes]:
         include_usage = self._call.include_usage
+        idle = self._call.deployment.timeouts.idle
+        loop = asyncio.get_running_loop()
+        items = aiter(self._stream)
+        limit = self._first_by
         try:
-            async for item in self._stream:
+            while True:
+                try:
+                    async with asyncio.timeout_at(limit):
+                        item = await anext(items)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    what = "the first token" if limit == self._first_by else "the next chunk"
+                    raise UpstreamFailure("timeout", f"stalled waiting for {what}") from None
+                limit = self._deadline if idle is None else min(self._deadline, loop.time() + idle)
                 chunk = _openai_chunk(_to_dict(item))
                 self.summary.read_chunk(chunk)
                 if not chunk.get("choices"):

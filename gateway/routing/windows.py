@@ -53,6 +53,8 @@ class ContextWindows:
             window = deployment.max_input_tokens or self._from_map(deployment)
             if window:
                 self._by_id[deployment.id] = window
+        # Every window is resolved: the map (thousands of entries, tens of MB as objects) can go.
+        self._map = None
 
     def get(self, deployment_id: str) -> int | None:
         return self._by_id.get(deployment_id)

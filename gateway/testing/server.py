@@ -44,6 +44,7 @@ class GatewayServer:
 
     def start(self) -> GatewayServer:
         self._thread.start()
+        # 60 s: a config with litellm deployments imports litellm at startup, slow on a busy machine.
         if not self._ready.wait(60) or not self.port:
             raise RuntimeError("the gateway did not start")
         return self

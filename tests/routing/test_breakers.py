@@ -32,7 +32,9 @@ def test_breaker_opens_after_consecutive_failures_answers_503_at_once_then_probe
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(model="gpt", messages=MESSAGES)
     assert breakers.state("solo") == "open"
-    assert [(t.old, t.new, t.failures, t.reason) for t in transitions] == [("closed", "open", 3, "server_error")]
+    assert [(t.old, t.new, t.failures, t.reason) for t in transitions] == [
+        ("closed", "open", 3, "server_error")
+    ]
 
     # Open: answered at once with 503, retry-after and what is down; the upstream is left alone.
     with pytest.raises(openai.InternalServerError) as caught:
@@ -51,10 +53,16 @@ def test_breaker_opens_after_consecutive_failures_answers_503_at_once_then_probe
     reply = client.chat.completions.create(model="gpt", messages=MESSAGES)
     assert reply.choices[0].message.content
     assert breakers.state("solo") == "closed" and breakers.failures("solo") == 0
-    assert [(t.old, t.new) for t in transitions] == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+    assert [(t.old, t.new) for t in transitions] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
 
 
-def test_a_failed_probe_reopens_the_breaker(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
+def test_a_failed_probe_reopens_the_breaker(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
     gateway = gateway_factory(config(deployment("gpt", upstream, "solo", "solo"), router=NO_RETRIES))
     transitions = watch_breakers(gateway)
     client = sdk(gateway)
@@ -70,10 +78,16 @@ def test_a_failed_probe_reopens_the_breaker(upstream: UpstreamServer, gateway_fa
     assert caught.value.status_code == 502, "the probe reached the upstream and failed"
     assert len(upstream.upstream.arrivals("solo")) == 4
     assert router_of(gateway).breakers.state("solo") == "open"
-    assert [(t.old, t.new) for t in transitions] == [("closed", "open"), ("open", "half_open"), ("half_open", "open")]
+    assert [(t.old, t.new) for t in transitions] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "open"),
+    ]
 
 
-def test_only_one_probe_goes_through_while_half_open(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
+def test_only_one_probe_goes_through_while_half_open(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
     gateway = gateway_factory(config(deployment("gpt", upstream, "solo", "solo"), router=NO_RETRIES))
     client = sdk(gateway)
     upstream.upstream.model_default["solo"] = Fault.error(500, "down")
@@ -112,7 +126,9 @@ def test_other_deployments_take_the_traffic_while_a_breaker_is_open(
     client = sdk(gateway)
 
     served = [
-        client.chat.completions.with_raw_response.create(model="gpt", messages=MESSAGES).headers["x-lockgate-attempts"]
+        client.chat.completions.with_raw_response.create(model="gpt", messages=MESSAGES).headers[
+            "x-lockgate-attempts"
+        ]
         for _ in range(5)
     ]
 
@@ -123,7 +139,11 @@ def test_other_deployments_take_the_traffic_while_a_breaker_is_open(
 
 def test_breakers_can_be_switched_off(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
     gateway = gateway_factory(
-        config(deployment("gpt", upstream, "solo", "solo"), router=NO_RETRIES, extra="breakers: {enabled: false}\n")
+        config(
+            deployment("gpt", upstream, "solo", "solo"),
+            router=NO_RETRIES,
+            extra="breakers: {enabled: false}\n",
+        )
     )
     upstream.upstream.model_default["solo"] = Fault.error(500, "down")
     for _ in range(6):
@@ -137,7 +157,11 @@ def test_litellm_allowed_fails_and_cooldown_time_set_the_breaker(
     upstream: UpstreamServer, gateway_factory: GatewayFactory
 ) -> None:
     gateway = gateway_factory(
-        config(deployment("gpt", upstream, "solo", "solo"), router="allowed_fails: 2, cooldown_time: 42", extra="")
+        config(
+            deployment("gpt", upstream, "solo", "solo"),
+            router="allowed_fails: 2, cooldown_time: 42",
+            extra="",
+        )
     )
     settings = router_of(gateway).breakers.settings
     assert (settings.failure_threshold, settings.reset_timeout) == (2, 42)

@@ -30,7 +30,8 @@ def test_routing_strategies_name_existing_groups_and_known_strategies() -> None:
         "routing.strategies.gtp: no model_list entry has model_name 'gtp'"
     ]
     assert any(
-        p.startswith("routing.strategies.gpt:") for p in problems(MODEL + "routing: {strategies: {gpt: fastest}}\n")
+        p.startswith("routing.strategies.gpt:")
+        for p in problems(MODEL + "routing: {strategies: {gpt: fastest}}\n")
     )
 
 

@@ -42,7 +42,9 @@ def test_retry_after_ms_is_honoured(upstream: UpstreamServer, gateway_factory: G
 def test_429_longer_than_the_deadline_is_returned_at_once_then_cooling_down_is_503(
     upstream: UpstreamServer, gateway_factory: GatewayFactory
 ) -> None:
-    gateway = gateway_factory(config(deployment("gpt", upstream, "solo", "solo"), router="num_retries: 2, timeout: 2"))
+    gateway = gateway_factory(
+        config(deployment("gpt", upstream, "solo", "solo"), router="num_retries: 2, timeout: 2")
+    )
     upstream.upstream.script_for("solo", Fault.error(429, "Rate limit reached", retry_after=30))
     client = sdk(gateway)
 
@@ -62,7 +64,9 @@ def test_429_longer_than_the_deadline_is_returned_at_once_then_cooling_down_is_5
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-def test_5xx_is_retried_with_backoff(upstream: UpstreamServer, gateway_factory: GatewayFactory, status: int) -> None:
+def test_5xx_is_retried_with_backoff(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, status: int
+) -> None:
     gateway = gateway_factory(config(deployment("gpt", upstream, "solo", "solo")))
     upstream.upstream.script_for("solo", Fault.error(status, "boom"), Fault.error(status, "boom again"))
 
@@ -79,7 +83,9 @@ def test_5xx_is_retried_with_backoff(upstream: UpstreamServer, gateway_factory: 
 def test_5xx_that_persists_is_a_5xx_after_num_retries(
     upstream: UpstreamServer, gateway_factory: GatewayFactory, status: int
 ) -> None:
-    gateway = gateway_factory(config(deployment("gpt", upstream, "solo", "solo"), extra="routing: {retry_backoff: 0.01}\n"))
+    gateway = gateway_factory(
+        config(deployment("gpt", upstream, "solo", "solo"), extra="routing: {retry_backoff: 0.01}\n")
+    )
     upstream.upstream.model_default["solo"] = Fault.error(status, "still broken")
 
     with pytest.raises(openai.InternalServerError) as caught:
@@ -213,7 +219,9 @@ def test_malformed_json_body_is_a_failure_and_is_retried(
     assert raw.headers["x-lockgate-attempts"] == "2"
 
 
-def test_client_can_shorten_the_request_timeout(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
+def test_client_can_shorten_the_request_timeout(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
     gateway = gateway_factory(config(deployment("gpt", upstream, "solo", "solo")))
     upstream.upstream.model_default["solo"] = Fault(delay=3.0)
 
@@ -227,5 +235,24 @@ def test_client_can_shorten_the_request_timeout(upstream: UpstreamServer, gatewa
     assert len(upstream.upstream.arrivals("solo")) == 1, "no retry once the deadline has passed"
 
     with pytest.raises(openai.BadRequestError) as bad:
-        sdk(gateway).chat.completions.create(model="gpt", messages=MESSAGES, extra_headers={"x-lockgate-timeout": "soon"})
+        sdk(gateway).chat.completions.create(
+            model="gpt", messages=MESSAGES, extra_headers={"x-lockgate-timeout": "soon"}
+        )
     assert bad.value.param == "x-lockgate-timeout"
+
+
+def test_embeddings_fail_over_like_chat(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, refused_url: str
+) -> None:
+    gateway = gateway_factory(
+        config(
+            deployment("embed", refused_url, "dead-embed", "dead", weight=1000),
+            deployment("embed", upstream, "live-embed", "live", weight=0.001),
+        )
+    )
+
+    raw = sdk(gateway).embeddings.with_raw_response.create(model="embed", input="hello")
+
+    assert raw.headers["x-lockgate-deployment"] == "live"
+    assert raw.headers["x-lockgate-attempts"] == "2"
+    assert raw.parse().data[0].embedding

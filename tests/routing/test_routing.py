@@ -36,7 +36,7 @@ def test_three_deployments_one_down_one_rate_limited_serve_every_request(
     upstream.upstream.model_default["limited"] = Fault.error(429, "Rate limit reached", retry_after=30)
     client = sdk(gateway)
 
-    served = Counter()
+    served: Counter[str] = Counter()
     for i in range(20):
         raw = client.chat.completions.with_raw_response.create(
             model="gpt", messages=[{"role": "user", "content": f"request {i}"}]
@@ -165,7 +165,8 @@ def test_content_policy_error_moves_to_the_content_policy_fallback(
         )
     )
     upstream.upstream.model_default["strict-up"] = Fault.error(
-        400, "The response was filtered due to the prompt triggering content management policy.",
+        400,
+        "The response was filtered due to the prompt triggering content management policy.",
         code="content_filter",
     )
 
@@ -211,7 +212,9 @@ def test_latency_based_routing_prefers_the_fast_deployment(
     client = sdk(gateway)
 
     served = [
-        client.chat.completions.with_raw_response.create(model="gpt", messages=MESSAGES).headers["x-lockgate-deployment"]
+        client.chat.completions.with_raw_response.create(model="gpt", messages=MESSAGES).headers[
+            "x-lockgate-deployment"
+        ]
         for _ in range(6)
     ]
 
@@ -268,13 +271,18 @@ async def test_attempts_fallbacks_cooldowns_and_breaker_transitions_are_recorded
 
     assert routed.deployment.id == "b"
     assert [(a.deployment.id, a.failure.status if a.failure else None) for a in request.attempts] == [
-        ("p", 500), ("b", 429), ("b", None)
+        ("p", 500),
+        ("b", 429),
+        ("b", None),
     ]
     names = [d.name for d in request.decisions]
     assert names == ["lockgate.breaker.open", "lockgate.fallback", "lockgate.cooldown", "lockgate.retry"]
     opened, fallback, cooldown, retry = request.decisions
     assert opened.attributes == {
-        "deployment": "p", "previous": "closed", "failures": 1, "reason": "server_error"
+        "deployment": "p",
+        "previous": "closed",
+        "failures": 1,
+        "reason": "server_error",
     }
     assert fallback.attributes == {"from_group": "primary", "to_group": "backup", "reason": "exhausted"}
     assert cooldown.attributes == {"deployment": "b", "seconds": 0.03}

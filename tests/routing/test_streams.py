@@ -13,7 +13,7 @@ from tests.routing.conftest import MESSAGES, config, deployment, router_of, sdk
 
 def collect(client: openai.OpenAI, model: str = "gpt") -> tuple[str, list[str | None]]:
     """The streamed text and the finish reasons, as an agent would read them."""
-    text, finishes = "", []
+    text, finishes = "", list[str | None]()
     for chunk in client.chat.completions.create(model=model, messages=MESSAGES, stream=True):
         for choice in chunk.choices:
             text += choice.delta.content or ""
@@ -93,7 +93,9 @@ def test_failure_after_the_first_byte_is_an_error_the_sdk_raises(
     assert router_of(gateway).breakers.failures("flaky") == 1
 
 
-def test_the_error_event_is_the_last_thing_on_the_wire(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
+def test_the_error_event_is_the_last_thing_on_the_wire(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
     gateway = gateway_factory(config(deployment("gpt", upstream, "solo", "solo", idle_timeout=0.15)))
     upstream.upstream.script_for("solo", Fault(after_chunks=2, cut=True, chunk_delay=0.02))
 
@@ -141,3 +143,36 @@ def test_client_disconnect_cancels_the_upstream_request(
     assert upstream.upstream.wait_closed("solo", timeout=5), "the upstream never saw its connection closed"
     assert router.stats.in_flight["solo"] == 0, "nothing keeps running for a gone client"
     assert router.breakers.failures("solo") == 0, "a client hanging up is not the upstream's failure"
+
+
+ANTHROPIC = (
+    "  - model_name: {group}\n"
+    "    litellm_params: {{model: anthropic/claude-3-5-sonnet-20241022, api_base: 'http://127.0.0.1:{port}',"
+    " api_key: sk-ant-test-abcdefghijkl, first_token_timeout: {first}, idle_timeout: 0.3}}\n"
+    "    model_info: {{id: {group}}}\n"
+)
+
+
+def test_litellm_streams_have_first_token_and_idle_timeouts_too(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
+    gateway = gateway_factory(
+        config(
+            ANTHROPIC.format(group="claude-idle", port=upstream.port, first=20),
+            ANTHROPIC.format(group="claude-first", port=upstream.port, first=1.5),
+            router="num_retries: 0, timeout: 30",
+        )
+    )
+    client = sdk(gateway)
+
+    # First (litellm's first call is slow to set up): a stall mid-stream, past the idle timeout.
+    upstream.upstream.script(Fault(after_chunks=10, stall=3.0, chunk_delay=0.01))
+    with pytest.raises(openai.APIError) as stalled:
+        for _ in client.chat.completions.create(model="claude-idle", messages=MESSAGES, stream=True):
+            pass
+    assert "stalled waiting for the next chunk" in stalled.value.message
+
+    upstream.upstream.script(Fault(first_chunk_delay=6.0))
+    with pytest.raises(openai.APIStatusError) as slow:
+        client.chat.completions.create(model="claude-first", messages=MESSAGES, stream=True)
+    assert slow.value.status_code == 504 and "first token" in slow.value.message
