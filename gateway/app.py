@@ -100,12 +100,13 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         app.router.add_route(f"{prefix}/models", models.list, methods=["GET"])
         app.router.add_route(f"{prefix}/models/{{model_id:path}}", models.retrieve, methods=["GET"])
     app.router.add_route("/healthz", health.healthz, methods=["GET"])
-    for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
-        app.router.add_route(path, endpoint, methods=methods)
     app.router.add_route("/readyz", health.readyz, methods=["GET"])
     for path, endpoint, methods in governance.routes():
         app.router.add_route(path, endpoint, methods=methods)
-    SessionsApi(pipeline, Sessions(store, governance.audit), config.server.max_body_bytes).install(app)
+    # After governance's: `/admin/keys/{id}/revoke` must win over oversight's `/admin/keys/{name}/{action}`.
+    for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
+        app.router.add_route(path, endpoint, methods=methods)
+    SessionsApi(pipeline, Sessions(store, governance.audit), config.server.max_body_bytes, approvals).install(app)
     if telemetry.prometheus is not None:
         app.router.add_route("/metrics", telemetry.prometheus.handle, methods=["GET"])
 

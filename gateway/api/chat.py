@@ -14,6 +14,7 @@ from gateway.api.common import (
     require_model,
     routed_headers,
 )
+from gateway.api.hold_headers import hold_headers
 from gateway.context import ApiRequest
 from gateway.errors import InvalidRequest
 from gateway.pipeline import Pipeline
@@ -52,7 +53,7 @@ class ChatApi:
         expose(request, api_request)
         if not stream:
             routed = await self._pipeline.chat(api_request)
-            return json_response(routed.reply.body, routed_headers(routed))
+            return json_response(routed.reply.body, {**routed_headers(routed), **hold_headers(api_request)})
         result = await self._pipeline.chat_stream(api_request)
         headers = {**SSE_HEADERS, **routed_headers(result.routed)}
         return StreamingResponse(result.events, media_type="text/event-stream", headers=headers)
