@@ -25,6 +25,7 @@ from gateway.api.health import HealthApi
 from gateway.api.oversight import OversightApi
 from gateway.api.models import ModelsApi
 from gateway.api.sessions import SessionsApi
+from gateway.api.traces import TracesApi
 from gateway.auth import Authenticator
 from gateway.config.runtime import RuntimeConfig
 from gateway.errors import (
@@ -65,6 +66,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     policies = PolicyStage(PolicyEngine(config.policies))
     pipeline = Pipeline(authenticator, router, config.router.timeout, policies)
     started = {"providers": False}
+    traces = TracesApi(pipeline, telemetry.settings, config.server.max_body_bytes)
     approvals = Approvals(store, config.approvals)
     pauses = Pauses(store)
     policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)))
@@ -73,6 +75,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await governance.start()
         await providers.start(config)
+        await traces.start()
         started["providers"] = True
         log.info(telemetry.describe())
         if not config.auth_enabled:
@@ -82,6 +85,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         finally:
             started["providers"] = False
             await providers.aclose()
+            await traces.aclose()
             await policies.aclose()
             await governance.aclose()  # closes the store too
             await asyncio.to_thread(telemetry.shutdown)
@@ -107,6 +111,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
         app.router.add_route(path, endpoint, methods=methods)
     SessionsApi(pipeline, Sessions(store, governance.audit), config.server.max_body_bytes, approvals).install(app)
+    app.router.add_route("/v1/traces", traces.export, methods=["POST"])
     if telemetry.prometheus is not None:
         app.router.add_route("/metrics", telemetry.prometheus.handle, methods=["GET"])
 
