@@ -16,6 +16,7 @@ from lockgate_sdk import (
     ApprovalPolicy,
     ApprovalTimeout,
     Gateway,
+    GatewayApiError,
 )
 
 from gateway.testing.server import GatewayServer
@@ -151,3 +152,15 @@ async def test_async_client_waits_and_gets_the_edited_call(held_gateway: Gateway
     gateway.close()
     arguments = reply.choices[0].message.tool_calls[0].function.arguments
     assert '"amount":5' in arguments.replace(" ", "")
+
+
+def test_a_session_cannot_see_another_sessions_approval(held_gateway: GatewayServer) -> None:
+    raising = ApprovalPolicy(mode="raise")
+    with Gateway(held_gateway.url, AGENT_KEY, approvals=raising) as gateway:
+        with gateway.session() as owner, pytest.raises(ApprovalPending) as caught:
+            owner.openai(max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=ASK, tools=[WIRE])
+        with gateway.session() as stranger:
+            assert stranger.pending_approvals() == []
+            with pytest.raises(GatewayApiError) as missing:
+                stranger.approvals.get(caught.value.approval_id)
+    assert missing.value.status == 404
