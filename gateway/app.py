@@ -26,6 +26,7 @@ from gateway.api.health import HealthApi
 from gateway.api.oversight import OversightApi
 from gateway.api.models import ModelsApi
 from gateway.api.sessions import SessionsApi
+from gateway.api.traces import TracesApi
 from gateway.auth import Authenticator
 from gateway.config.runtime import RuntimeConfig
 from gateway.errors import (
@@ -71,6 +72,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         authenticator, router, config.router.timeout, budgets=governance.budgets, policies=policies
     )
     started = {"providers": False}
+    traces = TracesApi(pipeline, telemetry.settings, config.server.max_body_bytes)
     approvals = Approvals(store, config.approvals)
     pauses = Pauses(store)
     policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)), VerdictAudit(store))
@@ -79,6 +81,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await governance.start()
         await providers.start(config)
+        await traces.start()
         started["providers"] = True
         log.info(telemetry.describe())
         # Everything built so far lives as long as the process: move it out of the collector's
@@ -93,6 +96,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         finally:
             started["providers"] = False
             await providers.aclose()
+            await traces.aclose()
             await policies.aclose()
             await governance.aclose()  # closes the store too
             await asyncio.to_thread(telemetry.shutdown)
@@ -120,7 +124,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         app.router.add_route(path, endpoint, methods=methods)
     for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
         app.router.add_route(path, endpoint, methods=methods)
-    SessionsApi(pipeline, Sessions(store, governance.audit), config.server.max_body_bytes).install(app)
+    SessionsApi(pipeline, Sessions(store, governance.audit), config.server.max_body_bytes, approvals).install(app)
+    app.router.add_route("/v1/traces", traces.export, methods=["POST"])
     if telemetry.prometheus is not None:
         app.router.add_route("/metrics", telemetry.prometheus.handle, methods=["GET"])
 

@@ -109,6 +109,12 @@ class StateConflict(GatewayError):
     spec = ErrorSpec(409, "invalid_request_error", "state_conflict", False)
 
 
+class TracesNotExported(GatewayError):
+    """`POST /v1/traces` on a gateway that exports no traces over OTLP/HTTP: the spans would be lost."""
+
+    spec = ErrorSpec(501, "server_error", "traces_not_exported", False)
+
+
 class RateLimited(GatewayError):
     """The caller's own rate limit: retrying after `retry_after` helps."""
 

@@ -15,6 +15,7 @@ from gateway.api.common import (
     routed_headers,
 )
 from gateway.api.streaming import EventStreamResponse
+from gateway.api.hold_headers import hold_headers
 from gateway.context import ApiRequest
 from gateway.errors import InvalidRequest
 from gateway.pipeline import Pipeline
@@ -53,7 +54,7 @@ class ChatApi:
         expose(request, api_request)
         if not stream:
             routed = await self._pipeline.chat(api_request)
-            return json_response(routed.reply.body, routed_headers(routed))
+            return json_response(routed.reply.body, {**routed_headers(routed), **hold_headers(api_request)})
         result = await self._pipeline.chat_stream(api_request)
         headers = {**SSE_HEADERS, **routed_headers(result.routed)}
         # Not Starlette's StreamingResponse: see gateway/api/streaming.py for why (measured).

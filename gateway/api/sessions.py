@@ -6,6 +6,11 @@
     DELETE /v1/lockgate/sessions/{id}/state/{key}?version=N
     POST   /v1/lockgate/sessions/{id}/events           {"events": [{"type": "tool_call", ...}]}
     GET    /v1/lockgate/sessions/{id}/events?limit=N
+    GET    /v1/lockgate/sessions/{id}/approvals[?status=pending|decided]   this session's holds
+    GET    /v1/lockgate/sessions/{id}/approvals/{approval_id}
+
+The approvals views let an agent (with its own key, not the master key) list and wait on the holds
+of its own session; deciding stays with reviewers on the admin API.
 
 A write based on a stale version is refused with 409 `state_conflict` and the current version in
 `x-lockgate-state-version`; nothing is overwritten. Any key the gateway accepts may use the API.
@@ -25,8 +30,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.common import json_response, parse_object, read_body
-from gateway.errors import GovernanceUnavailable, InvalidRequest, StateConflict
+from gateway.errors import GovernanceUnavailable, InvalidRequest, NotFound, StateConflict
 from gateway.pipeline import Pipeline
+from gateway.policies.approvals import Approvals
 from gateway.sessions.service import SessionBusy, Sessions, VersionMismatch
 from gateway.store import StoreUnavailable
 
@@ -78,10 +84,13 @@ def _store_errors(endpoint: Endpoint) -> Endpoint:
 
 
 class SessionsApi:
-    def __init__(self, pipeline: Pipeline, sessions: Sessions, max_body_bytes: int) -> None:
+    def __init__(
+        self, pipeline: Pipeline, sessions: Sessions, max_body_bytes: int, approvals: Approvals | None = None
+    ) -> None:
         self._pipeline = pipeline
         self._sessions = sessions
         self._limit = max_body_bytes
+        self._approvals = approvals
 
     def install(self, app: Any) -> None:
         def add(path: str, endpoint: Endpoint, methods: list[str]) -> None:
@@ -93,6 +102,9 @@ class SessionsApi:
         add(f"{PREFIX}/state/{{key:path}}", self.delete_key, methods=["DELETE"])
         add(f"{PREFIX}/events", self.post_events, methods=["POST"])
         add(f"{PREFIX}/events", self.get_events, methods=["GET"])
+        if self._approvals is not None:
+            add(f"{PREFIX}/approvals", self.list_approvals, methods=["GET"])
+            add(f"{PREFIX}/approvals/{{approval_id}}", self.get_approval, methods=["GET"])
 
     def _session(self, request: Request) -> str:
         self._pipeline.authenticate(request.headers)
@@ -152,6 +164,25 @@ class SessionsApi:
             raise InvalidRequest("'limit' must be a number from 1 to 1000.", param="limit")
         events = await self._sessions.events(session, int(raw))
         return json_response(orjson.dumps({"data": events}))
+
+    async def list_approvals(self, request: Request) -> Response:
+        session = self._session(request)
+        status = request.query_params.get("status")
+        if status not in (None, "pending", "decided"):
+            raise InvalidRequest("status must be 'pending' or 'decided'.", param="status")
+        assert self._approvals is not None
+        found = [a.public() for a in await self._approvals.list(status) if a.value.get("session_id") == session]
+        return json_response(orjson.dumps({"object": "list", "data": found}))
+
+    async def get_approval(self, request: Request) -> Response:
+        session = self._session(request)
+        assert self._approvals is not None
+        approval_id = request.path_params["approval_id"]
+        approval = await self._approvals.get(approval_id)
+        # Another session's approval is as unknown to this caller as one that does not exist.
+        if approval is None or approval.value.get("session_id") != session:
+            raise NotFound(f"Session '{session}' has no approval '{approval_id}'.")
+        return json_response(orjson.dumps(approval.public()))
 
 
 def _version(value: object) -> int:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Self
+from typing import Any, Self
 
 from opentelemetry import trace
 
-from lockgate_sdk import tracing
+from lockgate_sdk import export, tracing
 from lockgate_sdk._api import AsyncApi, SyncApi, root_url
 from lockgate_sdk.approvals import ApprovalPolicy
 from lockgate_sdk.session import Session
@@ -22,6 +22,10 @@ class Gateway:
     `capture_content` puts tool arguments and results on spans (default: the standard
     `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`). `approvals` says how held responses
     are met (wait with backoff up to a deadline, or raise `ApprovalPending`).
+
+    Spans go to `tracer_provider`, else to the global one (the agent's own OTel SDK, if it set
+    one up). `export_spans=True` instead sends them to the gateway, which forwards them to its
+    collector (needs the `export` extra); `close()` flushes them.
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class Gateway:
         capture_content: bool | None = None,
         approvals: ApprovalPolicy | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        export_spans: bool = False,
     ) -> None:
         self.root_url = root_url(base_url or os.environ.get("LOCKGATE_BASE_URL", DEFAULT_URL))
         self.openai_base_url = self.root_url + "/v1"
@@ -40,6 +45,9 @@ class Gateway:
         self.agent_name = agent_name
         self.capture_content = tracing.capture_content_from_env() if capture_content is None else capture_content
         self.approval_policy = approvals or ApprovalPolicy()
+        self._exporting: Any = None
+        if export_spans and tracer_provider is None:
+            self._exporting = tracer_provider = export.gateway_tracer_provider(self)
         self._tracer = tracing.get_tracer(tracer_provider)
         self._headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         self._sync_api: SyncApi | None = None
@@ -75,6 +83,9 @@ class Gateway:
         )
 
     def close(self) -> None:
+        if self._exporting is not None:
+            self._exporting.shutdown()  # flushes the batch to the gateway
+            self._exporting = None
         if self._sync_api is not None:
             self._sync_api.close()
             self._sync_api = None

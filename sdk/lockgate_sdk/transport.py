@@ -25,12 +25,12 @@ class _Headers(Protocol):
     def get(self, key: str, default: Any = None) -> Any: ...
 
 
-def held_approval(headers: _Headers) -> str | None:
-    """The approval id when the gateway answered with a held (pending) response."""
-    if str(headers.get(APPROVAL_STATUS_HEADER, "")).lower() != "pending":
-        return None
+def approval_status(headers: _Headers) -> tuple[str, str] | None:
+    """(approval id, status) when the gateway's reply concerns a hold; status is pending,
+    approved, edited or denied."""
     approval = headers.get(APPROVAL_ID_HEADER)
-    return str(approval) if approval else None
+    status = headers.get(APPROVAL_STATUS_HEADER)
+    return (str(approval), str(status).lower()) if approval and status else None
 
 
 def httpx_flavour(client_class: type) -> Any:
@@ -47,18 +47,30 @@ class SyncSessionTransport:
         self._inner = inner
         self._approvals = approvals
 
+    def _send(self, request: Any) -> tuple[Any, tuple[str, str] | None]:
+        tracing.inject(request.headers)
+        response = self._inner.handle_request(request)
+        return response, approval_status(response.headers)
+
     def handle_request(self, request: Any) -> Any:
+        response, hold = self._send(request)
         for _ in range(MAX_HOLDS_PER_REQUEST):
-            tracing.inject(request.headers)
-            response = self._inner.handle_request(request)
-            approval = held_approval(response.headers)
-            if approval is None:
+            if hold is None or hold[1] not in ("pending", "denied"):
                 return response
+            if hold[1] == "denied" and self._approvals.policy.on_denial == "reply":
+                return response  # the gateway's explanation, as an ordinary reply
             response.read()
             response.close()
-            # Waits (or raises ApprovalPending / ApprovalDenied); on approval the same request is
-            # sent again and the gateway delivers the decided response instead of calling the model.
-            self._approvals.resolve(approval)
+            if hold[1] == "denied":
+                raise self._approvals.get(hold[0]).denial()
+            # Waits (or raises ApprovalPending); once decided, the same request is sent again and
+            # the gateway delivers the decided response instead of calling the model again.
+            decided = self._approvals.resolve(hold[0])
+            response, hold = self._send(request)
+            if decided.denied and self._approvals.policy.on_denial == "raise":
+                response.read()
+                response.close()  # the denial was delivered (and consumed) on the gateway
+                raise decided.denial()
         return response
 
     def close(self) -> None:
@@ -76,16 +88,28 @@ class AsyncSessionTransport:
         self._inner = inner
         self._approvals = approvals
 
+    async def _send(self, request: Any) -> tuple[Any, tuple[str, str] | None]:
+        tracing.inject(request.headers)
+        response = await self._inner.handle_async_request(request)
+        return response, approval_status(response.headers)
+
     async def handle_async_request(self, request: Any) -> Any:
+        response, hold = await self._send(request)
         for _ in range(MAX_HOLDS_PER_REQUEST):
-            tracing.inject(request.headers)
-            response = await self._inner.handle_async_request(request)
-            approval = held_approval(response.headers)
-            if approval is None:
+            if hold is None or hold[1] not in ("pending", "denied"):
+                return response
+            if hold[1] == "denied" and self._approvals.policy.on_denial == "reply":
                 return response
             await response.aread()
             await response.aclose()
-            await self._approvals.aresolve(approval)
+            if hold[1] == "denied":
+                raise (await self._approvals.aget(hold[0])).denial()
+            decided = await self._approvals.aresolve(hold[0])
+            response, hold = await self._send(request)
+            if decided.denied and self._approvals.policy.on_denial == "raise":
+                await response.aread()
+                await response.aclose()
+                raise decided.denial()
         return response
 
     async def aclose(self) -> None:

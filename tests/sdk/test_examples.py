@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -144,12 +145,17 @@ def test_example_runs_as_a_script_against_lockgate_demo(tmp_path: Path) -> None:
         [str(lockgate), "demo", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        # Ready when uvicorn says so on its log (an event, not a sleep).
-        assert demo.stdout is not None
-        for line in demo.stdout:
-            if b"Application startup complete" in line:
-                break
-        else:
+        # Ready when uvicorn says so on its log (an event, not a sleep), within a bound.
+        ready = threading.Event()
+
+        def watch() -> None:
+            assert demo.stdout is not None
+            for line in demo.stdout:
+                if b"Application startup complete" in line:
+                    ready.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        if not ready.wait(60):
             pytest.fail("lockgate demo did not start")
         env = {**os.environ, "LOCKGATE_BASE_URL": f"http://127.0.0.1:{port}"}
         done = subprocess.run(

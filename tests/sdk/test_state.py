@@ -126,3 +126,19 @@ def test_sdk_error_for_a_bad_key(sdk: SdkFactory) -> None:
         session.state.get("x")
     assert caught.value.status == 401
     assert "sk-wrong-key" not in str(caught.value)
+
+
+def test_events_api_refuses_bad_events_naming_them(fake_gateway: GatewayServer) -> None:
+    headers = {"authorization": f"Bearer {AGENT_KEY}"}
+    url = f"{fake_gateway.url}/v1/lockgate/sessions/s-events/events"
+    with httpx.Client(headers=headers) as client:
+        assert client.post(url, json={"events": []}).json()["error"]["param"] == "events"
+        wrong_type = client.post(url, json={"events": [{"type": "chat", "name": "x", "status": "ok"}]})
+        assert wrong_type.status_code == 400 and "events[0].type" in wrong_type.json()["error"]["message"]
+        no_status = client.post(url, json={"events": [{"type": "tool_call", "name": "x"}, {"type": "tool_call"}]})
+        assert "events[0].status" in no_status.json()["error"]["message"]
+        too_big = {"type": "tool_call", "name": "x", "status": "ok", "result": "r" * 20000}
+        assert client.post(url, json={"events": [too_big]}).status_code == 400
+        # Nothing of a refused batch was kept.
+        assert client.get(url).json()["data"] == []
+        assert client.get(url, params={"limit": "0"}).json()["error"]["param"] == "limit"
