@@ -194,9 +194,8 @@ class RequestIdMiddleware:
 def _incoming_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            if 0 < len(value) <= 128 and value.isascii() and value.decode().isprintable():
-                return value.decode()
-            return None
+            text = bytes(value).decode("latin-1")
+            return text if 0 < len(text) <= 128 and text.isascii() and text.isprintable() else None
     return None
 
 

@@ -296,7 +296,8 @@ def build_embeddings(body: dict[str, Any], model: str) -> dict[str, Any]:
     """A `list` of deterministic unit vectors, one per input."""
     raw_input = body.get("input")
     inputs = raw_input if isinstance(raw_input, list) and raw_input and not isinstance(raw_input[0], int) else [raw_input]
-    dimensions = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 16
+    requested = body.get("dimensions")
+    dimensions = requested if isinstance(requested, int) and requested > 0 else 16
     data = []
     tokens = 0
     for index, item in enumerate(inputs):

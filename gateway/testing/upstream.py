@@ -331,9 +331,10 @@ class UpstreamServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # The site's listening socket: the port the OS picked for port 0.
+        sockets = getattr(site._server, "sockets", None)
+        assert sockets
+        self.port = int(sockets[0].getsockname()[1])
 
     def stop(self) -> None:
         if self._runner is not None:
