@@ -1,173 +1,123 @@
-"""Telemetry's cost in throughput: the same gateway with telemetry off, metrics only, and tracing on.
+"""Telemetry's cost in throughput: one gateway per telemetry setting, same stub, same load, same run.
 
-Starts a loopback upstream and a loopback OTLP/HTTP receiver as processes of their own, and one real
-gateway process (`python -m gateway serve`) per telemetry configuration; then drives each with the
-same closed-loop load (N concurrent clients, non-streaming and streaming chat), interleaving rounds
-so drift hits all alike. Reports requests per second and the gateway's CPU time per request (steadier
-than throughput on a shared machine), each as a ratio to "off".
+Built on bench/run.py's harness: the upstream is `bench/stub.py`, the load is wrk (`bench/post.lua`),
+the gateway is pinned to CPU 0 and everything else (stub, wrk, the loopback OTLP receiver) to CPU 1.
+Settings: telemetry off (`metrics: false`), metrics only (the default), tracing + metrics exported
+over OTLP/HTTP to a local receiver (`gateway.testing.otlp_receiver`), and the same at 10% sampling.
+Rounds are interleaved so drift on a shared machine hits every setting alike. Reports requests per
+second and the gateway's CPU time per request, each as a ratio to "off" (target: tracing < 15%).
 
-    python bench/telemetry_overhead.py --seconds 3 --rounds 2 --concurrency 32
+    python bench/telemetry_overhead.py [--seconds 3] [--rounds 2] [--concurrency 50] [--no-pin]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-import aiohttp
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-KEY = "sk-bench-master-0123456789"
+from run import (
+    KEY,
+    MESSAGES,
+    MODEL,
+    Target,
+    cpu_seconds,
+    free_port,
+    gateway_config,
+    pinned,
+    run_wrk,
+    stop,
+    wait_http,
+)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def config_text(upstream_url: str, telemetry: str) -> str:
-    return (
-        "model_list:\n"
-        f"  - model_name: gpt-4o\n    litellm_params: {{model: openai/gpt-4o, api_base: '{upstream_url}', api_key: sk-up-0123456789}}\n"
-        f"general_settings: {{master_key: {KEY}}}\n" + telemetry
-    )
-
-
-def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", *args], env={**base, **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-
-
-def start(path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    process = spawn(["gateway", "serve", "--config", str(path), "--port", str(port), "--log-level", "warning"], env)
-    return process, port
-
-
-async def wait_listening(port: int) -> None:
-    for _ in range(600):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-async def wait_ready(port: int) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(600):
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"gateway on {port} did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux): steadier than throughput on a shared machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def load(port: int, seconds: float, concurrency: int, stream: bool) -> tuple[float, int]:
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}], "stream": stream}
-    headers = {"Authorization": f"Bearer {KEY}"}
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            async with session.post(url, json=body, headers=headers) as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"status {response.status}")
-            done += 1
-
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-        return done / (time.perf_counter() - started), done
-
-
-async def run(args: argparse.Namespace) -> None:
-    upstream_port, receiver_port = free_port(), free_port()
-    helpers = [
-        spawn(["gateway.testing.upstream", "--port", str(upstream_port)]),
-        spawn(["gateway.testing.otlp_receiver", "--port", str(receiver_port)]),
-    ]
-    await wait_listening(upstream_port)
-    await wait_listening(receiver_port)
-    upstream_url, receiver_url = f"http://127.0.0.1:{upstream_port}/v1", f"http://127.0.0.1:{receiver_port}"
-    configs = {
-        "off": ("telemetry: {metrics: false}\n", {}),
-        "metrics": ("", {}),
-        "tracing+metrics": ("", {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver_url}),
-        "tracing 10%": ("telemetry: {sample_ratio: 0.1}\n", {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver_url}),
-    }
-    processes = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, (telemetry, env) in configs.items():
-            path = Path(tmp) / f"{name}.yaml"
-            path.write_text(config_text(upstream_url, telemetry))
-            processes[name] = start(path, env)
-        try:
-            for _, port in processes.values():
-                await wait_ready(port)
-            for stream in (False, True):
-                rates: dict[str, list[float]] = {name: [] for name in configs}
-                cpu: dict[str, list[float]] = {name: [] for name in configs}
-                for name, (_, port) in processes.items():  # warm-up
-                    await load(port, min(1.0, args.seconds), args.concurrency, stream)
-                for _ in range(args.rounds):
-                    for name, (process, port) in processes.items():
-                        before = cpu_seconds(process.pid)
-                        rate, count = await load(port, args.seconds, args.concurrency, stream)
-                        rates[name].append(rate)
-                        cpu[name].append((cpu_seconds(process.pid) - before) / max(count, 1))
-                base = sum(rates["off"]) / len(rates["off"])
-                base_cpu = sum(cpu["off"]) / len(cpu["off"])
-                print(f"\n{'stream' if stream else 'json'} chat, concurrency {args.concurrency}:")
-                for name, values in rates.items():
-                    mean = sum(values) / len(values)
-                    per = sum(cpu[name]) / len(cpu[name])
-                    print(f"  {name:16s} {mean:8.0f} req/s (x{mean / base:5.3f})   gateway CPU {per * 1e6:6.0f} us/req"
-                          f" (x{per / base_cpu:5.3f})")
-        finally:
-            everything = [process for process, _ in processes.values()] + helpers
-            for process in everything:
-                process.send_signal(signal.SIGINT)
-            for process in everything:
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+SETTINGS: dict[str, tuple[str, bool]] = {
+    # name: (telemetry section, export to the receiver)
+    "off": ("telemetry: {metrics: false}\n", False),
+    "metrics": ("", False),
+    "tracing+metrics": ("telemetry: {metrics_export_interval: 5}\n", True),
+    "tracing 10%": ("telemetry: {metrics_export_interval: 5, sample_ratio: 0.1}\n", True),
+}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description="Telemetry on vs off, same run.")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=32)
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--gateway-cpus", default="0")
+    parser.add_argument("--load-cpus", default="1")
+    parser.add_argument("--no-pin", action="store_true")
+    args = parser.parse_args()
+    gateway_cpus = None if args.no_pin else args.gateway_cpus
+    load_cpus = None if args.no_pin else args.load_cpus
+
+    stub_port, receiver_port = free_port(), free_port()
+    helpers = [
+        subprocess.Popen(pinned([sys.executable, str(HERE / "stub.py"), "--port", str(stub_port)], load_cpus)),
+        subprocess.Popen(pinned(
+            [sys.executable, "-m", "gateway.testing.otlp_receiver", "--port", str(receiver_port)], load_cpus
+        )),
+    ]
+    results: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="lockgate-telemetry-bench-") as tmp:
+        workdir = Path(tmp)
+        bodies = {}
+        for kind in ("json", "stream"):
+            body: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 64}
+            if kind == "stream":
+                body["stream"] = True
+            bodies[kind] = workdir / f"{kind}.json"
+            bodies[kind].write_bytes(json.dumps(body).encode())
+        gateways: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        try:
+            wait_http(f"http://127.0.0.1:{stub_port}/v1/chat/completions", method="POST", data=b'{"model":"x"}')
+            for name, (section, export) in SETTINGS.items():
+                config = workdir / f"{name.replace(' ', '_').replace('%', 'pct')}.yaml"
+                config.write_text(gateway_config(stub_port) + section)
+                port = free_port()
+                env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+                if export:
+                    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{receiver_port}"
+                gateways[name] = (subprocess.Popen(pinned(
+                    [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
+                     "--log-level", "warning"], gateway_cpus,
+                ), env=env), port)
+            for _, port in gateways.values():
+                wait_http(f"http://127.0.0.1:{port}/readyz")
+            for kind in ("json", "stream"):
+                rates: dict[str, list[float]] = {name: [] for name in SETTINGS}
+                cpu: dict[str, list[float]] = {name: [] for name in SETTINGS}
+                for name, (_, port) in gateways.items():  # warm-up
+                    run_wrk(Target(name, f"http://127.0.0.1:{port}/v1", KEY), bodies[kind], args.concurrency, 1, load_cpus)
+                for _ in range(args.rounds):
+                    for name, (process, port) in gateways.items():
+                        target = Target(name, f"http://127.0.0.1:{port}/v1", KEY)
+                        before = cpu_seconds(process.pid)
+                        cell = run_wrk(target, bodies[kind], args.concurrency, args.seconds, load_cpus)
+                        rates[name].append(cell["rps"])
+                        cpu[name].append((cpu_seconds(process.pid) - before) / max(cell["requests"], 1))
+                results[kind] = {"rps": [], "cpu": []}
+                base_rps = sum(rates["off"]) / len(rates["off"])
+                base_cpu = sum(cpu["off"]) / len(cpu["off"])
+                print(f"\n{kind} chat, concurrency {args.concurrency}, {args.rounds} x {args.seconds:g} s:")
+                for name in SETTINGS:
+                    rps = sum(rates[name]) / len(rates[name])
+                    per = sum(cpu[name]) / len(cpu[name])
+                    print(f"  {name:16s} {rps:8.0f} req/s (x{rps / base_rps:5.3f})   "
+                          f"gateway CPU {per * 1e6:6.0f} us/req (x{per / base_cpu:5.3f})", flush=True)
+        finally:
+            for process, _ in gateways.values():
+                stop(process)
+            for process in helpers:
+                stop(process)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.api.chat import ChatApi
 from gateway.api.embeddings import EmbeddingsApi
 from gateway.api.health import HealthApi
+from gateway.api.oversight import OversightApi
 from gateway.api.models import ModelsApi
+from gateway.api.sessions import SessionsApi
 from gateway.auth import Authenticator
 from gateway.config.runtime import RuntimeConfig
 from gateway.errors import (
@@ -37,8 +39,16 @@ from gateway.errors import (
 from gateway.governance import Governance
 from gateway.keys.resolver import KeyResolverMiddleware
 from gateway.pipeline import Pipeline
+from gateway.policies.engine import PolicyEngine
+from gateway.policies.approvals import Approvals
+from gateway.policies.audit import VerdictAudit
+from gateway.policies.holds import HoldDesk
+from gateway.policies.pauses import Pauses
+from gateway.policies.stage import PolicyStage
+from gateway.policies.webhook import WebhookAnnouncer
 from gateway.providers import Providers
 from gateway.routing.router import Router
+from gateway.sessions.service import Sessions
 from gateway.routing.shared_cooldowns import StoreCooldowns
 from gateway.store import open_store
 from gateway.telemetry import Telemetry, TelemetryMiddleware
@@ -56,8 +66,14 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     providers = Providers.create(config)
     # 429 cooldowns live in the store, so every replica sharing it keeps away from a rate-limited deployment.
     router = Router(config, providers, cooldowns=StoreCooldowns(store, config.router.cooldown_refresh))
-    pipeline = Pipeline(authenticator, router, config.router.timeout, budgets=governance.budgets)
+    policies = PolicyStage(PolicyEngine(config.policies))
+    pipeline = Pipeline(
+        authenticator, router, config.router.timeout, budgets=governance.budgets, policies=policies
+    )
     started = {"providers": False}
+    approvals = Approvals(store, config.approvals)
+    pauses = Pauses(store)
+    policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)), VerdictAudit(store))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,12 +93,15 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         finally:
             started["providers"] = False
             await providers.aclose()
-            await governance.aclose()
+            await policies.aclose()
+            await governance.aclose()  # closes the store too
             await asyncio.to_thread(telemetry.shutdown)
 
     app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     # Telemetry hooks `router.breakers.listeners`; tests read breaker states through it.
     app.state.router = router
+    if telemetry.metrics is not None:
+        router.breakers.listeners.append(telemetry.metrics.breaker_transition)
     app.state.store = store
     chat = ChatApi(pipeline, config.server.max_body_bytes)
     embeddings = EmbeddingsApi(pipeline, config.server.max_body_bytes)
@@ -97,10 +116,13 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         app.router.add_route(f"{prefix}/models/{{model_id:path}}", models.retrieve, methods=["GET"])
     app.router.add_route("/healthz", health.healthz, methods=["GET"])
     app.router.add_route("/readyz", health.readyz, methods=["GET"])
-    if telemetry.prometheus is not None:
-        app.router.add_route("/metrics", telemetry.prometheus.handle, methods=["GET"])
     for path, endpoint, methods in governance.routes():
         app.router.add_route(path, endpoint, methods=methods)
+    for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
+        app.router.add_route(path, endpoint, methods=methods)
+    SessionsApi(pipeline, Sessions(store, governance.audit), config.server.max_body_bytes).install(app)
+    if telemetry.prometheus is not None:
+        app.router.add_route("/metrics", telemetry.prometheus.handle, methods=["GET"])
 
     secrets = config.secrets()
     _install_error_handlers(app, secrets)

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from gateway.app import CONFIG_ENV
 from gateway.cli_admin import audit_app, keys_app, spend_app
+from gateway.cli_oversight import register as register_oversight
 from gateway.config.loader import ConfigError, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lockgate: an observability-first LLM gateway.")
@@ -20,6 +21,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(spend_app, name="spend")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+register_oversight(app)
 
 
 def _run(config_path: Path, host: str | None, port: int | None, workers: int | None, log_level: str) -> None:

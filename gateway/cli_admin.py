@@ -143,3 +143,90 @@ def keys_revoke(
     """Revoke a key: every replica refuses it within seconds."""
     revoked = _call(url, master_key, "POST", f"/admin/keys/{key_id}/revoke", json={"reason": reason})
     out.print(f"[green]revoked[/] {revoked['id']} ({revoked['name']})", highlight=False)
+
+
+def _parse_time(text: str | None) -> float | None:
+    """Epoch seconds, an ISO date/time (UTC if no zone), or a relative '7d' / '12h'."""
+    if text is None:
+        return None
+    if text[:-1].isdigit() and text[-1] in "dh":
+        return time.time() - int(text[:-1]) * (86400 if text[-1] == "d" else 3600)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"'{text}': use epoch seconds, an ISO date (2026-11-01) or 7d / 12h") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+@audit_app.command("list")
+def audit_list(
+    url: UrlOption = DEFAULT_URL,
+    master_key: MasterOption = "",
+    action: Annotated[str | None, typer.Option(help="e.g. key.revoke, or key for every key.* action.")] = None,
+    actor: Annotated[str | None, typer.Option()] = None,
+    target: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[str | None, typer.Option(help="Epoch, ISO date or 7d/12h.")] = None,
+    until: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option()] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """List audit entries, oldest first."""
+    params: dict[str, Any] = {"limit": limit}
+    for name, text in (("action", action), ("actor", actor), ("target", target)):
+        if text:
+            params[name] = text
+    for name, value in (("since", _parse_time(since)), ("until", _parse_time(until))):
+        if value is not None:
+            params[name] = value
+    entries = _call(url, master_key, "GET", "/admin/audit", params=params)["data"]
+    if as_json:
+        out.print_json(data=entries)
+        return
+    table = Table("seq", "when (UTC)", "actor", "action", "target", "reason", "hash")
+    for e in entries:
+        table.add_row(str(e["seq"]), _when(e["ts"]), e["actor"], e["action"], e["target"], e["reason"] or "-",
+                      e["hash"][:12])
+    out.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(url: UrlOption = DEFAULT_URL, master_key: MasterOption = "") -> None:
+    """Check the hash chain: exits 1 if any entry was edited, removed or reordered."""
+    verdict = _call(url, master_key, "GET", "/admin/audit/verify")
+    if verdict["ok"]:
+        out.print(f"[green]ok[/] the audit chain is intact ({verdict['checked']} entries)")
+        return
+    err.print(f"[red]TAMPERED[/] {verdict['problem']} ({verdict['checked']} entries verified before it)")
+    raise typer.Exit(1)
+
+
+@spend_app.command("report")
+def spend_report(
+    url: UrlOption = DEFAULT_URL,
+    master_key: MasterOption = "",
+    by: Annotated[str, typer.Option("--by", help="key, team, user, session or model.")] = "key",
+    since: Annotated[str | None, typer.Option(help="Epoch, ISO date or 7d/12h (default 30d).")] = None,
+    until: Annotated[str | None, typer.Option()] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Spend grouped by key, team, user, session or model over a time range."""
+    params: dict[str, Any] = {"group_by": by}
+    for name, value in (("since", _parse_time(since)), ("until", _parse_time(until))):
+        if value is not None:
+            params[name] = value
+    report = _call(url, master_key, "GET", "/admin/spend", params=params)
+    if as_json:
+        out.print_json(data=report)
+        return
+    table = Table(by, "requests", "spend (USD)", "tokens",
+                  title=f"Spend by {by}, {_when(report['since'])} to {_when(report['until'])} UTC")
+    for row in report["data"]:
+        table.add_row(row["group"], str(row["requests"]), f"${row['spend_usd']:,.6f}", f"{row['tokens']:,}")
+    total = sum(r["spend_micros"] for r in report["data"])
+    table.add_row("[bold]total[/]", str(sum(r["requests"] for r in report["data"])), f"[bold]${total / 1e6:,.6f}[/]",
+                  f"{sum(r['tokens'] for r in report['data']):,}")
+    out.print(table)

@@ -75,6 +75,18 @@ class PermissionDenied(GatewayError):
     spec = ErrorSpec(403, "permission_denied", "model_not_allowed", False)
 
 
+class PolicyViolation(GatewayError):
+    """A policy rule refused the request or its response: retrying the same request will not help."""
+
+    spec = ErrorSpec(403, "permission_denied", "policy_violation", False)
+
+    def __init__(self, rule: str, message: str, *, phase: str = "pre_call") -> None:
+        text = f"Blocked by policy '{rule}'" + (f": {message}" if message else ".")
+        super().__init__(text, headers={"x-lockgate-policy": rule})
+        self.rule = rule
+        self.phase = phase
+
+
 class NotFound(GatewayError):
     spec = ErrorSpec(404, "invalid_request_error", "not_found", False)
 
@@ -89,6 +101,12 @@ class PayloadTooLarge(GatewayError):
 
 class UnprocessableEntity(GatewayError):
     spec = ErrorSpec(422, "invalid_request_error", "unprocessable_entity", False)
+
+
+class StateConflict(GatewayError):
+    """A session state write based on a version that is no longer current: nothing was written."""
+
+    spec = ErrorSpec(409, "invalid_request_error", "state_conflict", False)
 
 
 class RateLimited(GatewayError):

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from gateway.alerts.dispatcher import AlertDispatcher
 from gateway.api.admin import AdminGuard
 from gateway.api.admin_keys import AdminKeysApi
+from gateway.api.admin_reports import AdminReportsApi
 from gateway.audit.trail import AuditTrail
 from gateway.budgets.gate import BudgetGate
 from gateway.budgets.pricing import PriceBook
@@ -85,7 +86,8 @@ class Governance:
         return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, sweep)
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
-        routes = [*AdminKeysApi(self.guard, self.keys).routes()]
+        routes = [*AdminKeysApi(self.guard, self.keys).routes(),
+                  *AdminReportsApi(self.guard, self.audit, self.store).routes()]
         return [(path, _store_errors_as_503(endpoint), methods) for path, endpoint, methods in routes]
 
     async def start(self) -> None:
@@ -104,10 +106,13 @@ class Governance:
             await asyncio.sleep(self.sweep_interval)
 
     async def aclose(self) -> None:
+        """Stop background work, flush what can be flushed; bounded so a sick store cannot hang shutdown."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        await self.alerts.aclose()
-        await self.audit.drain()
-        await self.store.aclose()
+        for step, seconds in ((self.alerts.aclose, 5.0), (self.audit.drain, 5.0), (self.store.aclose, 5.0)):
+            try:
+                await asyncio.wait_for(step(), seconds)
+            except TimeoutError:
+                log.warning("shutdown: %s did not finish within %.0fs; abandoned", step.__qualname__, seconds)

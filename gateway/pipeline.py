@@ -1,9 +1,10 @@
 """A request's life, in order, as plain awaits. The stage order lives here and nothing else.
 
-    authenticate -> check model access -> (pre-call policies) -> (reserve budget)
-      -> route: attempts, fallbacks -> provider call -> (settle budget) -> (post-call policies)
+    authenticate -> check model access -> pre-call policies (deny, redact, pause, re-attach to a hold)
+      -> reserve budget and rate limits -> route: attempts, fallbacks, breakers -> provider call
+      -> settle budget -> post-call policies / hold for approval -> respond
 
-Stages in brackets arrive with their issues; each is one call here.
+Every stage records what it decided on the `ApiRequest`; the telemetry layer turns that into spans.
 """
 
 from __future__ import annotations
@@ -11,31 +12,41 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gateway.auth import Authenticator
 from gateway.budgets.gate import BudgetGate, Hold
 from gateway.config.runtime import Principal
 from gateway.context import ApiRequest
 from gateway.errors import UpstreamFailure, stream_error_event
-from gateway.providers.base import JsonReply
+from gateway.policies.stage import PolicyStage
+from gateway.providers.base import JsonReply, Summary
 from gateway.routing.deadline import request_timeout
 from gateway.routing.router import OpenStream, Routed, Router
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class StreamResult:
-    routed: Routed[OpenStream]
+    routed: Routed[OpenStream] | Routed[None]
     events: AsyncIterator[bytes]
 
 
 class Pipeline:
     def __init__(
-        self, authenticator: Authenticator, router: Router, request_timeout: float, budgets: BudgetGate | None = None
+        self,
+        authenticator: Authenticator,
+        router: Router,
+        request_timeout: float,
+        budgets: BudgetGate | None = None,
+        policies: PolicyStage | None = None,
     ) -> None:
         self._auth = authenticator
         self._router = router
         self._timeout = request_timeout
         self._budgets = budgets
+        self._policies = policies
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """First stage, run by the API before the body is even read."""
@@ -58,6 +69,10 @@ class Pipeline:
 
     async def chat(self, request: ApiRequest) -> Routed[JsonReply]:
         self._admit(request)
+        if self._policies is not None:
+            early = await self._policies.before_call(request)
+            if early is not None:
+                return self._answered(request, JsonReply(await early.json(), Summary()))
         hold = await self._reserve(request)
         try:
             routed = await self._router.chat(request)
@@ -65,6 +80,8 @@ class Pipeline:
             await self._settle(request, hold, None)  # nothing served: release the reservation
             raise
         await self._settle(request, hold, routed)
+        if self._policies is not None:
+            routed.reply = await self._policies.after_json(request, routed.reply, routed.deployment.id)
         return routed
 
     async def embeddings(self, request: ApiRequest) -> Routed[JsonReply]:
@@ -80,17 +97,26 @@ class Pipeline:
 
     async def chat_stream(self, request: ApiRequest) -> StreamResult:
         self._admit(request)
+        if self._policies is not None:
+            early = await self._policies.before_call(request)
+            if early is not None:
+                return StreamResult(self._answered(request, None), early.stream())
         hold = await self._reserve(request)
         try:
             routed = await self._router.stream(request)
         except BaseException:
             await self._settle(request, hold, None)
             raise
-        return StreamResult(routed, self._relay(routed, request, hold))
+        events = self._relay(routed, request, hold)
+        if self._policies is not None:
+            events = self._policies.filter_stream(request, events, routed.deployment.id)
+        return StreamResult(routed, events)
 
-    async def _relay(
-        self, routed: Routed[OpenStream], request: ApiRequest | None = None, hold: Hold | None = None
-    ) -> AsyncIterator[bytes]:
+    def _answered(self, request: ApiRequest, reply: T) -> Routed[T]:
+        """A request the policies answered without a model call (a held response, a pause): 0 attempts."""
+        return Routed(self._router.primary(request.model), reply, [])
+
+    async def _relay(self, routed: Routed[OpenStream], request: ApiRequest, hold: Hold | None) -> AsyncIterator[bytes]:
         """The client's events. Past the first byte a failure is an error event, never a clean end."""
         stream = routed.reply
         try:
@@ -102,7 +128,7 @@ class Pipeline:
             yield stream_error_event(failure.to_client_error(routed.deployment.id))
         finally:
             await stream.reply.aclose()
-            if self._budgets is not None and hold is not None and request is not None:
+            if self._budgets is not None and hold is not None:
                 # Settle what was used (a cut stream without usage: the reservation). Shielded so a
                 # client that hangs up cannot cancel the settlement half way.
                 settle = self._budgets.settle(request, hold, routed.deployment, stream.summary.usage)

@@ -34,6 +34,8 @@ class AlertDispatcher:
         self._worker: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
         self.metric_hooks: list[MetricHook] = []
+        # Alerts this process already handled: repeats (every refusal of an exhausted budget) stay local.
+        self._seen: set[str] = set()
 
     # ---- the request path: compare, record, enqueue
 
@@ -57,6 +59,12 @@ class AlertDispatcher:
         scope = scoped.scope
         alert = Alert(scope.kind, scope.id, scope.limit.period, scope.label, threshold, scoped.charge.limit or 0,
                       spent, scope.reset_at, time.time(), reason)
+        key = _key(alert)
+        if key in self._seen:
+            return
+        if len(self._seen) > 100_000:
+            self._seen.clear()
+        self._seen.add(key)
         if reason == "crossed":
             request.decide("lockgate.budget.alert", scope=f"{scope.kind}:{scope.id}", threshold=threshold,
                            spent_usd_micros=spent, limit_usd_micros=alert.limit_micros)
@@ -86,7 +94,7 @@ class AlertDispatcher:
 
     async def _claim(self, alert: Alert) -> bool:
         """True for the one replica that first records this scope/window/threshold."""
-        key = f"{alert.scope_kind}:{alert.scope_id}:{alert.period}:{alert.window}:{alert.threshold:g}"
+        key = _key(alert)
         expires = None if alert.reset_at is None else alert.reset_at + GRACE_SECONDS
         try:
             await self._store.doc_put(
@@ -111,3 +119,7 @@ class AlertDispatcher:
             task.cancel()
         await asyncio.gather(*self._deliveries, return_exceptions=True)
         await self._sender.aclose()
+
+
+def _key(alert: Alert) -> str:
+    return f"{alert.scope_kind}:{alert.scope_id}:{alert.period}:{alert.window}:{alert.threshold:g}"

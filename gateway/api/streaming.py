@@ -63,7 +63,10 @@ class _Watch:
         self.finished = False
 
     def on_disconnect(self, watcher: asyncio.Task[None], relay: asyncio.Task[object]) -> None:
-        if self.finished or watcher.cancelled():
+        if watcher.cancelled():
+            return
+        watcher.exception()  # a failed receive() counts as a disconnect; retrieved so it is not logged
+        if self.finished:
             return
         self.disconnected = True
         relay.cancel()

@@ -46,6 +46,8 @@ class Hold:
     tokens: int
     settled: bool = False
     meta: dict[str, str] = field(default_factory=dict)
+    # No budget or limit applied: nothing was reserved, settlement only records the spend.
+    ledger_only: bool = False
 
 
 class BudgetGate:
@@ -103,13 +105,14 @@ class BudgetGate:
             self._rate_config.default if not principal.is_master and _any(self._rate_config.default) else None
         )
         rates = rate_charges(key_identity(principal), rate_limit, tokens, now)
-        if not budgets and not rates:
-            return None  # nothing to enforce: no store round trip
         hold = Hold(
             "res_" + os.urandom(12).hex(), budgets, rates, cost, tokens,
             meta={k: v for k, v in (("key", key_identity(principal)), ("team", principal.team), ("user", user),
                                     ("session", request.session_id), ("model", request.model)) if v},
         )
+        if not budgets and not rates:
+            hold.ledger_only = True  # nothing to enforce: no round trip now, the spend is recorded at settle
+            return hold
         charges = [b.charge for b in budgets] + [r.charge for r in rates]
         try:
             result = await self._store.reserve(
@@ -196,6 +199,9 @@ class BudgetGate:
             price = self._prices.for_deployment(deployment)
             total_tokens = usage.input_tokens + usage.output_tokens
             actual = {USD: price.cost(usage.input_tokens, usage.output_tokens), TOKENS: total_tokens}
+        if hold.ledger_only:
+            await self._record_spend(request, hold, actual)
+            return
         try:
             result = await self._store.settle(hold.reservation_id, actual, time.time())
         except StoreUnavailable as exc:
@@ -213,6 +219,18 @@ class BudgetGate:
                 if scoped.charge.unit == USD:
                     moved.append((scoped, state.used - amount, state.used))
             self._on_settled(request, moved)
+
+    async def _record_spend(self, request: ApiRequest, hold: Hold, actual: dict[str, int]) -> None:
+        if not actual.get(USD) and not actual.get(TOKENS):
+            return  # nothing served, nothing spent
+        charged = {USD: actual.get(USD, hold.cost_micros), TOKENS: actual.get(TOKENS, hold.tokens)}
+        try:
+            await self._store.ledger_append(hold.reservation_id, dict(hold.meta), charged, time.time())
+        except StoreUnavailable as exc:
+            log.warning("spend of %s not recorded (store unreachable): %s", request.request_id, exc)
+            return
+        request.decide("lockgate.budget.settle", reservation=hold.reservation_id, charged_usd_micros=charged[USD],
+                       tokens=charged[TOKENS], settled=True)
 
     async def release(self, request: ApiRequest, hold: Hold | None) -> None:
         await self.settle(request, hold, None, None)

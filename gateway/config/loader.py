@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.config.catalog import FAKE_PROVIDER, OPENAI_COMPATIBLE, split_model
 from gateway.config.governance import RateLimit
+from gateway.config.policies import cross_check as check_policies
 from gateway.config.runtime import (
     Deployment,
     ModelGroup,
@@ -25,8 +26,8 @@ from gateway.config.runtime import (
     RouterConfig,
     RuntimeConfig,
     ServerConfig,
-    TelemetryConfig,
     StoreConfig,
+    TelemetryConfig,
     Timeouts,
 )
 from gateway.config.schema import IGNORED_LITELLM_SECTIONS, ConfigFile, Lenient, ModelEntry
@@ -205,6 +206,7 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
     if not groups and not problems:
         warnings.append("model_list: no models are configured; every request will get 404")
 
+    check_policies(parsed.policies, groups, problems)
     server = parsed.server
     return RuntimeConfig(
         groups={name: ModelGroup(name, tuple(deps)) for name, deps in groups.items()},
@@ -236,6 +238,8 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
         store=StoreConfig(url=parsed.store.url, timeout=parsed.store.timeout),
         budgets=parsed.budgets,
         rate_limits=parsed.rate_limits,
+        policies=parsed.policies,
+        approvals=parsed.approvals,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimit, RateLimitsSection
+from gateway.config.policies import ApprovalsSection, PoliciesSection
 
 Route = Literal["passthrough", "litellm", "fake"]
 
@@ -99,6 +100,12 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = field(default="sqlite:///lockgate.db", repr=False)
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class TelemetryConfig:
     """The `telemetry:` section as written; gateway/telemetry/settings.py merges the OTEL_* variables."""
 
@@ -117,12 +124,6 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class StoreConfig:
-    url: str = field(default="sqlite:///lockgate.db", repr=False)
-    timeout: float = 2.0
-
-
-@dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     groups: dict[str, ModelGroup]
     router: RouterConfig
@@ -135,6 +136,8 @@ class RuntimeConfig:
     store: StoreConfig = StoreConfig()
     budgets: BudgetsSection = BudgetsSection()
     rate_limits: RateLimitsSection = RateLimitsSection()
+    policies: PoliciesSection = field(default_factory=PoliciesSection)
+    approvals: ApprovalsSection = field(default_factory=ApprovalsSection)
 
     @property
     def auth_enabled(self) -> bool:

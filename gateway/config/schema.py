@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimitsSection
+from gateway.config.policies import ApprovalsSection, PoliciesSection
 from gateway.store import validate_store_url
 
 
@@ -137,6 +138,8 @@ class RoutingSection(Strict):
     max_backoff: float = Field(default=8.0, gt=0)
     # model_name -> strategy for that group.
     strategies: dict[str, RoutingStrategy] = {}
+
+
     # Seconds between reads of the store's shared 429 cooldowns (one read per interval per replica).
     cooldown_refresh: float = Field(default=1.0, ge=0)
 class OtlpSection(Strict):
@@ -169,6 +172,8 @@ class TelemetrySection(Strict):
     metrics_export_interval: float = Field(default=60.0, gt=0)
     resource_attributes: dict[str, str] = {}
     otlp: OtlpSection = OtlpSection()
+
+
 class StoreSection(Strict):
     """Where durable state lives: `sqlite:///path` (embedded default) or `redis://host:port/db`."""
 
@@ -204,6 +209,8 @@ class ConfigFile(BaseModel):
     breakers: BreakersSection = BreakersSection()
     routing: RoutingSection = RoutingSection()
     telemetry: TelemetrySection = TelemetrySection()
+    policies: PoliciesSection = PoliciesSection()
+    approvals: ApprovalsSection = ApprovalsSection()
     # `store: sqlite:///lockgate.db` or the long form `store: {url: ..., timeout: ...}`.
     store: StoreSection = StoreSection()
     budgets: BudgetsSection = BudgetsSection()

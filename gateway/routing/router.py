@@ -106,6 +106,10 @@ class Router:
     def knows(self, model: str) -> bool:
         return model in self._groups
 
+    def primary(self, model: str) -> Deployment:
+        """The group's first deployment: names a request the gateway answered itself (a held reply)."""
+        return self._groups[model].deployments[0]
+
     def chain(self, model: str) -> list[str]:
         """The request's group, then its fallback groups, in order."""
         if model not in self._groups:

@@ -185,6 +185,9 @@ class Store(Protocol):
 
     async def ledger_range(self, since: float, until: float, limit: int = 100_000) -> list[LedgerEntry]: ...
 
+    async def ledger_append(self, reservation_id: str, meta: JsonDict, charged: dict[str, int], now: float) -> None:
+        """Record spend that had nothing to reserve against (no budget or limit applied)."""
+
     # ---- audit log
     async def audit_append(
         self, actor: str, action: str, target: str, reason: str, details: JsonDict, now: float

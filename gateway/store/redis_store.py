@@ -8,6 +8,8 @@ or tests can share one Redis. The redis library enters the codebase here only; i
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -32,7 +34,7 @@ from gateway.store.base import (
 from gateway.store.chain import GENESIS, entry_hash
 
 T = TypeVar("T")
-_AUDIT_RETRIES = 50
+_AUDIT_RETRIES = 100
 
 
 class RedisStore:
@@ -56,6 +58,7 @@ class RedisStore:
         self._doc_put: Any = self._client.register_script(lua.DOC_PUT)
         self._doc_delete: Any = self._client.register_script(lua.DOC_DELETE)
         self._audit_append: Any = self._client.register_script(lua.AUDIT_APPEND)
+        self._audit_lock = asyncio.Lock()
 
     def _k(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
@@ -213,12 +216,24 @@ class RedisStore:
             out.append(LedgerEntry(float(e["ts"]), e["id"], e["meta"], e["charged"], bool(e["swept"])))
         return out
 
+    async def ledger_append(self, reservation_id: str, meta: JsonDict, charged: dict[str, int], now: float) -> None:
+        entry = orjson.dumps({"ts": now, "id": reservation_id, "meta": meta, "charged": charged, "swept": False})
+        await self._call(lambda: self._client.zadd(self._k("ledger"), {entry: now}))
+
     # ---- audit
 
     async def audit_append(
         self, actor: str, action: str, target: str, reason: str, details: JsonDict, now: float
     ) -> AuditRecord:
-        for _ in range(_AUDIT_RETRIES):
+        async with self._audit_lock:  # one appender per process; replicas contend via the CAS below
+            return await self._audit_append_cas(actor, action, target, reason, details, now)
+
+    async def _audit_append_cas(
+        self, actor: str, action: str, target: str, reason: str, details: JsonDict, now: float
+    ) -> AuditRecord:
+        for attempt in range(_AUDIT_RETRIES):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # de-synchronise the replicas
             last_seq, prev = await self.audit_head()
             seq = last_seq + 1
             digest = entry_hash(prev, seq, now, actor, action, target, reason, details)

@@ -287,6 +287,15 @@ class SqliteStore:
 
         return await self._run(read, write=False)
 
+    async def ledger_append(self, reservation_id: str, meta: JsonDict, charged: dict[str, int], now: float) -> None:
+        def append(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO ledger (ts, reservation_id, meta, charged, swept) VALUES (?,?,?,?,0)",
+                (now, reservation_id, orjson.dumps(meta), orjson.dumps(charged)),
+            )
+
+        await self._run(append)
+
     # ---- audit
 
     async def audit_append(

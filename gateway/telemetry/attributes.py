@@ -38,6 +38,9 @@ class DeploymentAttributes:
                     attrs[sc.SERVER_ADDRESS], attrs[sc.SERVER_PORT] = server
                 self._span[d.id] = attrs
 
+    def deployment_ids(self) -> list[str]:
+        return list(self._span)
+
     def model_label(self, model: str) -> str:
         """The client's model as a metric label: only configured groups, so labels stay bounded."""
         return model if model in self._groups else OTHER_MODEL
@@ -77,6 +80,17 @@ def error_type(failure: UpstreamFailure) -> str:
     if failure.kind == "status" and failure.status is not None:
         return str(failure.status)
     return failure.kind
+
+
+def time_to_first_chunk(attempt: Attempt, stream: bool) -> float | None:
+    """The provider's measurement, else (streams) the router's: an opened stream's attempt lasts until
+    its first event arrives, so its recorded duration is the time to the first chunk."""
+    summary = attempt.summary
+    if summary is None:
+        return None
+    if summary.time_to_first_chunk is not None:
+        return summary.time_to_first_chunk
+    return attempt.duration if stream else None
 
 
 def attempt_cost(attempt: Attempt) -> float | None:

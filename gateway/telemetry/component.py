@@ -50,7 +50,7 @@ class Telemetry:
         if settings.tracing or span_exporter is not None:
             tracing = build_tracing(settings, span_exporter)
             self.tracer, self.counts = tracing.tracer, tracing.counts
-            self.recorder = SpanRecorder(tracing.tracer, deployments, config.secrets(), settings.capture_content)
+            self.recorder = SpanRecorder(tracing.finished, deployments, config.secrets(), settings.capture_content)
             self._shutdowns.append(tracing.shutdown)
         self.prometheus: PrometheusEndpoint | None = None
         self.metrics: GatewayMetrics | None = None

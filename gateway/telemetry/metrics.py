@@ -14,17 +14,28 @@ steady workload allocates none per request.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from gateway.context import ApiRequest, Attempt, Decision
 from gateway.telemetry import semconv as sc
-from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type
+from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type, time_to_first_chunk
 from gateway.telemetry.sdk import ExportCounts
 
 Attrs = dict[str, Any]
+
+
+class BreakerChange(Protocol):
+    """What a breaker transition carries, as routing reports it (telemetry does not import routing)."""
+
+    @property
+    def deployment_id(self) -> str: ...
+
+    @property
+    def new(self) -> str: ...
 
 
 class _Tally:
@@ -52,7 +63,8 @@ class GatewayMetrics:
     def __init__(self, meter: Meter, deployments: DeploymentAttributes, counts: ExportCounts | None) -> None:
         self._deployments = deployments
         self._cache: dict[tuple[Any, ...], Attrs] = {}
-        self._breakers: dict[str, int] = {}
+        # Every deployment starts closed, so the gauge has a series per deployment from the start.
+        self._breakers: dict[str, int] = dict.fromkeys(deployments.deployment_ids(), sc.BREAKER_CLOSED)
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
@@ -120,12 +132,16 @@ class GatewayMetrics:
         self._request_duration.record(duration, attrs)
         previous: Attempt | None = None
         for attempt in attempts:
-            self._record_attempt(request, attempt, previous)
+            # A served stream's operation lasts until its last byte, which is now.
+            whole = time.time() - attempt.started if request.stream and attempt is served else attempt.duration
+            self._record_attempt(request, attempt, previous, whole)
             previous = attempt
         for decision in request.decisions:
             self._record_decision(decision)
 
-    def _record_attempt(self, request: ApiRequest, attempt: Attempt, previous: Attempt | None) -> None:
+    def _record_attempt(
+        self, request: ApiRequest, attempt: Attempt, previous: Attempt | None, duration: float
+    ) -> None:
         d = attempt.deployment
         failure = attempt.failure
         err = error_type(failure) if failure else None
@@ -135,15 +151,16 @@ class GatewayMetrics:
             ("op", request.operation, d.id, err, response_model),
             lambda: self._deployments.metric_attrs(d, request.operation, err, response_model),
         )
-        self._duration.record(attempt.duration, base)
+        self._duration.record(duration, base)
         self._attempts.add(("outcome", d.id, err), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_OUTCOME: err or "ok"})
         if previous is not None:
             tally = self._retries if previous.deployment.group == d.group else self._fallbacks
             tally.add((d.group,), lambda: {sc.LOCKGATE_MODEL_GROUP: d.group})
         if summary is None:
             return
-        if summary.time_to_first_chunk is not None:
-            self._ttfc.record(summary.time_to_first_chunk, base)
+        ttfc = time_to_first_chunk(attempt, request.stream)
+        if ttfc is not None:
+            self._ttfc.record(ttfc, base)
         usage = summary.usage
         if usage is not None:
             key = ("tok", request.operation, d.id, response_model)
@@ -163,6 +180,12 @@ class GatewayMetrics:
             deployment = next((decision.attributes[k] for k in sc.DEPLOYMENT_KEYS if k in decision.attributes), None)
             if state is not None and deployment is not None:
                 self._breakers[str(deployment)] = state
+
+    def breaker_transition(self, transition: BreakerChange) -> None:
+        """A breaker listener (routing's `breakers.listeners`): catches transitions no request saw."""
+        state = _breaker_state(transition.new)
+        if state is not None:
+            self._breakers[transition.deployment_id] = state
 
     def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(state, {sc.LOCKGATE_DEPLOYMENT: d}) for d, state in list(self._breakers.items())]

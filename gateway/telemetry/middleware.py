@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import SCOPE_KEY, ApiRequest
 from gateway.telemetry import semconv as sc
 from gateway.telemetry.content import OutputCollector
+from gateway.telemetry.spans import ServerSpan
 
 if TYPE_CHECKING:
     from gateway.telemetry.component import Telemetry
@@ -42,6 +43,8 @@ class _HeaderGetter(Getter[Headers]):
 
 
 _GETTER = _HeaderGetter()
+# Probes and scrapes: answered with the trace id header, but neither traced nor counted (noise).
+_QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
 def incoming_trace_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -68,7 +71,7 @@ class TelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._t.recorder is None:
+        if self._t.recorder is None or scope["path"] in _QUIET_PATHS:
             await self._untraced(scope, receive, send)
         else:
             await self._traced(scope, receive, send)
@@ -84,7 +87,7 @@ class TelemetryMiddleware:
             await send(message)
 
         metrics = self._t.metrics
-        if metrics is None:
+        if metrics is None or scope["path"] in _QUIET_PATHS:
             await self.app(scope, receive, send_with_header)
             return
         started = time.perf_counter()
@@ -96,7 +99,7 @@ class TelemetryMiddleware:
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
         t = self._t
-        assert t.recorder is not None and t.tracer is not None
+        assert t.recorder is not None
         headers: Headers = scope["headers"]
         ctx = t.propagator.extract(headers, getter=_GETTER)
         method = scope["method"]
@@ -109,9 +112,10 @@ class TelemetryMiddleware:
         if t.old_http:
             attrs[sc.OLD_HTTP_METHOD], attrs[sc.OLD_HTTP_TARGET] = method, scope["path"]
             attrs[sc.OLD_HTTP_SCHEME] = attrs[sc.URL_SCHEME]
-        span = t.tracer.start_span(method, context=ctx, kind=SpanKind.SERVER, attributes=attrs)
-        header = (sc.TRACE_ID_HEADER, format(span.get_span_context().trace_id, "032x").encode())
-        recording = span.is_recording()
+        context, parent = t.recorder.start(ctx, method)
+        header = (sc.TRACE_ID_HEADER, format(context.trace_id, "032x").encode())
+        recording = context.trace_flags.sampled
+        span = ServerSpan(context, parent, method, time.time_ns(), attrs) if recording else None
         status = [500]
         collector: list[OutputCollector] = []
 
@@ -138,40 +142,41 @@ class TelemetryMiddleware:
             self._finish(scope, span, recording, status[0], failure, collector, started, ctx)
 
     def _finish(
-        self, scope: Scope, span: Any, recording: bool, status: int, failure: BaseException | None,
+        self, scope: Scope, span: ServerSpan | None, recording: bool, status: int, failure: BaseException | None,
         collector: list[OutputCollector], started: float, ctx: Any,
     ) -> None:
         t = self._t
         request = scope.get("state", {}).get(SCOPE_KEY)
         route = _route(scope)
-        if recording:
+        if span is not None and t.recorder is not None:
             ended = time.time_ns()
+            attrs = span.attributes
             if route:
-                span.update_name(f"{scope['method']} {route}")
-                span.set_attribute(sc.HTTP_ROUTE, route)
-            span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
+                span.name = f"{scope['method']} {route}"
+                attrs[sc.HTTP_ROUTE] = route
+            attrs[sc.HTTP_RESPONSE_STATUS_CODE] = status
             if t.old_http:
-                span.set_attribute(sc.OLD_HTTP_STATUS_CODE, status)
+                attrs[sc.OLD_HTTP_STATUS_CODE] = status
             if scope.get("state", {}).get("request_id"):
-                span.set_attribute(sc.LOCKGATE_REQUEST_ID, scope["state"]["request_id"])
+                attrs[sc.LOCKGATE_REQUEST_ID] = scope["state"]["request_id"]
             if isinstance(request, ApiRequest):
                 output = collector[0].output_messages() if collector else None
                 entries = {k: str(v) for k, v in otel_baggage.get_all(ctx).items()}
-                t.recorder.record(span, request, ended, entries, output)  # type: ignore[union-attr]
+                t.recorder.record(span, request, ended, entries, output)
                 last = request.attempts[-1] if request.attempts else None
                 if status < 400 and last is not None and last.failure is not None:
                     # The stream broke after its first byte: the client got an error event.
-                    span.set_attribute(sc.ERROR_TYPE, last.failure.kind)
-                    span.set_status(Status(StatusCode.ERROR, "the upstream stream failed mid-way"))
+                    attrs[sc.ERROR_TYPE] = last.failure.kind
+                    span.status = Status(StatusCode.ERROR, "the upstream stream failed mid-way")
             if failure is not None and not isinstance(failure, Exception):
-                span.set_attribute(sc.ERROR_TYPE, "cancelled")
+                attrs[sc.ERROR_TYPE] = "cancelled"
             elif failure is not None:
-                span.set_attribute(sc.ERROR_TYPE, type(failure).__qualname__)
-                span.set_status(Status(StatusCode.ERROR, type(failure).__qualname__))
+                attrs[sc.ERROR_TYPE] = type(failure).__qualname__
+                span.status = Status(StatusCode.ERROR, type(failure).__qualname__)
             elif status >= 500:
-                span.set_attribute(sc.ERROR_TYPE, str(status))
-                span.set_status(Status(StatusCode.ERROR))
-            span.end(ended)
+                attrs[sc.ERROR_TYPE] = str(status)
+                span.status = Status(StatusCode.ERROR)
+            t.recorder.emit(span, ended)
         if t.metrics is not None:
             t.metrics.record(request if isinstance(request, ApiRequest) else None, status,
                              time.perf_counter() - started, route)

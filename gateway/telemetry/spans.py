@@ -8,34 +8,66 @@ new stages (retries, breakers, budgets, policies, holds) show up in traces witho
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from gateway.context import ApiRequest, Attempt
 from gateway.errors import scrub_secrets
 from gateway.providers.base import Summary
 from gateway.telemetry import semconv as sc
-from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type, request_params
+from gateway.telemetry.attributes import (
+    DeploymentAttributes,
+    attempt_cost,
+    error_type,
+    request_params,
+    time_to_first_chunk,
+)
 from gateway.telemetry.content import input_messages
+from gateway.telemetry.sdk import FinishedSpans
+
+_UNSET_STATUS = Status(StatusCode.UNSET)
 
 Attrs = dict[str, Any]
 _NS = 1_000_000_000
 
 
+@dataclass(slots=True)
+class ServerSpan:
+    """The request's SERVER span while the request runs: plain values, written out when it ends."""
+
+    context: SpanContext
+    parent: SpanContext | None
+    name: str
+    start: int
+    attributes: dict[str, Any]
+    events: list[Any] = field(default_factory=list)
+    status: Status = _UNSET_STATUS
+
+
 class SpanRecorder:
     def __init__(
-        self, tracer: Tracer, deployments: DeploymentAttributes, secrets: tuple[str, ...], capture: bool
+        self, finished: FinishedSpans, deployments: DeploymentAttributes, secrets: tuple[str, ...], capture: bool
     ) -> None:
-        self._tracer = tracer
+        self._finished = finished
         self._deployments = deployments
         self._secrets = secrets
         self._capture = capture
 
+    def start(self, incoming: Any, name: str) -> tuple[SpanContext, SpanContext | None]:
+        """The SERVER span's context for a request whose caller's context is `incoming`."""
+        return self._finished.root(incoming, name)
+
+    def emit(self, server: ServerSpan, end: int) -> None:
+        self._finished.emit(
+            server.context, server.parent, server.name, SpanKind.SERVER, server.attributes, server.start, end,
+            server.status, server.events,
+        )
+
     def record(
         self,
-        server: Span,
+        server: ServerSpan,
         request: ApiRequest,
         ended_ns: int,
         baggage: dict[str, str],
@@ -60,7 +92,7 @@ class SpanRecorder:
             if principal.team:
                 own[sc.LOCKGATE_TEAM] = principal.team
 
-        parent = set_span_in_context(server)
+        parent = server.context
         common: Attrs = {sc.GEN_AI_OPERATION_NAME: operation, sc.OPENINFERENCE_SPAN_KIND: _kind(operation)}
         if operation == "chat":
             common[sc.GEN_AI_REQUEST_STREAM] = request.stream
@@ -90,12 +122,13 @@ class SpanRecorder:
                 own[sc.LOCKGATE_DEPLOYMENT] = attempt.deployment.id
         if total_cost is not None:
             own[sc.LOCKGATE_COST_USD] = total_cost
-        server.set_attributes(own)
+        server.attributes.update(own)
+        event = self._finished.event
         for decision in request.decisions:
-            server.add_event(decision.name, self._clean(decision.attributes), int(decision.at * _NS))
+            server.events.append(event(decision.name, self._clean(decision.attributes), int(decision.at * _NS)))
 
     def _attempt(
-        self, parent: Context, attempt: Attempt, index: int, common: Attrs, end_ns: int | None, output: str | None
+        self, parent: SpanContext, attempt: Attempt, index: int, common: Attrs, end_ns: int | None, output: str | None
     ) -> None:
         d = attempt.deployment
         attrs = self._deployments.span_attrs(d)
@@ -103,6 +136,9 @@ class SpanRecorder:
         attrs[sc.LOCKGATE_ATTEMPT] = index + 1
         if attempt.summary is not None:
             _summary(attempt.summary, attrs)
+            ttfc = time_to_first_chunk(attempt, common.get(sc.GEN_AI_REQUEST_STREAM) is True)
+            if ttfc is not None:
+                attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
         cost = attempt_cost(attempt)
         if cost is not None:
             attrs[sc.LOCKGATE_COST_USD] = cost
@@ -115,16 +151,14 @@ class SpanRecorder:
             if failure.status is not None:
                 attrs[sc.LOCKGATE_UPSTREAM_STATUS] = failure.status
         start = int(attempt.started * _NS)
-        span = self._tracer.start_span(
-            f"{common[sc.GEN_AI_OPERATION_NAME]} {d.upstream_model}",
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=attrs,
-            start_time=start,
+        status = _UNSET_STATUS if failure is None else Status(
+            StatusCode.ERROR, scrub_secrets(failure.message, self._secrets)
         )
-        if failure is not None:
-            span.set_status(Status(StatusCode.ERROR, scrub_secrets(failure.message, self._secrets)))
-        span.end(end_ns if end_ns is not None else start + int(attempt.duration * _NS))
+        self._finished.emit(
+            self._finished.child(parent), parent, f"{common[sc.GEN_AI_OPERATION_NAME]} {d.upstream_model}",
+            SpanKind.CLIENT, attrs, start, end_ns if end_ns is not None else start + int(attempt.duration * _NS),
+            status,
+        )
 
     def _clean(self, attributes: dict[str, Any]) -> Attrs:
         """Decision attributes as recorded, with any secret scrubbed from text values."""
@@ -146,8 +180,6 @@ def _summary(summary: Summary, attrs: Attrs) -> None:
         attrs[sc.GEN_AI_RESPONSE_MODEL] = summary.response_model
     if summary.finish_reasons:
         attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(summary.finish_reasons)
-    if summary.time_to_first_chunk is not None:
-        attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = summary.time_to_first_chunk
     usage = summary.usage
     if usage is not None:
         attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens

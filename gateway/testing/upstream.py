@@ -47,6 +47,8 @@ class Fault:
     malformed: bool = False
     # Close the connection without any response.
     drop: bool = False
+    # Extra headers on a successful JSON chat answer (e.g. a Set-Cookie).
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def error(cls, status: int, message: str = "upstream error", code: str | None = None, **kw: Any) -> Fault:
@@ -165,7 +167,8 @@ class Upstream:
         if error is not None:
             return error
         if not body.get("stream"):
-            return web.Response(body=orjson.dumps(build_completion(body, body.get("model", "?"))), content_type="application/json")
+            return web.Response(body=orjson.dumps(build_completion(body, body.get("model", "?"))),
+                                content_type="application/json", headers=dict(fault.headers))
         options = body.get("stream_options") or {}
         chunks = [b"data: " + orjson.dumps(c) + b"\n\n" for c in build_chunks(body, body.get("model", "?"), options.get("include_usage") is True)]
         if fault.no_finish:

@@ -40,18 +40,20 @@ def replicas(upstream: UpstreamServer, redis_prefix: str, tmp_path: Path) -> Ite
         f"store: 'redis://127.0.0.1:6379/0?prefix={redis_prefix}'\n"
     )
     processes, urls = [], []
-    for _ in range(3):
+    for i in range(3):
         port = free_port()
+        # Output to a file: an unread pipe could fill and block a replica.
+        log = (tmp_path / f"replica-{i}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
-             "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+             "--log-level", "info"],
+            stdout=log, stderr=subprocess.STDOUT,
         )
         processes.append(process)
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for url, process in zip(urls, processes, strict=True):
-            wait_ready(url, process)
+            wait_ready(url, process, timeout=90)  # a busy shared machine can be slow to start three
         yield urls
     finally:
         for process in processes:
@@ -65,7 +67,7 @@ def replicas(upstream: UpstreamServer, redis_prefix: str, tmp_path: Path) -> Ite
 
 
 async def _hammer(urls: list[str]) -> tuple[int, int, list[str]]:
-    clients = [openai.AsyncOpenAI(base_url=f"{u}/v1", api_key=KEY, max_retries=0, timeout=60) for u in urls]
+    clients = [openai.AsyncOpenAI(base_url=f"{u}/v1", api_key=KEY, max_retries=0, timeout=180) for u in urls]
 
     async def one(i: int) -> str:
         try:

@@ -49,7 +49,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str)
 
 
 def test_a_team_budget_refuses_once_spent_with_a_clear_429(
-    upstream: UpstreamServer, gateway_factory: GatewayFactory, store_url: str
+    store_url: str, upstream: UpstreamServer, gateway_factory: GatewayFactory
 ) -> None:
     gateway = gateway_factory(budget_yaml(upstream, store_url, "{teams: {eng: [{limit_usd: 0.0015, period: daily}]}}"))
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=3)
@@ -67,7 +67,7 @@ def test_a_team_budget_refuses_once_spent_with_a_clear_429(
 
 
 def test_settlement_charges_actual_usage_not_the_reservation(
-    upstream: UpstreamServer, gateway_factory: GatewayFactory, store_url: str
+    store_url: str, upstream: UpstreamServer, gateway_factory: GatewayFactory
 ) -> None:
     # Without max_tokens the reservation is the model's output limit (2000 tokens, $0.20);
     # the call then uses a few completion tokens: only those are charged.
@@ -93,7 +93,7 @@ async def _ledger(store_url: str) -> list:  # type: ignore[type-arg]
 
 
 def test_streams_settle_usage_and_a_cut_stream_charges_its_reservation(
-    upstream: UpstreamServer, gateway_factory: GatewayFactory, store_url: str
+    store_url: str, upstream: UpstreamServer, gateway_factory: GatewayFactory
 ) -> None:
     gateway = gateway_factory(budget_yaml(upstream, store_url, "{global: [{limit_usd: 1, period: total}]}"))
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
@@ -108,7 +108,7 @@ def test_streams_settle_usage_and_a_cut_stream_charges_its_reservation(
 
 
 def test_a_failed_call_releases_its_reservation(
-    upstream: UpstreamServer, gateway_factory: GatewayFactory, store_url: str
+    store_url: str, upstream: UpstreamServer, gateway_factory: GatewayFactory
 ) -> None:
     gateway = gateway_factory(budget_yaml(upstream, store_url, "{global: [{limit_usd: 0.0005, period: total}]}"))
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
@@ -155,7 +155,7 @@ def test_an_unreachable_store_fails_closed_by_default_and_open_when_configured(
 
 
 def test_the_gateway_recovers_by_itself_when_the_store_returns(
-    upstream: UpstreamServer, gateway_factory: GatewayFactory, redis_prefix: str
+    redis_prefix: str, upstream: UpstreamServer, gateway_factory: GatewayFactory
 ) -> None:
     proxy = TcpProxy("127.0.0.1", 6379).start()
     try:

@@ -21,7 +21,7 @@ def _minute() -> int:
 
 
 def test_rpm_refuses_with_retry_after_and_ratelimit_headers_across_replicas(
-    upstream: UpstreamServer, gateway_factory: GatewayFactory, redis_prefix: str
+    redis_prefix: str, upstream: UpstreamServer, gateway_factory: GatewayFactory
 ) -> None:
     store = f"redis://127.0.0.1:6379/0?prefix={redis_prefix}"
     first = gateway_factory(governed_yaml(upstream, store))

@@ -194,3 +194,11 @@ async def test_an_unreachable_store_raises_store_unavailable(url: str) -> None:
             await store.reserve("r", [budget("g", 1, 10)], NOW, NOW + 60)
     finally:
         await store.aclose()
+
+
+async def test_ledger_append_records_unreserved_spend(store: Store) -> None:
+    await store.ledger_append("plain", {"key": "k", "model": "m"}, {"usd_micros": 42, "tokens": 7}, NOW)
+    entries = await store.ledger_range(NOW - 1, NOW + 1)
+    assert [(e.reservation_id, e.meta, e.charged, e.swept) for e in entries] == [
+        ("plain", {"key": "k", "model": "m"}, {"usd_micros": 42, "tokens": 7}, False)
+    ]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 
-from opentelemetry.trace import SpanKind
+from opentelemetry.context import Context
 
 from gateway.config import parse_config
 from gateway.context import ApiRequest, Attempt
 from gateway.errors import UpstreamFailure
 from gateway.providers.base import Summary, Usage
 from gateway.telemetry import Telemetry
+from gateway.telemetry.spans import ServerSpan
 from tests.telemetry.conftest import SpanSink
 
 CONFIG = """
@@ -48,12 +49,19 @@ def make_request(config_text: str = CONFIG) -> tuple[Telemetry, SpanSink, ApiReq
     return telemetry, sink, request
 
 
+def finish(telemetry: Telemetry, request: ApiRequest) -> None:
+    """What the middleware does when a request ends: record its values under a SERVER span, write it."""
+    recorder = telemetry.recorder
+    assert recorder is not None
+    context, parent = recorder.start(Context(), "POST")
+    server = ServerSpan(context, parent, "POST /v1/chat/completions", time.time_ns(), {})
+    recorder.record(server, request, time.time_ns(), {}, None)
+    recorder.emit(server, time.time_ns())
+
+
 def test_every_decision_is_an_event_on_the_server_span_with_its_attributes_and_time() -> None:
     telemetry, sink, request = make_request()
-    assert telemetry.tracer is not None and telemetry.recorder is not None
-    server = telemetry.tracer.start_span("POST /v1/chat/completions", kind=SpanKind.SERVER)
-    telemetry.recorder.record(server, request, time.time_ns(), {}, None)
-    server.end()
+    finish(telemetry, request)
 
     (span,) = sink.servers()
     events = {e.name: e for e in span.events}
@@ -67,10 +75,7 @@ def test_every_decision_is_an_event_on_the_server_span_with_its_attributes_and_t
 
 def test_attempt_spans_carry_usage_cache_reasoning_cost_and_the_real_upstream_address() -> None:
     telemetry, sink, request = make_request()
-    assert telemetry.tracer is not None and telemetry.recorder is not None
-    server = telemetry.tracer.start_span("POST /v1/chat/completions", kind=SpanKind.SERVER)
-    telemetry.recorder.record(server, request, time.time_ns(), {}, None)
-    server.end()
+    finish(telemetry, request)
 
     (span,) = sink.servers()
     failed, served = sink.children(span)
@@ -89,10 +94,7 @@ def test_cost_is_an_attribute_when_the_deployment_has_prices() -> None:
     request.attempts.pop()
     a = request.attempts[0]
     a.failure, a.summary = None, Summary(usage=Usage(input_tokens=1000, output_tokens=100))
-    assert telemetry.tracer is not None and telemetry.recorder is not None
-    server = telemetry.tracer.start_span("POST /v1/chat/completions", kind=SpanKind.SERVER)
-    telemetry.recorder.record(server, request, time.time_ns(), {}, None)
-    server.end()
+    finish(telemetry, request)
 
     (span,) = sink.servers()
     assert abs(span.attributes["lockgate.cost.usd"] - (1000 * 0.000002 + 100 * 0.00001)) < 1e-12

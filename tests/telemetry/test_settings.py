@@ -91,3 +91,11 @@ def test_with_tracing_off_no_tracer_exists_and_responses_still_carry_a_trace_id(
 def test_metrics_false_removes_the_endpoint(gateway_factory: GatewayFactory, upstream: UpstreamServer) -> None:
     gateway = gateway_factory("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics: false}\n")
     assert httpx.get(f"{gateway.url}/metrics").status_code == 404
+
+
+def test_grpc_export_is_selectable_and_shuts_down_cleanly() -> None:
+    config = parse_config("telemetry: {otlp: {endpoint: 'http://127.0.0.1:1', protocol: grpc, timeout: 1}}\n")
+    telemetry = Telemetry(config, environ={})
+    assert telemetry.recorder is not None
+    assert "(grpc)" in telemetry.describe() and "http://127.0.0.1:1" in telemetry.describe()
+    telemetry.shutdown()

@@ -123,6 +123,11 @@ def test_a_call_that_retried_and_fell_back_shows_every_attempt_in_order(
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert 'lockgate_retries_total{lockgate_model_group="primary"' in metrics
     assert 'lockgate_fallbacks_total{lockgate_model_group="backup"' in metrics
+    # Scrapes and probes are not traced: the next traced request's span is the second one.
+    assert httpx.get(f"{gateway.url}/healthz").status_code == 200
+    client(gateway.url).chat.completions.create(model="backup", messages=MESSAGES)
+    assert {s.attributes["url.path"] for s in sink.wait_servers(2)} == {"/v1/chat/completions"}
+    assert len(sink.servers()) == 2
 
 
 def test_a_call_that_failed_everywhere_is_an_error_span_with_the_trace_id_in_the_error_response(
@@ -263,3 +268,42 @@ def test_requests_refused_before_routing_still_get_a_server_span_and_the_header(
     assert children == []
     assert server.attributes["http.response.status_code"] == 400
     assert response.headers["x-lockgate-trace-id"] == format(server.context.trace_id, "032x")
+
+
+def test_a_stream_from_a_provider_that_does_not_time_its_first_chunk_still_gets_one(
+    traced_gateway: TracedFactory,
+) -> None:
+    gateway, sink = traced_gateway(
+        "model_list:\n  - model_name: slow\n    litellm_params: {model: fake/slow-50ms-drip-5ms}\n" + AUTH
+    )
+    list(client(gateway.url).chat.completions.create(model="slow", messages=MESSAGES, stream=True))
+
+    _, (call,) = one_request(sink)
+    ttfc = call.attributes["gen_ai.response.time_to_first_chunk"]
+    assert 0 < ttfc < (call.end_time - call.start_time) / 1e9
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert "gen_ai_client_operation_time_to_first_chunk_seconds_count{" in metrics
+
+
+def test_a_breaker_opening_is_a_span_event_and_a_gauge(traced_gateway: TracedFactory, upstream: UpstreamServer) -> None:
+    gateway, sink = traced_gateway(
+        "model_list:\n" + openai_model("solo", upstream)
+        + "router_settings: {num_retries: 0}\nbreakers: {failure_threshold: 2, reset_timeout: 60}\n" + AUTH
+    )
+    upstream.upstream.default = Fault.error(500, "boom")
+    before = httpx.get(f"{gateway.url}/metrics").text
+    assert 'lockgate_breaker_state{lockgate_deployment_id="solo#0"' in before
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    body = {"model": "solo", "messages": MESSAGES}
+    for _ in range(2):
+        assert httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers).status_code >= 500
+
+    servers = sink.wait_servers(2)
+    events = [e for s in servers for e in s.events if e.name.startswith("lockgate.breaker.")]
+    assert [e.name for e in events] == ["lockgate.breaker.open"]
+    assert events[0].attributes["deployment"] == "solo#0"
+    gauge = next(
+        line for line in httpx.get(f"{gateway.url}/metrics").text.splitlines()
+        if line.startswith('lockgate_breaker_state{lockgate_deployment_id="solo#0"')
+    )
+    assert gauge.endswith(" 2.0")

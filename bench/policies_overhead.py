@@ -1,0 +1,180 @@
+"""Policies' cost in throughput: the same gateway with no rules, and with ten typical rules.
+
+Starts the loopback upstream as a process of its own and two real gateway processes
+(`python -m gateway serve`), one without a `policies:` section and one with ten typical rules
+(a team model allow-list, a max_tokens cap, PII redaction both ways, two deny patterns, three CEL
+rules, two tool rules, loop detection). Drives each with the same closed-loop load (N concurrent
+clients, JSON and streaming chat, interleaved rounds so drift hits both alike) and reports requests
+per second and the gateway's CPU time per request, each as a ratio to "none".
+
+    python bench/policies_overhead.py --seconds 3 --rounds 2 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+KEY = "sk-bench-master-0123456789"
+
+TEN_RULES = r"""
+policies:
+  models: {teams: {interns: [gpt-4o]}}
+  max_tokens: {limit: 4096}
+  pii: {action: redact}
+  deny_patterns:
+    - {name: no-drops, pattern: "drop\\s+table"}
+    - {name: no-jailbreaks, pattern: "ignore (all )?previous instructions"}
+  rules:
+    - {name: hot-interns, when: "team == 'interns' && request.temperature > 1.0", action: deny}
+    - {name: huge-conversations, when: "size(request.messages) > 200", action: deny}
+    - {name: confidential-out, phase: post_call, when: "response.content.contains('CONFIDENTIAL')", action: deny}
+  tools:
+    - {name: no-deletes, tool: "delete_*", action: deny}
+    - {name: big-wires, tool: wire_money, action: hold, args_match: {amount: "^[0-9]{6,}"}}
+  loops: {}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def config_text(upstream_url: str, store: str, policies: str) -> str:
+    return (
+        "model_list:\n"
+        f"  - model_name: gpt-4o\n    litellm_params: {{model: openai/gpt-4o, api_base: '{upstream_url}', api_key: sk-up-0123456789}}\n"
+        f"general_settings: {{master_key: {KEY}}}\nstore: 'sqlite:///{store}'\n" + policies
+    )
+
+
+def spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def wait_ready(port: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"gateway on {port} did not start")
+
+
+async def wait_listening(port: int) -> None:
+    for _ in range(600):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(port: int, seconds: float, concurrency: int, stream: bool) -> tuple[float, int]:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    # A typical agent turn: a system prompt, a user message with an email in it, and a tool offered.
+    body = {
+        "model": "gpt-4o", "stream": stream, "max_tokens": 256,
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+            {"role": "user", "content": "Summarise the thread with bob@example.com about the Q3 report."},
+        ],
+    }
+    headers = {"Authorization": f"Bearer {KEY}", "x-lockgate-session-id": "bench"}
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            async with session.post(url, json=body, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"status {response.status}")
+            done += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        return done / (time.perf_counter() - started), done
+
+
+async def run(args: argparse.Namespace) -> None:
+    upstream_port = free_port()
+    upstream = spawn(["gateway.testing.upstream", "--port", str(upstream_port)])
+    await wait_listening(upstream_port)
+    upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
+    processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, policies in (("none", ""), ("ten rules", TEN_RULES)):
+            path = Path(tmp) / f"{name.replace(' ', '-')}.yaml"
+            path.write_text(config_text(upstream_url, str(Path(tmp) / f"{name.replace(' ', '-')}.db"), policies))
+            port = free_port()
+            processes[name] = (spawn(["gateway", "serve", "--config", str(path), "--port", str(port),
+                                      "--log-level", "warning"]), port)
+        try:
+            for _, port in processes.values():
+                await wait_ready(port)
+            for stream in (False, True):
+                rates: dict[str, list[float]] = {name: [] for name in processes}
+                cpu: dict[str, list[float]] = {name: [] for name in processes}
+                for _, port in processes.values():  # warm-up
+                    await load(port, min(1.0, args.seconds), args.concurrency, stream)
+                for _ in range(args.rounds):
+                    for name, (process, port) in processes.items():
+                        before = cpu_seconds(process.pid)
+                        rate, count = await load(port, args.seconds, args.concurrency, stream)
+                        rates[name].append(rate)
+                        cpu[name].append((cpu_seconds(process.pid) - before) / max(count, 1))
+                base = sum(rates["none"]) / len(rates["none"])
+                base_cpu = sum(cpu["none"]) / len(cpu["none"])
+                print(f"\n{'stream' if stream else 'json'} chat, concurrency {args.concurrency}:")
+                for name, values in rates.items():
+                    mean = sum(values) / len(values)
+                    per = sum(cpu[name]) / len(cpu[name])
+                    print(f"  {name:10s} {mean:8.0f} req/s (x{mean / base:5.3f})   gateway CPU {per * 1e6:6.0f} us/req"
+                          f" (x{per / base_cpu:5.3f})")
+        finally:
+            everything = [process for process, _ in processes.values()] + [upstream]
+            for process in everything:
+                process.send_signal(signal.SIGINT)
+            for process in everything:
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

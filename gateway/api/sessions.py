@@ -1,0 +1,180 @@
+"""The SDK's session API: durable, versioned session state and the tool events agents report.
+
+    GET    /v1/lockgate/sessions/{id}/state            every key: {"state": {key: {"value", "version"}}}
+    GET    /v1/lockgate/sessions/{id}/state/{key}      one key ({"value": null, "version": 0} if absent)
+    PUT    /v1/lockgate/sessions/{id}/state/{key}      {"value": ..., "version": <the version it is based on>}
+    DELETE /v1/lockgate/sessions/{id}/state/{key}?version=N
+    POST   /v1/lockgate/sessions/{id}/events           {"events": [{"type": "tool_call", ...}]}
+    GET    /v1/lockgate/sessions/{id}/events?limit=N
+
+A write based on a stale version is refused with 409 `state_conflict` and the current version in
+`x-lockgate-state-version`; nothing is overwritten. Any key the gateway accepts may use the API.
+The state lives in the gateway's store (see `gateway/sessions/service.py`), so it survives restarts
+and is shared by replicas on one Redis.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api.common import json_response, parse_object, read_body
+from gateway.errors import GovernanceUnavailable, InvalidRequest, StateConflict
+from gateway.pipeline import Pipeline
+from gateway.sessions.service import SessionBusy, Sessions, VersionMismatch
+from gateway.store import StoreUnavailable
+
+PREFIX = "/v1/lockgate/sessions/{session_id}"
+MAX_ID = 256
+MAX_EVENTS_PER_CALL = 100
+MAX_EVENT_BYTES = 16384
+EVENT_TYPES = frozenset({"tool_call"})
+VERSION_HEADER = "x-lockgate-state-version"
+
+
+def _name(value: str, what: str) -> str:
+    if not value or len(value) > MAX_ID or not value.isprintable():
+        raise InvalidRequest(f"The {what} must be 1 to {MAX_ID} printable characters.", param=what)
+    return value
+
+
+def _conflict(key: str, expected: int, current: int) -> StateConflict:
+    what = "does not exist" if current == 0 else f"is at version {current}"
+    return StateConflict(
+        f"Session state key '{key}' {what}, but this write was based on version {expected}: "
+        "another writer changed it. Nothing was overwritten; read it again and retry.",
+        param="version",
+        headers={VERSION_HEADER: str(current)},
+    )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _store_errors(endpoint: Endpoint) -> Endpoint:
+    """The store down, or a session too busy to commit: a clear 503 the client may retry."""
+
+    @functools.wraps(endpoint)
+    async def call(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except StoreUnavailable as exc:
+            raise GovernanceUnavailable(
+                f"The gateway's store is unreachable, so session state cannot be read or written: {exc}",
+                retry_after=1.0,
+            ) from None
+        except SessionBusy:
+            raise GovernanceUnavailable(
+                "Other writers kept changing this session's state; try again.", retry_after=1.0
+            ) from None
+
+    return call
+
+
+class SessionsApi:
+    def __init__(self, pipeline: Pipeline, sessions: Sessions, max_body_bytes: int) -> None:
+        self._pipeline = pipeline
+        self._sessions = sessions
+        self._limit = max_body_bytes
+
+    def install(self, app: Any) -> None:
+        def add(path: str, endpoint: Endpoint, methods: list[str]) -> None:
+            app.router.add_route(path, _store_errors(endpoint), methods=methods)
+
+        add(f"{PREFIX}/state", self.get_all, methods=["GET"])
+        add(f"{PREFIX}/state/{{key:path}}", self.get_key, methods=["GET"])
+        add(f"{PREFIX}/state/{{key:path}}", self.put_key, methods=["PUT"])
+        add(f"{PREFIX}/state/{{key:path}}", self.delete_key, methods=["DELETE"])
+        add(f"{PREFIX}/events", self.post_events, methods=["POST"])
+        add(f"{PREFIX}/events", self.get_events, methods=["GET"])
+
+    def _session(self, request: Request) -> str:
+        self._pipeline.authenticate(request.headers)
+        return _name(request.path_params["session_id"], "session_id")
+
+    async def get_all(self, request: Request) -> Response:
+        session = self._session(request)
+        state = await self._sessions.state(session)
+        return json_response(orjson.dumps({"session_id": session, "state": state}))
+
+    async def get_key(self, request: Request) -> Response:
+        session = self._session(request)
+        key = _name(request.path_params["key"], "key")
+        value, version = await self._sessions.get(session, key)
+        return json_response(orjson.dumps({"key": key, "value": value, "version": version}))
+
+    async def put_key(self, request: Request) -> Response:
+        session = self._session(request)
+        key = _name(request.path_params["key"], "key")
+        body = parse_object(await read_body(request, self._limit))
+        if "value" not in body:
+            raise InvalidRequest("Send the new value as {\"value\": ..., \"version\": N}.", param="value")
+        expected = _version(body.get("version"))
+        try:
+            version = await self._sessions.put(session, key, body["value"], expected)
+        except VersionMismatch as mismatch:
+            raise _conflict(key, expected, mismatch.current) from None
+        return json_response(orjson.dumps({"key": key, "version": version}))
+
+    async def delete_key(self, request: Request) -> Response:
+        session = self._session(request)
+        key = _name(request.path_params["key"], "key")
+        raw = request.query_params.get("version")
+        expected = _version(int(raw) if raw is not None and raw.isdigit() else raw)
+        try:
+            await self._sessions.delete(session, key, expected)
+        except VersionMismatch as mismatch:
+            raise _conflict(key, expected, mismatch.current) from None
+        return json_response(orjson.dumps({"key": key, "deleted": True}))
+
+    async def post_events(self, request: Request) -> Response:
+        principal = self._pipeline.authenticate(request.headers)
+        session = _name(request.path_params["session_id"], "session_id")
+        body = parse_object(await read_body(request, self._limit))
+        events = body.get("events")
+        if not isinstance(events, list) or not events or len(events) > MAX_EVENTS_PER_CALL:
+            raise InvalidRequest(f"'events' must be an array of 1 to {MAX_EVENTS_PER_CALL} events.", param="events")
+        now = int(time.time() * 1000)
+        checked = [_event(event, i, now, principal.name) for i, event in enumerate(events)]
+        await self._sessions.add_events(session, principal.name, checked)
+        return json_response(orjson.dumps({"accepted": len(checked)}), status=202)
+
+    async def get_events(self, request: Request) -> Response:
+        session = self._session(request)
+        raw = request.query_params.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            raise InvalidRequest("'limit' must be a number from 1 to 1000.", param="limit")
+        events = await self._sessions.events(session, int(raw))
+        return json_response(orjson.dumps({"data": events}))
+
+
+def _version(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidRequest(
+            "'version' must be the version the write is based on: 0 for a new key, else the version last read.",
+            param="version",
+        )
+    return value
+
+
+def _event(event: object, index: int, now: int, principal: str) -> dict[str, Any]:
+    param = f"events[{index}]"
+    if not isinstance(event, dict):
+        raise InvalidRequest(f"{param} must be an object.", param=param)
+    if event.get("type") not in EVENT_TYPES:
+        raise InvalidRequest(f"{param}.type must be one of: {', '.join(sorted(EVENT_TYPES))}.", param=param)
+    name = event.get("name")
+    if not isinstance(name, str) or not name or len(name) > MAX_ID:
+        raise InvalidRequest(f"{param}.name must be the tool's name.", param=param)
+    if event.get("status") not in ("ok", "error"):
+        raise InvalidRequest(f"{param}.status must be 'ok' or 'error'.", param=param)
+    checked = {**event, "received_at": now, "principal": principal}
+    if len(orjson.dumps(checked)) > MAX_EVENT_BYTES:
+        raise InvalidRequest(f"{param} is larger than {MAX_EVENT_BYTES} bytes.", param=param)
+    return checked

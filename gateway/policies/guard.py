@@ -1,0 +1,172 @@
+"""Post-call and tool-call policies applied to a response, whole (JSON) or as it streams (SSE).
+
+JSON: the completion is parsed once, checked, rewritten only if a rule changed it.
+
+Streams: text deltas flow to the client as they arrive. When the response's PII rule redacts, each
+choice's text goes through a `StreamRedactor`, which holds back the last `LONGEST_MATCH` characters
+so a match split across chunks is still caught whole (that tail arrives with the finish chunk).
+When tool rules exist, tool-call deltas are held back until the finish chunk, the assembled calls
+are checked, and then released, refused, or handed to `on_hold` (hold-for-approval). A refusal
+after the first byte is an error event in the stream, never a clean end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from gateway.context import ApiRequest
+from gateway.errors import PolicyViolation, stream_error_event
+from gateway.policies.engine import HeldCall, PolicyEngine
+from gateway.policies.messages import completion_text, rewrite_completion
+from gateway.policies.pii import StreamRedactor
+from gateway.policies.rules import Verdict
+from gateway.providers.base import Summary
+
+# Given the held calls, every tool call and the text already sent, what the client gets instead.
+StreamHold = Callable[[ApiRequest, list[HeldCall], Summary, str], AsyncIterator[bytes]]
+
+
+class ResponseGuard:
+    def __init__(self, engine: PolicyEngine) -> None:
+        self._engine = engine
+
+    def applies(self, request: ApiRequest) -> bool:
+        engine = self._engine
+        return engine.inspects_tool_calls or engine.inspects_responses
+
+    # ------------------------------------------------------------------ JSON
+
+    def check_json(self, request: ApiRequest, body: bytes, summary: Summary) -> tuple[bytes, dict[str, Any], list[HeldCall]]:
+        """The body to send (rewritten if a rule changed it), the parsed completion, and any holds."""
+        engine = self._engine
+        completion: dict[str, Any] = orjson.loads(body)
+        changed = False
+        found = engine.response_detector(request)
+        if found is not None:
+            detector, action = found
+            kinds: list[str] = []
+            if action == "redact":
+
+                def redact(text: str) -> str:
+                    out, hits = detector.redact(text)
+                    kinds.extend(hits)
+                    return out
+
+                changed = rewrite_completion(completion, redact)
+            else:
+                kinds = [m.kind for m in detector.find(completion_text(completion))]
+            if kinds:
+                self._pii_verdict(request, action, kinds)
+        finish = summary.finish_reasons[0] if summary.finish_reasons else ""
+        names = [c.name for c in summary.tool_calls]
+        if engine.check_response(request, completion_text(completion), finish, names):
+            changed = rewrite_completion(completion, lambda t: engine.redact_text(t)[0]) or changed
+        held = engine.check_tool_calls(request, summary.tool_calls) if engine.inspects_tool_calls else []
+        return (orjson.dumps(completion) if changed else body), completion, held
+
+    def _pii_verdict(self, request: ApiRequest, action: str, kinds: list[str]) -> None:
+        detail = ", ".join(sorted(set(kinds)))
+        if action == "deny":
+            self._engine._record(request, Verdict("pii", "deny", "post_call", detail))
+            raise PolicyViolation("pii", f"the response contains personal data or secrets ({detail})", phase="post_call")
+        self._engine._record(request, Verdict("pii", action, "post_call", detail))
+
+    # ------------------------------------------------------------------ streams
+
+    async def filter_stream(
+        self, request: ApiRequest, events: AsyncIterator[bytes], on_hold: StreamHold
+    ) -> AsyncIterator[bytes]:
+        engine = self._engine
+        found = engine.response_detector(request)
+        redact = found is not None and found[1] == "redact"
+        redactors: dict[int, StreamRedactor] = {}
+        texts: dict[int, list[str]] = {}
+        hold_tools = engine.inspects_tool_calls
+        calls = Summary()
+        held_events: list[bytes] = []
+        try:
+            async for data in events:
+                for event in _split(data):
+                    if not event.startswith(b"data: {"):
+                        yield event  # [DONE], comments, anything not a chunk
+                        continue
+                    chunk = orjson.loads(event[6:])
+                    choices = chunk.get("choices")
+                    if not choices or "error" in chunk:
+                        yield event  # the usage chunk, an error event
+                        continue
+                    if hold_tools and any((c.get("delta") or {}).get("tool_calls") for c in choices):
+                        calls.read_chunk(chunk)
+                        held_events.append(event)
+                        continue
+                    finish = next((c["finish_reason"] for c in choices if c.get("finish_reason")), None)
+                    modified = False
+                    for choice in choices:
+                        delta = choice.get("delta") or {}
+                        content = delta.get("content")
+                        index = choice.get("index", 0)
+                        if isinstance(content, str) and content:
+                            texts.setdefault(index, []).append(content)
+                            if redact:
+                                assert found is not None
+                                redactor = redactors.get(index) or redactors.setdefault(index, StreamRedactor(found[0]))
+                                delta["content"] = redactor.feed(content)
+                                modified = True
+                    if finish is None:
+                        if modified and not _empty(chunk):
+                            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                        elif not modified:
+                            yield event
+                        continue
+                    # The finish chunk: release what was held back, after the checks.
+                    for index, redactor in redactors.items():
+                        tail = redactor.flush()
+                        if tail:
+                            yield _content_chunk(chunk, index, tail)
+                    kinds = [k for r in redactors.values() for k in r.found]
+                    if found is not None and not redact:
+                        detector = found[0]
+                        kinds = [m.kind for parts in texts.values() for m in detector.find("".join(parts))]
+                    if kinds:
+                        self._pii_verdict(request, found[1] if found else "redact", kinds)
+                    text = "\n".join("".join(parts) for parts in texts.values())
+                    engine.check_response(request, text, finish, [c.name for c in calls.tool_calls])
+                    held = engine.check_tool_calls(request, calls.tool_calls) if calls.tool_calls else []
+                    if held:
+                        async for out in on_hold(request, held, calls, text):
+                            yield out
+                        return
+                    for held_event in held_events:
+                        yield held_event
+                    held_events.clear()
+                    yield (b"data: " + orjson.dumps(chunk) + b"\n\n") if modified else event
+        except PolicyViolation as violation:
+            yield stream_error_event(violation)
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _split(data: bytes) -> list[bytes]:
+    if data.count(b"\n\n") == 1 and data.endswith(b"\n\n"):
+        return [data]
+    return [part + b"\n\n" for part in data.split(b"\n\n") if part]
+
+
+def _empty(chunk: dict[str, Any]) -> bool:
+    """A chunk left with nothing for the client (its text is held back by the redactor)."""
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if any(v not in (None, "") for v in delta.values()) or choice.get("finish_reason"):
+            return False
+    return True
+
+
+def _content_chunk(template: dict[str, Any], index: int, text: str) -> bytes:
+    chunk = {k: v for k, v in template.items() if k != "usage"}
+    chunk["choices"] = [{"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"

@@ -1,0 +1,173 @@
+"""PII and secret detection: one combined regular expression, then checksums where a kind has one.
+
+Kinds: emails, phone numbers, payment card numbers (Luhn-checked), IBANs (ISO 7064 mod-97 checked),
+national ids (US SSN: area/group/serial rules), and API-key-shaped secrets. A match is replaced by
+`[REDACTED:<kind>]`, so the reader (model or human) still knows something was there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Order matters where patterns overlap: a card or an IBAN must win over a phone number.
+_PATTERNS: dict[str, str] = {
+    "secret": (
+        r"(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{35}"
+        r"|gh[pousr]_[A-Za-z0-9]{36}|xox[baprs]-[A-Za-z0-9\-]{10,}|glpat-[A-Za-z0-9_\-]{20}"
+        r"|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
+    ),
+    "email": r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
+    "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
+    "card": r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])",
+    "national_id": r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])",
+    "phone": (
+        r"(?<![\w+])(?:\+\d{8,15}|(?:\+\d{1,3}[ .\-]?)?"
+        r"(?:\(\d{1,4}\)[ .\-]?\d{3,4}[ .\-]?\d{3,4}|\d{2,4}[ .\-]\d{3,4}[ .\-]\d{3,4}))(?!\w)"
+    ),
+}
+
+# The longest text one match can span that redaction of streamed text must hold back (see
+# `StreamRedactor`): IBANs with spaces (42), cards with separators (37); emails and secrets can be
+# longer, and are only caught whole when a chunk boundary does not split one past this window.
+LONGEST_MATCH = 64
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if i % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _iban_ok(text: str) -> bool:
+    compact = text.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    moved = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in moved)
+    return int(number) % 97 == 1
+
+
+def _valid(kind: str, text: str) -> bool:
+    if kind == "card":
+        digits = text.replace(" ", "").replace("-", "")
+        return 13 <= len(digits) <= 19 and _luhn(digits)
+    if kind == "iban":
+        return _iban_ok(text)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    kind: str
+    start: int
+    end: int
+
+
+# Cheap tests that rule a kind out before its (slower) pattern runs: most text has no '@', many
+# chunks have no digit, almost none has a key prefix. Measured: 38 us -> ~3 us on a digit-free line.
+_GATES: dict[str, re.Pattern[str]] = {
+    "secret": re.compile(r"sk-|AKIA|AIza|gh[pousr]_|xox[baprs]-|glpat-|-----BEGIN"),
+    "email": re.compile("@"),
+    "digits": re.compile(r"\d"),
+}
+_DIGIT_KINDS = ("iban", "card", "national_id", "phone")
+
+
+class PiiDetector:
+    """Finds and redacts the configured kinds. Built once; stateless after that."""
+
+    def __init__(self, kinds: Iterable[str]) -> None:
+        wanted = set(kinds)
+        self.kinds = tuple(k for k in _PATTERNS if k in wanted)
+        digit_kinds = [k for k in _DIGIT_KINDS if k in wanted]
+        # (gate, combined regex) pairs; within a regex, alternation order is priority order.
+        self._passes: list[tuple[re.Pattern[str], re.Pattern[str]]] = []
+        for kind in ("secret", "email"):
+            if kind in wanted:
+                self._passes.append((_GATES[kind], re.compile(f"(?P<{kind}>{_PATTERNS[kind]})")))
+        if digit_kinds:
+            combined = "|".join(f"(?P<{k}>{_PATTERNS[k]})" for k in digit_kinds)
+            # The leading lookahead lets most positions fail on one character test (20 us -> 8 us).
+            self._passes.append((_GATES["digits"], re.compile(rf"(?=[\d(+]|[A-Z]{{2}}\d)(?:{combined})")))
+
+    def find(self, text: str) -> list[Match]:
+        found: list[Match] = []
+        for gate, regex in self._passes:
+            if not gate.search(text):
+                continue
+            for m in regex.finditer(text):
+                kind = m.lastgroup
+                assert kind is not None
+                if _valid(kind, m.group()):
+                    found.append(Match(kind, m.start(), m.end()))
+        if len(self._passes) > 1 and found:
+            # Passes may overlap (a phone-like run inside an email): keep the earlier pass's match.
+            found.sort(key=lambda hit: hit.start)
+            kept: list[Match] = []
+            for hit in found:
+                if kept and hit.start < kept[-1].end:
+                    continue
+                kept.append(hit)
+            found = kept
+        return found
+
+    def redact(self, text: str) -> tuple[str, list[str]]:
+        """The text with every match replaced, and the kinds found (in order)."""
+        matches = self.find(text)
+        if not matches:
+            return text, []
+        out, last = [], 0
+        for m in matches:
+            out.append(text[last : m.start])
+            out.append(f"[REDACTED:{m.kind}]")
+            last = m.end
+        out.append(text[last:])
+        return "".join(out), [m.kind for m in matches]
+
+
+class StreamRedactor:
+    """Redacts text that arrives in pieces (stream deltas) without leaking a match split across them.
+
+    Text is held back until it is at least `LONGEST_MATCH` characters from the end of what has
+    arrived, so a match still being written cannot start in text already sent; a complete match
+    that straddles the cut is sent whole, redacted. The cost is latency: the last ~64 characters
+    of a streamed answer arrive with the finish chunk instead of as they are generated.
+    """
+
+    __slots__ = ("_detector", "_pending", "found")
+
+    def __init__(self, detector: PiiDetector) -> None:
+        self._detector = detector
+        self._pending = ""
+        self.found: list[str] = []
+
+    def feed(self, text: str) -> str:
+        """Text safe to send now (already redacted)."""
+        buffer = self._pending + text
+        cut = len(buffer) - LONGEST_MATCH
+        if cut <= 0:
+            self._pending = buffer
+            return ""
+        matches = self._detector.find(buffer)
+        for m in matches:
+            if m.start < cut < m.end:
+                cut = m.end  # send a complete match whole rather than split it
+        head, self._pending = buffer[:cut], buffer[cut:]
+        redacted, kinds = self._detector.redact(head)
+        self.found.extend(kinds)
+        return redacted
+
+    def flush(self) -> str:
+        """Everything held back, redacted: at the end of the text."""
+        redacted, kinds = self._detector.redact(self._pending)
+        self._pending = ""
+        self.found.extend(kinds)
+        return redacted
