@@ -28,10 +28,8 @@ from typing import Generic, TypeVar, cast
 from gateway.config.runtime import Deployment, RuntimeConfig
 from gateway.context import ApiRequest, Attempt
 from gateway.errors import (
-    ContextLengthExceeded,
     GatewayError,
     ModelNotFound,
-    ServiceUnavailable,
     UpstreamFailure,
 )
 from gateway.providers import Providers
@@ -40,9 +38,10 @@ from gateway.routing.backoff import Backoff
 from gateway.routing.breakers import Breakers, BreakerSettings, BreakerTransition
 from gateway.routing.classify import Verdict, classify
 from gateway.routing.cooldowns import Cooldowns, InMemoryCooldowns
+from gateway.routing.outcome import Down, exhausted, with_attempts
 from gateway.routing.strategies import DeploymentStats, order
 from gateway.routing.streams import OpenStream, TrackedStream
-from gateway.routing.windows import ContextWindows, could_exceed, estimate_prompt_tokens
+from gateway.routing.windows import ContextWindows, TooLong, check_prompt
 
 T = TypeVar("T")
 log = logging.getLogger("lockgate.routing")
@@ -56,25 +55,6 @@ class Routed(Generic[T]):
     deployment: Deployment
     reply: T
     attempts: list[Attempt] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Down:
-    """Why a deployment could not be tried, and when it may be again (epoch seconds)."""
-
-    reason: str
-    until: float
-
-
-@dataclass(frozen=True, slots=True)
-class _TooLong:
-    """The prompt is estimated over some deployments' context windows."""
-
-    tokens: int
-    # Deployments whose window the prompt does not fit.
-    small: frozenset[str]
-    # Every deployment of the requested group is too small: go straight to the fallback.
-    skip_primary: bool
 
 
 class _SwitchChain(Exception):
@@ -154,7 +134,7 @@ class Router:
         self, request: ApiRequest, operation: Callable[[Provider, UpstreamCall], Awaitable[T]]
     ) -> Routed[T]:
         chain = self.chain(request.model)
-        down: dict[str, _Down] = {}
+        down: dict[str, Down] = {}
         switched: set[str] = set()
         too_long = self._prompt_tokens_over_window(request)
         if too_long is not None and too_long.skip_primary:
@@ -179,7 +159,7 @@ class Router:
                 request.decide(
                     "lockgate.fallback", from_group=group, to_group=chain[index], reason="exhausted"
                 )
-        raise self._exhausted(request, down, too_long)
+        raise exhausted(request, down, too_long)
 
     def _switch(
         self, request: ApiRequest, kind: str, group: str, switched: set[str], tokens: int | None
@@ -199,8 +179,8 @@ class Router:
         request: ApiRequest,
         group: str,
         operation: Callable[[Provider, UpstreamCall], Awaitable[T]],
-        down: dict[str, _Down],
-        too_long: _TooLong | None,
+        down: dict[str, Down],
+        too_long: TooLong | None,
         may_wait: bool,
     ) -> Routed[T] | None:
         loop = asyncio.get_running_loop()
@@ -264,7 +244,7 @@ class Router:
             return {}
 
     def _admit_first(
-        self, request: ApiRequest, candidates: Sequence[Deployment], down: dict[str, _Down]
+        self, request: ApiRequest, candidates: Sequence[Deployment], down: dict[str, Down]
     ) -> Deployment | None:
         """The first candidate whose breaker lets an attempt through; the others are noted as down."""
         for deployment in candidates:
@@ -280,9 +260,9 @@ class Router:
         return None
 
     def _skip(
-        self, request: ApiRequest, down: dict[str, _Down], deployment_id: str, reason: str, until: float
+        self, request: ApiRequest, down: dict[str, Down], deployment_id: str, reason: str, until: float
     ) -> None:
-        down[deployment_id] = _Down(reason, until)
+        down[deployment_id] = Down(reason, until)
         request.decide(
             "lockgate.skipped",
             deployment=deployment_id,
@@ -379,9 +359,9 @@ class Router:
                 self._window_fallbacks if verdict.fallback == "context_window" else self._policy_fallbacks
             )
             if request.model in chains:
-                error = _with_attempts(failure.to_client_error(deployment.id), request.attempts)
+                error = with_attempts(failure.to_client_error(deployment.id), request.attempts)
                 raise _SwitchChain(verdict.fallback, error)
-        raise _with_attempts(failure.to_client_error(deployment.id), request.attempts) from None
+        raise with_attempts(failure.to_client_error(deployment.id), request.attempts) from None
 
     async def _failed(
         self,
@@ -456,63 +436,12 @@ class Router:
 
     # ------------------------------------------------------------------ context windows
 
-    def _prompt_tokens_over_window(self, request: ApiRequest) -> _TooLong | None:
-        """(estimated tokens, deployments whose window is too small) when the prompt is too long for some."""
+    def _prompt_tokens_over_window(self, request: ApiRequest) -> TooLong | None:
+        """Which deployments the prompt is too long for, if any (only where a fallback can take it)."""
         if request.model not in self._window_fallbacks or request.operation != "chat":
             return None
         chain = [request.model, *self._window_fallbacks[request.model]]
-        windows = self._windows
-        sized = [(d.id, w) for g in chain for d in self._groups[g].deployments if (w := windows.get(d.id))]
-        if not any(could_exceed(request.raw, w) for _, w in sized):
-            return None
-        tokens = estimate_prompt_tokens(request.body)
-        small = frozenset(i for i, w in sized if tokens > w)
-        if not small:
-            return None
-        skip_primary = all(d.id in small for d in self._groups[request.model].deployments)
-        return _TooLong(tokens, small, skip_primary)
-
-    # ------------------------------------------------------------------ the end
-
-    def _exhausted(
-        self, request: ApiRequest, down: dict[str, _Down], too_long: _TooLong | None
-    ) -> GatewayError:
-        attempts = request.attempts
-        if attempts:
-            last = attempts[-1]
-            assert last.failure is not None
-            tried = ", ".join(
-                f"{a.deployment.id} ({classify(a.failure).reason if a.failure else 'ok'})" for a in attempts
-            )
-            error = last.failure.to_client_error(last.deployment.id)
-            unavailable = f" Unavailable: {_describe(down)}." if down else ""
-            error.message = f"All {len(attempts)} attempts for '{request.model}' failed [{tried}].{unavailable} Last: {error.message}"
-            return _with_attempts(error, attempts)
-        if down:
-            soonest = max(0.001, min(d.until for d in down.values()) - time.time())
-            request.decide("lockgate.unavailable", deployments=len(down), retry_after_s=round(soonest, 3))
-            return _with_attempts(
-                ServiceUnavailable(
-                    f"Every deployment that can serve '{request.model}' is unavailable: {_describe(down)}."
-                    " Retry after the time in the retry-after header.",
-                    retry_after=soonest,
-                ),
-                attempts,
-            )
-        if too_long is not None:
-            return ContextLengthExceeded(
-                f"The prompt (about {too_long.tokens} tokens) is longer than the context window of every model"
-                f" '{request.model}' can fall back to.",
-                param="messages",
-            )
-        return ServiceUnavailable(
-            f"No deployment of '{request.model}' could be tried before the request's deadline."
-        )
-
-
-def _describe(down: dict[str, _Down]) -> str:
-    now = time.time()
-    return "; ".join(f"{i}: {d.reason}, for {max(0.0, d.until - now):.1f}s" for i, d in down.items())
+        return check_prompt(self._windows, self._groups, chain, request.raw, request.body)
 
 
 async def _chat(provider: Provider, call: UpstreamCall) -> JsonReply:
@@ -535,8 +464,3 @@ async def _open_stream(provider: Provider, call: UpstreamCall) -> OpenStream:
         await reply.aclose()
         raise
     return OpenStream(first, events, reply)
-
-
-def _with_attempts(error: GatewayError, attempts: list[Attempt]) -> GatewayError:
-    error.headers["x-lockgate-attempts"] = str(len(attempts))
-    return error

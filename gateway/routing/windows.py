@@ -13,13 +13,14 @@ which the router also turns into the context-window fallback.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from gateway.config.runtime import Deployment
+from gateway.config.runtime import Deployment, ModelGroup
 
 MAP_FILE = "model_prices_and_context_window_backup.json"
 _CHARS_PER_TOKEN = 4
@@ -92,3 +93,32 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     chars += len(part["text"])
     return chars // _CHARS_PER_TOKEN
+
+
+@dataclass(frozen=True, slots=True)
+class TooLong:
+    """The prompt is estimated over some deployments' context windows."""
+
+    tokens: int
+    # Deployments whose window the prompt does not fit.
+    small: frozenset[str]
+    # Every deployment of the chain's first group is too small: go straight to the fallback.
+    skip_primary: bool
+
+
+def check_prompt(
+    windows: ContextWindows,
+    groups: Mapping[str, ModelGroup],
+    chain: Sequence[str],
+    raw: bytes,
+    body: dict[str, Any],
+) -> TooLong | None:
+    """Which deployments of the chain's groups the prompt is too long for, if any."""
+    sized = [(d.id, w) for g in chain for d in groups[g].deployments if (w := windows.get(d.id))]
+    if not any(could_exceed(raw, w) for _, w in sized):
+        return None
+    tokens = estimate_prompt_tokens(body)
+    small = frozenset(i for i, w in sized if tokens > w)
+    if not small:
+        return None
+    return TooLong(tokens, small, all(d.id in small for d in groups[chain[0]].deployments))

@@ -1,0 +1,71 @@
+"""What the client gets when nothing in the chain could serve the request.
+
+After attempts: the last failure, as the client's error, with every attempt and every deployment
+found down named in the message. Without any attempt: an immediate 503 whose `retry-after` is the
+soonest reopening among the deployments that were down, and a message naming each and why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from gateway.context import ApiRequest, Attempt
+from gateway.errors import ContextLengthExceeded, GatewayError, ServiceUnavailable
+from gateway.routing.classify import classify
+from gateway.routing.windows import TooLong
+
+
+@dataclass(slots=True)
+class Down:
+    """Why a deployment could not be tried, and when it may be again (epoch seconds)."""
+
+    reason: str
+    until: float
+
+
+def exhausted(request: ApiRequest, down: dict[str, Down], too_long: TooLong | None) -> GatewayError:
+    attempts = request.attempts
+    if attempts:
+        last = attempts[-1]
+        assert last.failure is not None
+        tried = ", ".join(
+            f"{a.deployment.id} ({classify(a.failure).reason if a.failure else 'ok'})" for a in attempts
+        )
+        error = last.failure.to_client_error(last.deployment.id)
+        unavailable = f" Unavailable: {describe(down)}." if down else ""
+        error.message = (
+            f"All {len(attempts)} attempts for '{request.model}' failed [{tried}].{unavailable}"
+            f" Last: {error.message}"
+        )
+        return with_attempts(error, attempts)
+    if down:
+        soonest = max(0.001, min(d.until for d in down.values()) - time.time())
+        request.decide("lockgate.unavailable", deployments=len(down), retry_after_s=round(soonest, 3))
+        return with_attempts(
+            ServiceUnavailable(
+                f"Every deployment that can serve '{request.model}' is unavailable: {describe(down)}."
+                " Retry after the time in the retry-after header.",
+                retry_after=soonest,
+            ),
+            attempts,
+        )
+    if too_long is not None:
+        return ContextLengthExceeded(
+            f"The prompt (about {too_long.tokens} tokens) is longer than the context window of every model"
+            f" '{request.model}' can fall back to.",
+            param="messages",
+        )
+    return ServiceUnavailable(
+        f"No deployment of '{request.model}' could be tried before the request's deadline."
+    )
+
+
+def describe(down: dict[str, Down]) -> str:
+    now = time.time()
+    return "; ".join(f"{i}: {d.reason}, for {max(0.0, d.until - now):.1f}s" for i, d in down.items())
+
+
+def with_attempts(error: GatewayError, attempts: list[Attempt]) -> GatewayError:
+    error.headers["x-lockgate-attempts"] = str(len(attempts))
+    return error
