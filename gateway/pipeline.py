@@ -10,7 +10,7 @@ Every stage records what it decided on the `ApiRequest`; the telemetry layer tur
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -27,10 +27,39 @@ from gateway.routing.router import OpenStream, Routed, Router
 T = TypeVar("T")
 
 
+async def _nothing_to_close() -> None:
+    return None
+
+
 @dataclass(slots=True)
 class StreamResult:
     routed: Routed[OpenStream] | Routed[None]
     events: AsyncIterator[bytes]
+    # Releases the upstream and settles the budget; idempotent. The response calls it when it ends,
+    # so a client that leaves before the first event is relayed still frees what the stream holds.
+    close: Callable[[], Awaitable[None]] = _nothing_to_close
+
+
+class _StreamEnd:
+    """Runs a served stream's cleanup exactly once, from whichever side ends first."""
+
+    __slots__ = ("_budgets", "_done", "_hold", "_request", "_routed")
+
+    def __init__(self, routed: Routed[OpenStream], request: ApiRequest, budgets: BudgetGate | None, hold: Hold | None):
+        self._routed, self._request, self._budgets, self._hold = routed, request, budgets, hold
+        self._done = False
+
+    async def __call__(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        stream = self._routed.reply
+        await stream.reply.aclose()
+        if self._budgets is not None and self._hold is not None:
+            # Settle what was used (a cut stream without usage: the reservation). Shielded so a
+            # client that hangs up cannot cancel the settlement half way.
+            settle = self._budgets.settle(self._request, self._hold, self._routed.deployment, stream.summary.usage)
+            await asyncio.shield(asyncio.ensure_future(settle))
 
 
 class Pipeline:
@@ -107,16 +136,17 @@ class Pipeline:
         except BaseException:
             await self._settle(request, hold, None)
             raise
-        events = self._relay(routed, request, hold)
+        end = _StreamEnd(routed, request, self._budgets, hold)
+        events = self._relay(routed, end)
         if self._policies is not None:
             events = self._policies.filter_stream(request, events, routed.deployment.id)
-        return StreamResult(routed, events)
+        return StreamResult(routed, events, end)
 
     def _answered(self, request: ApiRequest, reply: T) -> Routed[T]:
         """A request the policies answered without a model call (a held response, a pause): 0 attempts."""
         return Routed(self._router.primary(request.model), reply, [])
 
-    async def _relay(self, routed: Routed[OpenStream], request: ApiRequest, hold: Hold | None) -> AsyncIterator[bytes]:
+    async def _relay(self, routed: Routed[OpenStream], end: _StreamEnd) -> AsyncIterator[bytes]:
         """The client's events. Past the first byte a failure is an error event, never a clean end."""
         stream = routed.reply
         try:
@@ -127,9 +157,4 @@ class Pipeline:
             routed.attempts[-1].failure = failure  # recorded for the trace: the served attempt broke
             yield stream_error_event(failure.to_client_error(routed.deployment.id))
         finally:
-            await stream.reply.aclose()
-            if self._budgets is not None and hold is not None:
-                # Settle what was used (a cut stream without usage: the reservation). Shielded so a
-                # client that hangs up cannot cancel the settlement half way.
-                settle = self._budgets.settle(request, hold, routed.deployment, stream.summary.usage)
-                await asyncio.shield(asyncio.ensure_future(settle))
+            await end()

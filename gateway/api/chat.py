@@ -58,7 +58,7 @@ class ChatApi:
         result = await self._pipeline.chat_stream(api_request)
         headers = {**SSE_HEADERS, **routed_headers(result.routed)}
         # Not Starlette's StreamingResponse: see gateway/api/streaming.py for why (measured).
-        return EventStreamResponse(result.events, headers)
+        return EventStreamResponse(result.events, headers, on_close=result.close)
 
 
 def _str(value: object) -> str | None:

@@ -11,7 +11,7 @@ closed, which closes the upstream connection so an abandoned stream stops costin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -20,8 +20,15 @@ from starlette.types import Receive, Scope, Send
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        events: AsyncIterator[bytes],
+        headers: Mapping[str, str] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.events = events
+        # Runs last, even when the events iterator never started (a client gone before the first byte).
+        self.on_close = on_close
         self.status_code = 200
         self.background = None
         self.init_headers(headers)
@@ -51,8 +58,12 @@ class EventStreamResponse(Response):
             state.finished = True
             watcher.cancel()
             aclose = getattr(self.events, "aclose", None)
-            if aclose is not None:
-                await aclose()  # runs the relay's `finally`: the upstream response is closed
+            try:
+                if aclose is not None:
+                    await aclose()  # runs the relay's `finally`: the upstream response is closed
+            finally:
+                if self.on_close is not None:
+                    await self.on_close()
 
 
 class _Watch:
