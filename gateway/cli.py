@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -80,27 +81,51 @@ def demo(
     port: Annotated[int, typer.Option(help="Port to serve the demo on.")] = 4000,
 ) -> None:
     """Run the gateway with the built-in fake provider: no key, no network."""
-    path = Path(str(resources.files("gateway.config").joinpath("demo.yaml")))
+    # The demo's state (budgets, holds) lives in a fresh temp directory, never in the caller's cwd.
+    workdir = Path(tempfile.mkdtemp(prefix="lockgate-demo-"))
+    path = workdir / "lockgate.yaml"
+    template = resources.files("gateway.config").joinpath("demo.yaml").read_text(encoding="utf-8")
+    path.write_text(template + f"\nstore: sqlite:///{workdir / 'lockgate.db'}\n", encoding="utf-8")
     base = f"http://127.0.0.1:{port}"
-    out.print(
-        f"""[bold]Lockgate demo[/] on {base}: every model is the built-in fake provider.
-
-Models: gpt-4o-mini, flaky-model (fails half its calls; the router retries), down-model (falls back
-to gpt-4o-mini), slow-model (streams slowly), text-embedding-3-small.
-
-Try it with curl:
-  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer lockgate-demo-key' \\
-    -H 'Content-Type: application/json' \\
-    -d '{{"model": "down-model", "messages": [{{"role": "user", "content": "hello"}}]}}' -i
-
-Or with the openai SDK:
-  from openai import OpenAI
-  client = OpenAI(base_url="{base}/v1", api_key="lockgate-demo-key")
-  reply = client.chat.completions.create(model="flaky-model", messages=[{{"role": "user", "content": "hi"}}])
-  print(reply.choices[0].message.content)
-"""
-    )
+    out.print(DEMO_GUIDE.format(base=base, config=path), markup=False, highlight=False)
     _run(path, "127.0.0.1", port, 1, "info")
+
+
+DEMO_GUIDE = """Lockgate demo on {base}: every model is the built-in fake provider (config: {config}).
+
+Models: gpt-4o-mini, flaky-model (fails half its calls; the router moves on), down-model (falls
+back to gpt-4o-mini), slow-model (streams slowly), text-embedding-3-small.
+
+1. A call that falls back (see x-lockgate-deployment and x-lockgate-attempts):
+  curl -si {base}/v1/chat/completions -H 'Authorization: Bearer lockgate-demo-key' \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"model": "down-model", "messages": [{{"role": "user", "content": "hello"}}]}}'
+
+2. PII never reaches the model (the fake model repeats what it received):
+  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer lockgate-demo-key' \\
+    -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "mail me at jane@example.com"}}]}}'
+
+3. A budget: the key 'capped' may spend one fake cent; this loop ends in 429 budget_exceeded:
+  for i in $(seq 40); do curl -s -o /dev/null -w '%{{http_code}} ' {base}/v1/chat/completions \\
+    -H 'Authorization: Bearer lockgate-capped-key' \\
+    -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "hi"}}]}}'; done
+
+4. A tool call held for a human: this waits until you decide in another terminal.
+python - <<'PY'
+from openai import OpenAI
+client = OpenAI(base_url="{base}/v1", api_key="lockgate-demo-key")
+tool = {{"type": "function", "function": {{"name": "send_payment", "parameters": {{"type": "object",
+        "properties": {{"to": {{"type": "string"}}, "amount": {{"type": "number"}}}}, "required": ["to", "amount"]}}}}}}
+reply = client.chat.completions.create(model="gpt-4o-mini", tools=[tool],
+        messages=[{{"role": "user", "content": "pay Bob"}}], extra_headers={{"x-lockgate-session-id": "demo-2"}})
+print(reply.choices[0].message)
+PY
+  Then: lockgate approvals list --master-key lockgate-demo-key --url {base}
+        lockgate approvals approve <id> --master-key lockgate-demo-key --url {base}   (or deny <id> --reason "...")
+
+5. Traces: start the demo with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to send one trace
+   per request to a collector or Jaeger (deploy/docker-compose.yml runs both). Metrics: {base}/metrics
+"""
 
 
 def _print_problems(path: Path, exc: ConfigError) -> None:

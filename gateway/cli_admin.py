@@ -68,7 +68,10 @@ def _parse_budget(text: str) -> dict[str, Any]:
 
 
 def _key_table(keys: list[dict[str, Any]]) -> Table:
-    table = Table("id", "name", "team", "user", "models", "budgets", "rpm", "tpm", "expires", "status")
+    table = Table()
+    table.add_column("id", no_wrap=True)  # copied into `keys revoke`: never truncated
+    for column in ("name", "team", "user", "models", "budgets", "rpm", "tpm", "expires", "status"):
+        table.add_column(column)
     for k in keys:
         table.add_row(
             k["id"], k["name"], k.get("team") or "-", k.get("user") or "-", ", ".join(k.get("models") or ()) or "all",

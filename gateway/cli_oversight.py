@@ -72,7 +72,11 @@ def list_(
     if as_json:
         out.print_json(json.dumps(data))
         return
-    table = Table("id", "status", "key", "session", "tools", "why")
+    table = Table()
+    # The id is what a reviewer copies into `approve`/`deny`: it is never truncated.
+    table.add_column("id", no_wrap=True, min_width=22)
+    for column in ("status", "key", "session", "tools", "why"):
+        table.add_column(column)
     for a in data:
         pending = [c for c in a["calls"] if c.get("rule")]
         table.add_row(a["id"], a["status"], a["key"], a.get("session_id") or "-",
