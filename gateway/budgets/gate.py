@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.budgets.periods import describe_reset
+from gateway.budgets.periods import WindowCache, describe_reset
 from gateway.budgets.pricing import MICROS, PriceBook
 from gateway.budgets.ratelimits import RateCharge, rate_charges, refusal_headers
 from gateway.budgets.scopes import TOKENS, USD, ScopedCharge, budget_charges, key_identity
@@ -67,6 +67,7 @@ class BudgetGate:
         self._prices = prices
         self._on_settled = on_settled
         self._on_refused = on_refused
+        self._windows = WindowCache()
 
     # ---- estimate
 
@@ -100,7 +101,7 @@ class BudgetGate:
         now = time.time()
         user = principal.user or request.user
         cost, tokens = self.estimate(request)
-        budgets = budget_charges(self._budgets, principal, user, request.session_id, cost, tokens, now)
+        budgets = budget_charges(self._budgets, principal, user, request.session_id, cost, tokens, now, self._windows)
         rate_limit = principal.rate_limit or (
             self._rate_config.default if not principal.is_master and _any(self._rate_config.default) else None
         )
@@ -111,6 +112,8 @@ class BudgetGate:
                                     ("session", request.session_id), ("model", request.model)) if v},
         )
         if not budgets and not rates:
+            if not self._budgets.record_spend:
+                return None  # nothing to enforce or record: no store round trip at all
             hold.ledger_only = True  # nothing to enforce: no round trip now, the spend is recorded at settle
             return hold
         charges = [b.charge for b in budgets] + [r.charge for r in rates]

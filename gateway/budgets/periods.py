@@ -10,6 +10,33 @@ from gateway.config.governance import Period
 GRACE_SECONDS = 40 * 86400
 
 
+class WindowCache:
+    """The current window per period, recomputed only when it ends (datetime work off the hot path)."""
+
+    def __init__(self) -> None:
+        self._current: dict[str, tuple[float, float, str]] = {}
+
+    def window(self, period: Period, now: float) -> tuple[str, float | None]:
+        if period == "total":
+            return "total", None
+        cached = self._current.get(period)
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached[2], cached[1]
+        label, reset = window(period, now)
+        assert reset is not None
+        self._current[period] = (_start(period, now), reset, label)
+        return label, reset
+
+
+def _start(period: Period, now: float) -> float:
+    at = datetime.fromtimestamp(now, tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "weekly":
+        at -= timedelta(days=at.weekday())
+    elif period == "monthly":
+        at = at.replace(day=1)
+    return at.timestamp()
+
+
 def window(period: Period, now: float) -> tuple[str, float | None]:
     """(label, reset time in epoch seconds or None for 'total')."""
     at = datetime.fromtimestamp(now, tz=UTC)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.budgets.periods import GRACE_SECONDS, window
+from gateway.budgets.periods import GRACE_SECONDS, WindowCache
 from gateway.budgets.pricing import MICROS
 from gateway.config.governance import BudgetLimit, BudgetsSection
 from gateway.config.runtime import Principal
@@ -65,10 +65,11 @@ def budget_charges(
     cost_micros: int,
     tokens: int,
     now: float,
+    windows: WindowCache,
 ) -> list[ScopedCharge]:
     out = []
     for kind, scope_id, limit in scopes_for(config, principal, user, session, now):
-        label, reset_at = window(limit.period, now)
+        label, reset_at = windows.window(limit.period, now)
         scope = Scope(kind, scope_id, limit, label, reset_at)
         expires = None if reset_at is None else reset_at + GRACE_SECONDS
         base = f"b:{kind}:{scope_id}:{limit.period}:{label}"

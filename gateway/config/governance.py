@@ -74,6 +74,9 @@ class AlertsSection(_Strict):
 
 class BudgetsSection(_Strict):
     on_store_error: FailureMode = "closed"
+    # Record every request's spend in the ledger (for reports) even when no budget applies to it:
+    # one store write after such a call. False: requests without budgets or limits never touch the store.
+    record_spend: bool = True
     # Seconds after which an unsettled reservation expires and is charged by the sweeper.
     reservation_ttl: float = Field(default=900.0, gt=0)
     global_: list[BudgetLimit] = Field(default=[], alias="global")

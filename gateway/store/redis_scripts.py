@@ -7,88 +7,106 @@ key prefix (ARGV) at settle time, so these scripts assume one Redis node, not a 
 
 from __future__ import annotations
 
-# KEYS: counter keys (n of them), reservation key, expiry index.
-# ARGV: n, reservation id, expires_at, charges json, meta json or '', then per charge: amount, limit
-# (-1: none), counter expiry in ms (0: none).
-# Returns {ok, refused index (1-based, 0 if ok), used1, reserved1, used2, reserved2, ...}.
-RESERVE = """
-local n = tonumber(ARGV[1])
-local rkey, rexp = KEYS[n + 1], KEYS[n + 2]
-local used, res = {}, {}
-for i = 1, n do
-  local v = redis.call('HMGET', KEYS[i], 'u', 'r')
-  used[i] = tonumber(v[1] or '0')
-  res[i] = tonumber(v[2] or '0')
-end
-local function states(ok, idx)
+# Reservations and settlements are group-committed: concurrent calls of one process share one
+# script call (see redis_store.GroupCommit), each item still all-or-nothing on its own.
+#
+# ARGV[1]: JSON array of reservations {id, exp, meta, cj, ch} where `cj` is the charges JSON stored for
+# settlement and `ch` is [[counter, amount, limit (-1: none), counter expiry ms (0: none)], ...].
+# ARGV[2]: key prefix. Returns one {ok, refused index (1-based, 0 if ok), used1, reserved1, ...} per item.
+RESERVE_MANY = """
+local items = cjson.decode(ARGV[1])
+local p = ARGV[2]
+local results = {}
+for k, item in ipairs(items) do
+  local ch = item.ch
+  local n = #ch
+  local used, res = {}, {}
+  for i = 1, n do
+    local v = redis.call('HMGET', p .. 'c:' .. ch[i][1], 'u', 'r')
+    used[i] = tonumber(v[1] or '0')
+    res[i] = tonumber(v[2] or '0')
+  end
+  local ok, idx = 1, 0
+  local rkey = p .. 'r:' .. item.id
+  if redis.call('EXISTS', rkey) == 0 then
+    for i = 1, n do
+      local limit = ch[i][3]
+      if limit >= 0 and used[i] + res[i] + ch[i][2] > limit then
+        ok, idx = 0, i
+        break
+      end
+    end
+    if ok == 1 then
+      for i = 1, n do
+        local key = p .. 'c:' .. ch[i][1]
+        res[i] = redis.call('HINCRBY', key, 'r', string.format('%d', ch[i][2]))
+        if ch[i][4] > 0 then redis.call('PEXPIREAT', key, string.format('%d', ch[i][4])) end
+      end
+      redis.call('HSET', rkey, 'c', item.cj, 'm', item.meta)
+      redis.call('ZADD', p .. 'rexp', item.exp, item.id)
+    end
+  end
   local out = {ok, idx}
   for i = 1, n do
     out[#out + 1] = used[i]
     out[#out + 1] = res[i]
   end
-  return out
+  results[k] = out
 end
-if redis.call('EXISTS', rkey) == 1 then return states(1, 0) end
-for i = 1, n do
-  local base = 5 + (i - 1) * 3
-  local amount, limit = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
-  if limit >= 0 and used[i] + res[i] + amount > limit then return states(0, i) end
-end
-for i = 1, n do
-  local base = 5 + (i - 1) * 3
-  local amount, exp_ms = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3])
-  res[i] = redis.call('HINCRBY', KEYS[i], 'r', string.format('%d', amount))
-  if used[i] == 0 then redis.call('HSETNX', KEYS[i], 'u', '0') end
-  if exp_ms > 0 then redis.call('PEXPIREAT', KEYS[i], string.format('%d', exp_ms)) end
-end
-redis.call('HSET', rkey, 'c', ARGV[4], 'm', ARGV[5])
-redis.call('ZADD', rexp, ARGV[3], ARGV[2])
-return states(1, 0)
+return results
 """
 
-# KEYS: reservation key, expiry index, ledger.
-# ARGV: actual amounts json ({unit: amount}), swept ('1' charges reserved amounts), now,
-# counter key prefix, reservation id.
-# Returns {settled, name1, used1, reserved1, charged1, ...}.
-SETTLE = """
-local data = redis.call('HMGET', KEYS[1], 'c', 'm')
-if not data[1] then return {0} end
-local charges = cjson.decode(data[1])
-local actual = cjson.decode(ARGV[1])
-local swept = ARGV[2] == '1'
-local out = {1}
-local units, charged = {}, {}
-for _, c in ipairs(charges) do
-  local name, amount, unit, expires = c[1], c[2], c[3], c[5]
-  local a = amount
-  if not swept and actual[unit] ~= nil then a = actual[unit] end
-  local key = ARGV[4] .. name
-  local u = redis.call('HINCRBY', key, 'u', string.format('%d', a))
-  local r = redis.call('HINCRBY', key, 'r', string.format('%d', -amount))
-  if r < 0 then
-    redis.call('HSET', key, 'r', '0')
-    r = 0
-  end
-  if type(expires) == 'number' then
-    redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
-  end
-  out[#out + 1] = name
-  out[#out + 1] = u
-  out[#out + 1] = r
-  out[#out + 1] = a
-  if charged[unit] == nil then
-    charged[unit] = a
-    units[#units + 1] = cjson.encode(unit) .. ':' .. string.format('%d', a)
+# ARGV[1]: JSON array of [reservation id, {unit: actual amount}, swept (1: charge reserved amounts),
+# now (a string, so the ledger keeps the caller's exact time)]. ARGV[2]: key prefix.
+# Returns one {settled, name1, used1, reserved1, charged1, ...} per item.
+SETTLE_MANY = """
+local items = cjson.decode(ARGV[1])
+local p = ARGV[2]
+local results = {}
+for k, item in ipairs(items) do
+  local id, actual, swept, now = item[1], item[2], item[3] == 1, item[4]
+  local rkey = p .. 'r:' .. id
+  local data = redis.call('HMGET', rkey, 'c', 'm')
+  if not data[1] then
+    results[k] = {0}
+  else
+    local charges = cjson.decode(data[1])
+    local out = {1}
+    local units, charged = {}, {}
+    for _, c in ipairs(charges) do
+      local name, amount, unit, expires = c[1], c[2], c[3], c[5]
+      local a = amount
+      if not swept and actual[unit] ~= nil then a = actual[unit] end
+      local key = p .. 'c:' .. name
+      local u = redis.call('HINCRBY', key, 'u', string.format('%d', a))
+      local r = redis.call('HINCRBY', key, 'r', string.format('%d', -amount))
+      if r < 0 then
+        redis.call('HSET', key, 'r', '0')
+        r = 0
+      end
+      if type(expires) == 'number' then
+        redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
+      end
+      out[#out + 1] = name
+      out[#out + 1] = u
+      out[#out + 1] = r
+      out[#out + 1] = a
+      if charged[unit] == nil then
+        charged[unit] = a
+        units[#units + 1] = cjson.encode(unit) .. ':' .. string.format('%d', a)
+      end
+    end
+    redis.call('DEL', rkey)
+    redis.call('ZREM', p .. 'rexp', id)
+    if data[2] and data[2] ~= '' then
+      local entry = '{"ts":' .. now .. ',"id":' .. cjson.encode(id) .. ',"meta":' .. data[2]
+        .. ',"charged":{' .. table.concat(units, ',') .. '},"swept":' .. (swept and 'true' or 'false') .. '}'
+      redis.call('ZADD', p .. 'ledger', now, entry)
+    end
+    results[k] = out
   end
 end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[5])
-if data[2] and data[2] ~= '' then
-  local entry = '{"ts":' .. ARGV[3] .. ',"id":' .. cjson.encode(ARGV[5]) .. ',"meta":' .. data[2]
-    .. ',"charged":{' .. table.concat(units, ',') .. '},"swept":' .. (swept and 'true' or 'false') .. '}'
-  redis.call('ZADD', KEYS[3], ARGV[3], entry)
-end
-return out
+return results
 """
 
 # KEYS: document key, namespace index. ARGV: expected version ('' none), value, now, expires_at

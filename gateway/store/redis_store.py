@@ -32,6 +32,7 @@ from gateway.store.base import (
     VersionConflict,
 )
 from gateway.store.chain import GENESIS, entry_hash
+from gateway.store.group_commit import GroupCommit
 
 T = TypeVar("T")
 _AUDIT_RETRIES = 100
@@ -53,8 +54,11 @@ class RedisStore:
             health_check_interval=30,
             max_connections=256,
         )
-        self._reserve: Any = self._client.register_script(lua.RESERVE)
-        self._settle: Any = self._client.register_script(lua.SETTLE)
+        self._reserve_many: Any = self._client.register_script(lua.RESERVE_MANY)
+        self._settle_many: Any = self._client.register_script(lua.SETTLE_MANY)
+        # Reservations and settlements of concurrent requests share one script call each way.
+        self._reservations: GroupCommit[bytes, list[Any]] = GroupCommit(self._run_reserves)
+        self._settlements: GroupCommit[bytes, list[Any]] = GroupCommit(self._run_settles)
         self._doc_put: Any = self._client.register_script(lua.DOC_PUT)
         self._doc_delete: Any = self._client.register_script(lua.DOC_DELETE)
         self._audit_append: Any = self._client.register_script(lua.AUDIT_APPEND)
@@ -147,6 +151,14 @@ class RedisStore:
 
     # ---- counters
 
+    async def _run_reserves(self, items: list[bytes]) -> list[list[Any]]:
+        args = [b"[" + b",".join(items) + b"]", self._prefix]
+        return list(await self._call(lambda: self._reserve_many(keys=[], args=args)))
+
+    async def _run_settles(self, items: list[bytes]) -> list[list[Any]]:
+        args = [b"[" + b",".join(items) + b"]", self._prefix]
+        return list(await self._call(lambda: self._settle_many(keys=[], args=args)))
+
     async def reserve(
         self,
         reservation_id: str,
@@ -155,14 +167,16 @@ class RedisStore:
         expires_at: float,
         meta: JsonDict | None = None,
     ) -> ReserveResult:
-        keys = [self._k("c", c.counter) for c in charges] + [self._k("r", reservation_id), self._k("rexp")]
-        charges_json = orjson.dumps([[c.counter, c.amount, c.unit, c.limit, c.expires_at] for c in charges])
-        args: list[Any] = [len(charges), reservation_id, repr(expires_at), charges_json,
-                           orjson.dumps(meta) if meta else ""]
-        for c in charges:
-            args += [c.amount, -1 if c.limit is None else c.limit,
-                     0 if c.expires_at is None else int(c.expires_at * 1000)]
-        out = await self._call(lambda: self._reserve(keys=keys, args=args))
+        item = orjson.dumps({
+            "id": reservation_id,
+            "exp": expires_at,
+            "meta": orjson.dumps(meta).decode() if meta else "",
+            # Stored as is for settlement (kept as a string so large integers never pass through a float).
+            "cj": orjson.dumps([[c.counter, c.amount, c.unit, c.limit, c.expires_at] for c in charges]).decode(),
+            "ch": [[c.counter, c.amount, -1 if c.limit is None else c.limit,
+                    0 if c.expires_at is None else int(c.expires_at * 1000)] for c in charges],
+        })
+        out = await self._reservations.submit(item)
         states = tuple(
             CounterState(c.counter, int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i, c in enumerate(charges)
         )
@@ -171,10 +185,8 @@ class RedisStore:
         return ReserveResult(False, states, int(out[1]) - 1)
 
     async def _settle_one(self, reservation_id: str, actual: Mapping[str, int] | None, now: float) -> SettleResult:
-        keys = [self._k("r", reservation_id), self._k("rexp"), self._k("ledger")]
-        args = [orjson.dumps(dict(actual or {})), "1" if actual is None else "0", repr(now),
-                self._k("c", ""), reservation_id]
-        out = await self._call(lambda: self._settle(keys=keys, args=args))
+        item = orjson.dumps([reservation_id, dict(actual or {}), 1 if actual is None else 0, repr(now)])
+        out = await self._settlements.submit(item)
         if out[0] != 1:
             return SettleResult(False)
         states, charged = [], []

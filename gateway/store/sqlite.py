@@ -30,8 +30,10 @@ from gateway.store.base import (
     VersionConflict,
 )
 from gateway.store.chain import GENESIS, entry_hash
+from gateway.store.group_commit import GroupCommit
 
 T = TypeVar("T")
+_ReserveArgs = tuple[str, tuple[Charge, ...], float, float, JsonDict | None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -62,6 +64,9 @@ class SqliteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-sqlite")
         self._db: sqlite3.Connection | None = None
         self._closed = False
+        # Concurrent reservations (and settlements) share one transaction on the store's thread.
+        self._reserves: GroupCommit[_ReserveArgs, ReserveResult] = GroupCommit(self._run_reserves)
+        self._settles: GroupCommit[tuple[str, dict[str, int], float], SettleResult] = GroupCommit(self._run_settles)
 
     # ---- plumbing
 
@@ -194,6 +199,39 @@ class SqliteStore:
             return 0, 0
         return row[0], row[1]
 
+    def _reserve_tx(
+        self,
+        db: sqlite3.Connection,
+        reservation_id: str,
+        charges: Sequence[Charge],
+        now: float,
+        expires_at: float,
+        meta: JsonDict | None,
+    ) -> ReserveResult:
+        current = [self._counter(db, c.counter, now) for c in charges]
+        if db.execute("SELECT 1 FROM reservations WHERE id=?", (reservation_id,)).fetchone():
+            states = tuple(CounterState(c.counter, u, r) for c, (u, r) in zip(charges, current, strict=True))
+            return ReserveResult(True, states)
+        for i, (charge, (used, reserved)) in enumerate(zip(charges, current, strict=True)):
+            if charge.limit is not None and used + reserved + charge.amount > charge.limit:
+                states = tuple(CounterState(c.counter, u, r) for c, (u, r) in zip(charges, current, strict=True))
+                return ReserveResult(False, states, i)
+        states_after = []
+        for charge, (used, reserved) in zip(charges, current, strict=True):
+            db.execute(
+                "INSERT OR REPLACE INTO counters (name, used, reserved, expires_at) VALUES (?,?,?,?)",
+                (charge.counter, used, reserved + charge.amount, charge.expires_at),
+            )
+            states_after.append(CounterState(charge.counter, used, reserved + charge.amount))
+        db.execute(
+            "INSERT INTO reservations (id, charges, meta, expires_at) VALUES (?,?,?,?)",
+            (reservation_id, _dump_charges(charges), orjson.dumps(meta) if meta else None, expires_at),
+        )
+        return ReserveResult(True, tuple(states_after))
+
+    async def _run_reserves(self, items: list[_ReserveArgs]) -> list[ReserveResult]:
+        return await self._run(lambda db: [self._reserve_tx(db, *item) for item in items])
+
     async def reserve(
         self,
         reservation_id: str,
@@ -202,29 +240,7 @@ class SqliteStore:
         expires_at: float,
         meta: JsonDict | None = None,
     ) -> ReserveResult:
-        def reserve(db: sqlite3.Connection) -> ReserveResult:
-            current = [self._counter(db, c.counter, now) for c in charges]
-            if db.execute("SELECT 1 FROM reservations WHERE id=?", (reservation_id,)).fetchone():
-                states = tuple(CounterState(c.counter, u, r) for c, (u, r) in zip(charges, current))
-                return ReserveResult(True, states)
-            for i, (charge, (used, reserved)) in enumerate(zip(charges, current)):
-                if charge.limit is not None and used + reserved + charge.amount > charge.limit:
-                    states = tuple(CounterState(c.counter, u, r) for c, (u, r) in zip(charges, current))
-                    return ReserveResult(False, states, i)
-            states_after = []
-            for charge, (used, reserved) in zip(charges, current):
-                db.execute(
-                    "INSERT OR REPLACE INTO counters (name, used, reserved, expires_at) VALUES (?,?,?,?)",
-                    (charge.counter, used, reserved + charge.amount, charge.expires_at),
-                )
-                states_after.append(CounterState(charge.counter, used, reserved + charge.amount))
-            db.execute(
-                "INSERT INTO reservations (id, charges, meta, expires_at) VALUES (?,?,?,?)",
-                (reservation_id, _dump_charges(charges), orjson.dumps(meta) if meta else None, expires_at),
-            )
-            return ReserveResult(True, tuple(states_after))
-
-        return await self._run(reserve)
+        return await self._reserves.submit((reservation_id, tuple(charges), now, expires_at, meta))
 
     @classmethod
     def _settle(
@@ -256,8 +272,11 @@ class SqliteStore:
             )
         return SettleResult(True, tuple(states), tuple(charged_list))
 
+    async def _run_settles(self, items: list[tuple[str, dict[str, int], float]]) -> list[SettleResult]:
+        return await self._run(lambda db: [self._settle(db, rid, actual, now) for rid, actual, now in items])
+
     async def settle(self, reservation_id: str, actual: Mapping[str, int], now: float) -> SettleResult:
-        return await self._run(lambda db: self._settle(db, reservation_id, dict(actual), now))
+        return await self._settles.submit((reservation_id, dict(actual), now))
 
     async def sweep(self, now: float, limit: int = 100) -> int:
         def sweep(db: sqlite3.Connection) -> int:

@@ -102,7 +102,12 @@ def test_streams_settle_usage_and_a_cut_stream_charges_its_reservation(
     upstream.upstream.script(Fault(after_chunks=2, cut=True))
     with pytest.raises(openai.APIError):
         list(ask(client, stream=True, max_tokens=7))  # type: ignore[call-overload]
-    charged = [e.charged["usd_micros"] for e in asyncio.run(_ledger(store_url))]
+    # The cut stream is settled in the relay's `finally`, after the client already saw the error
+    # event: wait (bounded) for its ledger entry.
+    deadline = time.monotonic() + 10
+    while len(entries := asyncio.run(_ledger(store_url))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    charged = [e.charged["usd_micros"] for e in entries]
     # The whole stream: 5 tokens used. The cut one had no usage: its reservation (7 tokens) is charged.
     assert charged == [PER_CALL, 700]
 

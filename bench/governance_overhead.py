@@ -1,0 +1,165 @@
+"""Governance's cost in throughput: budgets and rate limits on (SQLite, Redis) against off, same run.
+
+Starts the loopback upstream as a process and one real gateway process (`python -m gateway serve`)
+per configuration, then drives each with the same closed-loop load (N concurrent clients, JSON chat
+with a static key), interleaving rounds so drift on a shared machine hits all alike. Reports
+requests/s and the gateway's CPU time per request, each as a ratio to "off", and for Redis the
+number of script calls (round trips, INFO commandstats `evalsha`) per request; Redis is shared, so
+other clients can only inflate it.
+
+Configurations:
+  off             no budgets, no limits, record_spend false: no store call at all
+  ledger          no budgets, no limits: one ledger write per request after the call (the default)
+  sqlite          global + team + key budgets and key rpm/tpm on SQLite: reserve + settle
+  redis           the same on Redis: one EVALSHA to reserve, one to settle
+
+    python bench/governance_overhead.py --seconds 3 --rounds 2 --concurrency 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import redis
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from telemetry_overhead import cpu_seconds, free_port, spawn, start, wait_listening, wait_ready
+
+MASTER = "sk-bench-master-0123456789"
+KEY = "sk-bench-governed-key-0123456789"
+REDIS = "redis://127.0.0.1:6379/0"
+GOVERNED = (
+    "budgets:\n"
+    "  global: [{limit_usd: 1000000, period: monthly}]\n"
+    "  teams: {bench: [{limit_usd: 1000000, period: daily, max_tokens: 100000000000}]}\n"
+)
+
+
+def config_text(upstream_url: str, store: str, governed: bool, record_spend: bool = True) -> str:
+    key_limits = ", budgets: [{limit_usd: 1000000, period: total}], rpm: 100000000, tpm: 100000000000" if governed else ""
+    text = (
+        "model_list:\n"
+        f"  - model_name: gpt-4o\n    litellm_params: {{model: openai/gpt-4o, api_base: '{upstream_url}', "
+        "api_key: sk-up-0123456789}\n"
+        f"general_settings: {{master_key: {MASTER}}}\n"
+        f"keys: [{{name: bench, key: {KEY}, team: bench{key_limits}}}]\n"
+        f"store: '{store}'\n"
+        "telemetry: {metrics: false}\n"
+    )
+    if governed:
+        text += GOVERNED
+    elif not record_spend:
+        text += "budgets: {record_spend: false}\n"
+    return text
+
+
+def _evalsha_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) + int(stats.get("cmdstat_eval", {}).get("calls", 0))
+
+
+async def load(port: int, seconds: float, concurrency: int) -> tuple[float, int]:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 50}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            async with session.post(url, json=body, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"status {response.status}: {(await response.read())[:300]!r}")
+            done += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        return done / (time.perf_counter() - started), done
+
+
+async def run(args: argparse.Namespace) -> None:
+    upstream_port = free_port()
+    helpers = [spawn(["gateway.testing.upstream", "--port", str(upstream_port)])]
+    await wait_listening(upstream_port)
+    upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
+    prefix = "lgbench-" + uuid.uuid4().hex
+    rclient = redis.Redis.from_url(REDIS)
+    processes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        configs = {
+            "off": config_text(upstream_url, sqlite, governed=False, record_spend=False),
+            "ledger": config_text(upstream_url, f"sqlite:///{Path(tmp) / 'ledger.db'}", governed=False),
+            "sqlite": config_text(upstream_url, sqlite, governed=True),
+            "redis": config_text(upstream_url, f"{REDIS}?prefix={prefix}", governed=True),
+        }
+        for name, text in configs.items():
+            path = Path(tmp) / f"{name}.yaml"
+            path.write_text(text)
+            processes[name] = start(path, {})
+        try:
+            for _, port in processes.values():
+                await wait_ready(port)
+            rates: dict[str, list[float]] = {name: [] for name in configs}
+            cpu: dict[str, list[float]] = {name: [] for name in configs}
+            redis_cmds: list[float] = []
+            for _, port in processes.values():  # warm-up (also loads the Lua scripts)
+                await load(port, min(1.0, args.seconds), args.concurrency)
+            for _ in range(args.rounds):
+                for name, (process, port) in processes.items():
+                    before = cpu_seconds(process.pid)
+                    commands = _evalsha_calls(rclient)
+                    rate, count = await load(port, args.seconds, args.concurrency)
+                    if name == "redis":
+                        redis_cmds.append((_evalsha_calls(rclient) - commands) / max(count, 1))
+                    rates[name].append(rate)
+                    cpu[name].append((cpu_seconds(process.pid) - before) / max(count, 1))
+            base = sum(rates["off"]) / len(rates["off"])
+            base_cpu = sum(cpu["off"]) / len(cpu["off"])
+            print(f"\njson chat, concurrency {args.concurrency}, {args.rounds} x {args.seconds:g}s per configuration:")
+            for name, values in rates.items():
+                mean = sum(values) / len(values)
+                per = sum(cpu[name]) / len(cpu[name])
+                print(f"  {name:8s} {mean:8.0f} req/s (x{mean / base:5.3f})   gateway CPU {per * 1e6:6.0f} us/req"
+                      f" (x{per / base_cpu:5.3f})")
+            print(f"  redis script calls (round trips) per request, upper bound as Redis is shared: "
+                  f"{min(redis_cmds):.2f} (best round), {sum(redis_cmds) / len(redis_cmds):.2f} (mean)")
+        finally:
+            everything = [process for process, _ in processes.values()] + helpers
+            for process in everything:
+                process.send_signal(signal.SIGINT)
+            for process in everything:
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            keys = list(rclient.scan_iter(match=f"{prefix}:*", count=1000))
+            if keys:
+                rclient.delete(*keys)
+            rclient.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=32)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
