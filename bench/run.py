@@ -115,8 +115,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
-def gateway_config(upstream_port: int) -> str:
-    return (
+def gateway_config(upstream_port: int, extra: str = "") -> str:
+    """The gateway's config: one pass-through deployment, plus any YAML sections from --config-extra."""
+    return extra + "\n" + (
         "model_list:\n"
         f"  - model_name: {MODEL}\n"
         "    litellm_params:\n"
@@ -199,7 +200,10 @@ def phase(
         )
     )
     config = workdir / f"lockgate-{int(latency * 1000)}ms.yaml"
-    config.write_text(gateway_config(stub_port))
+    text = gateway_config(stub_port, args.config_extra)
+    if "store:" not in args.config_extra:  # the default store, kept in the run's temp dir, not the checkout
+        text += f"store: sqlite:///{workdir / 'lockgate.db'}\n"
+    config.write_text(text)
     gateway = subprocess.Popen(
         pinned(
             [
@@ -316,6 +320,12 @@ def main() -> None:
         "--load-cpus", default="1", help="taskset CPU list for wrk, stub and TTFB client (default 1)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument(
+        "--config-extra",
+        default="",
+        help="YAML sections added to the gateway's config, e.g. 'telemetry: {metrics: false}' to measure "
+        "the bare pass-through path; the default measures the gateway as configured out of the box",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if args.seconds is None:

@@ -27,6 +27,7 @@ from gateway.audit.trail import AuditTrail
 from gateway.budgets.gate import BudgetGate
 from gateway.budgets.pricing import PriceBook
 from gateway.budgets.scopes import ScopedCharge
+from gateway.budgets.spend_recorder import SpendRecorder
 from gateway.config.runtime import RuntimeConfig
 from gateway.context import ApiRequest
 from gateway.errors import GovernanceUnavailable
@@ -62,6 +63,7 @@ class Governance:
     guard: AdminGuard
     budgets: BudgetGate
     alerts: AlertDispatcher
+    spend: SpendRecorder
     sweep_interval: float = 30.0
     _sweeper: asyncio.Task[None] | None = None
 
@@ -81,19 +83,21 @@ class Governance:
             )
             alerts.refused(request, scoped, used)
 
-        gate = BudgetGate(config, store, PriceBook(), on_settled=alerts.settled, on_refused=refused)
+        spend = SpendRecorder(store)
+        gate = BudgetGate(config, store, PriceBook(), on_settled=alerts.settled, on_refused=refused, spend=spend)
         sweep = min(30.0, config.budgets.reservation_ttl / 4)
-        return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, sweep)
+        return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, spend, sweep)
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
         routes = [*AdminKeysApi(self.guard, self.keys).routes(),
-                  *AdminReportsApi(self.guard, self.audit, self.store).routes()]
+                  *AdminReportsApi(self.guard, self.audit, self.store, self.spend.flush).routes()]
         return [(path, _store_errors_as_503(endpoint), methods) for path, endpoint, methods in routes]
 
     async def start(self) -> None:
         await self.store.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         self.alerts.start()
+        self.spend.start()
 
     async def _sweep_forever(self) -> None:
         """Charge expired reservations (crashed requests) at their reserved amounts, on every replica."""
@@ -111,7 +115,8 @@ class Governance:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        for step, seconds in ((self.alerts.aclose, 5.0), (self.audit.drain, 5.0), (self.store.aclose, 5.0)):
+        steps = ((self.alerts.aclose, 5.0), (self.spend.aclose, 5.0), (self.audit.drain, 5.0), (self.store.aclose, 5.0))
+        for step, seconds in steps:
             try:
                 await asyncio.wait_for(step(), seconds)
             except TimeoutError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,10 +17,14 @@ from gateway.store import Store
 
 
 class AdminReportsApi:
-    def __init__(self, guard: AdminGuard, audit: AuditTrail, store: Store) -> None:
+    def __init__(
+        self, guard: AdminGuard, audit: AuditTrail, store: Store, before_spend: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._guard = guard
         self._audit = audit
         self._store = store
+        # Flushes this replica's queued spend entries, so a report is never behind what it served.
+        self._before_spend = before_spend
 
     async def audit(self, request: Request) -> Response:
         self._guard.actor(request)
@@ -47,6 +52,8 @@ class AdminReportsApi:
         since = query_float(request, "since")
         if since is None:
             since = until - 30 * 86400
+        if self._before_spend is not None:
+            await self._before_spend()
         rows = await spend_report(self._store, group_by, since, until)
         return json({"group_by": group_by, "since": since, "until": until, "data": [r.as_dict() for r in rows]})
 

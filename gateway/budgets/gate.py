@@ -24,6 +24,7 @@ from gateway.budgets.periods import WindowCache, describe_reset
 from gateway.budgets.pricing import MICROS, PriceBook
 from gateway.budgets.ratelimits import RateCharge, rate_charges, refusal_headers
 from gateway.budgets.scopes import TOKENS, USD, ScopedCharge, budget_charges, key_identity
+from gateway.budgets.spend_recorder import SpendRecorder
 from gateway.config.runtime import Deployment, RuntimeConfig
 from gateway.context import ApiRequest
 from gateway.errors import BudgetExceeded, GovernanceUnavailable, RateLimited
@@ -58,8 +59,11 @@ class BudgetGate:
         prices: PriceBook,
         on_settled: SettledHook | None = None,
         on_refused: RefusedHook | None = None,
+        spend: SpendRecorder | None = None,
     ) -> None:
         self._budgets = config.budgets
+        # Unenforced spend goes to the ledger in background batches; without a recorder, inline.
+        self._spend = spend
         self._rate_config = config.rate_limits
         self._groups = config.groups
         self._fallbacks = dict(config.router.fallbacks)
@@ -227,11 +231,14 @@ class BudgetGate:
         if not actual.get(USD) and not actual.get(TOKENS):
             return  # nothing served, nothing spent
         charged = {USD: actual.get(USD, hold.cost_micros), TOKENS: actual.get(TOKENS, hold.tokens)}
-        try:
-            await self._store.ledger_append(hold.reservation_id, dict(hold.meta), charged, time.time())
-        except StoreUnavailable as exc:
-            log.warning("spend of %s not recorded (store unreachable): %s", request.request_id, exc)
-            return
+        if self._spend is not None:
+            self._spend.add(hold.reservation_id, dict(hold.meta), charged, time.time())
+        else:
+            try:
+                await self._store.ledger_append(hold.reservation_id, dict(hold.meta), charged, time.time())
+            except StoreUnavailable as exc:
+                log.warning("spend of %s not recorded (store unreachable): %s", request.request_id, exc)
+                return
         request.decide("lockgate.budget.settle", reservation=hold.reservation_id, charged_usd_micros=charged[USD],
                        tokens=charged[TOKENS], settled=True)
 

@@ -33,6 +33,9 @@ from typing import Any, Protocol, runtime_checkable
 
 JsonDict = dict[str, Any]
 
+# One unreserved spend: (reservation id, meta, charged per unit, time).
+LedgerAppend = tuple[str, JsonDict, dict[str, int], float]
+
 
 class StoreError(Exception):
     """Base of the store's own errors (never shown to clients as is)."""
@@ -187,6 +190,9 @@ class Store(Protocol):
 
     async def ledger_append(self, reservation_id: str, meta: JsonDict, charged: dict[str, int], now: float) -> None:
         """Record spend that had nothing to reserve against (no budget or limit applied)."""
+
+    async def ledger_append_many(self, entries: Sequence[LedgerAppend]) -> None:
+        """Record several such spends in one round trip (one transaction, one command)."""
 
     # ---- audit log
     async def audit_append(

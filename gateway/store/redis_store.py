@@ -25,6 +25,7 @@ from gateway.store.base import (
     CounterState,
     Doc,
     JsonDict,
+    LedgerAppend,
     LedgerEntry,
     ReserveResult,
     SettleResult,
@@ -229,8 +230,14 @@ class RedisStore:
         return out
 
     async def ledger_append(self, reservation_id: str, meta: JsonDict, charged: dict[str, int], now: float) -> None:
-        entry = orjson.dumps({"ts": now, "id": reservation_id, "meta": meta, "charged": charged, "swept": False})
-        await self._call(lambda: self._client.zadd(self._k("ledger"), {entry: now}))
+        await self.ledger_append_many([(reservation_id, meta, charged, now)])
+
+    async def ledger_append_many(self, entries: Sequence[LedgerAppend]) -> None:
+        mapping: dict[bytes, float] = {
+            orjson.dumps({"ts": now, "id": rid, "meta": meta, "charged": charged, "swept": False}): now
+            for rid, meta, charged, now in entries
+        }
+        await self._call(lambda: self._client.zadd(self._k("ledger"), mapping))
 
     # ---- audit
 

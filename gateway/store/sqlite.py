@@ -23,6 +23,7 @@ from gateway.store.base import (
     CounterState,
     Doc,
     JsonDict,
+    LedgerAppend,
     LedgerEntry,
     ReserveResult,
     SettleResult,
@@ -307,11 +308,13 @@ class SqliteStore:
         return await self._run(read, write=False)
 
     async def ledger_append(self, reservation_id: str, meta: JsonDict, charged: dict[str, int], now: float) -> None:
+        await self.ledger_append_many([(reservation_id, meta, charged, now)])
+
+    async def ledger_append_many(self, entries: Sequence[LedgerAppend]) -> None:
+        rows = [(now, rid, orjson.dumps(meta), orjson.dumps(charged)) for rid, meta, charged, now in entries]
+
         def append(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO ledger (ts, reservation_id, meta, charged, swept) VALUES (?,?,?,?,0)",
-                (now, reservation_id, orjson.dumps(meta), orjson.dumps(charged)),
-            )
+            db.executemany("INSERT INTO ledger (ts, reservation_id, meta, charged, swept) VALUES (?,?,?,?,0)", rows)
 
         await self._run(append)
 

@@ -202,3 +202,11 @@ async def test_ledger_append_records_unreserved_spend(store: Store) -> None:
     assert [(e.reservation_id, e.meta, e.charged, e.swept) for e in entries] == [
         ("plain", {"key": "k", "model": "m"}, {"usd_micros": 42, "tokens": 7}, False)
     ]
+
+
+async def test_ledger_append_many_records_a_batch_in_order(store: Store) -> None:
+    await store.ledger_append_many(
+        [("a", {"key": "k1"}, {"usd_micros": 1, "tokens": 2}, NOW), ("b", {"key": "k2"}, {"usd_micros": 3, "tokens": 4}, NOW + 0.5)]
+    )
+    entries = await store.ledger_range(NOW - 1, NOW + 1)
+    assert [(e.reservation_id, e.meta["key"], e.charged["usd_micros"]) for e in entries] == [("a", "k1", 1), ("b", "k2", 3)]
