@@ -23,8 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.api.chat import ChatApi
 from gateway.api.embeddings import EmbeddingsApi
 from gateway.api.health import HealthApi
-from gateway.api.oversight import OversightApi
 from gateway.api.models import ModelsApi
+from gateway.api.oversight import OversightApi
 from gateway.api.sessions import SessionsApi
 from gateway.api.traces import TracesApi
 from gateway.auth import Authenticator
@@ -40,17 +40,17 @@ from gateway.errors import (
 from gateway.governance import Governance
 from gateway.keys.resolver import KeyResolverMiddleware
 from gateway.pipeline import Pipeline
-from gateway.policies.engine import PolicyEngine
 from gateway.policies.approvals import Approvals
 from gateway.policies.audit import VerdictAudit
+from gateway.policies.engine import PolicyEngine
 from gateway.policies.holds import HoldDesk
 from gateway.policies.pauses import Pauses
 from gateway.policies.stage import PolicyStage
 from gateway.policies.webhook import WebhookAnnouncer
 from gateway.providers import Providers
 from gateway.routing.router import Router
-from gateway.sessions.service import Sessions
 from gateway.routing.shared_cooldowns import StoreCooldowns
+from gateway.sessions.service import Sessions
 from gateway.store import open_store
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 

@@ -14,8 +14,8 @@ from gateway.api.common import (
     require_model,
     routed_headers,
 )
-from gateway.api.streaming import EventStreamResponse
 from gateway.api.hold_headers import hold_headers
+from gateway.api.streaming import EventStreamResponse
 from gateway.context import ApiRequest
 from gateway.errors import InvalidRequest
 from gateway.pipeline import Pipeline
