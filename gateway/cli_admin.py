@@ -11,42 +11,20 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.cli_http import DEFAULT_URL, Master, Url, admin_call
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="LOCKGATE_URL", help="The gateway's base URL.")]
-MasterOption = Annotated[
-    str, typer.Option("--master-key", envvar="LOCKGATE_MASTER_KEY", help="The gateway's master key.")
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-DEFAULT_URL = "http://127.0.0.1:4000"
 
 keys_app = typer.Typer(no_args_is_help=True, help="Virtual keys: create, list, show, revoke.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail: list entries, verify the chain.")
 spend_app = typer.Typer(no_args_is_help=True, help="Spend reports by key, team, user, session or model.")
-
-
-def _call(url: str, master_key: str, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        reply = httpx.request(
-            method, url.rstrip("/") + path, headers={"authorization": f"Bearer {master_key}"}, timeout=30, **kwargs
-        )
-    except httpx.TransportError as exc:
-        err.print(f"[red]error[/] cannot reach the gateway at {url}: {exc}")
-        raise typer.Exit(2) from None
-    if reply.status_code >= 400:
-        try:
-            message = reply.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = reply.text[:500]
-        err.print(f"[red]error[/] {reply.status_code}: {message}", highlight=False)
-        raise typer.Exit(1)
-    return reply.json()
 
 
 def _when(ts: float | None) -> str:
@@ -84,8 +62,8 @@ def _key_table(keys: list[dict[str, Any]]) -> Table:
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A name people recognise.")],
-    url: UrlOption = DEFAULT_URL,
-    master_key: MasterOption = "",
+    url: Url = DEFAULT_URL,
+    master_key: Master = "",
     team: Annotated[str | None, typer.Option()] = None,
     user: Annotated[str | None, typer.Option()] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Allowed model (repeat); default all.")] = None,
@@ -104,7 +82,7 @@ def keys_create(
         body["expires_at"] = time.time() + expires_in_days * 86400
     if metadata:
         body["metadata"] = json.loads(metadata)
-    created = _call(url, master_key, "POST", "/admin/keys", json={k: v for k, v in body.items() if v is not None})
+    created = admin_call(url, master_key, "POST", "/admin/keys", json={k: v for k, v in body.items() if v is not None})
     if as_json:
         out.print_json(data=created)
         return
@@ -115,15 +93,15 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    url: UrlOption = DEFAULT_URL,
-    master_key: MasterOption = "",
+    url: Url = DEFAULT_URL,
+    master_key: Master = "",
     team: Annotated[str | None, typer.Option()] = None,
     all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """List keys."""
     params = {"include_revoked": "true" if all_keys else "false", **({"team": team} if team else {})}
-    keys = _call(url, master_key, "GET", "/admin/keys", params=params)["data"]
+    keys = admin_call(url, master_key, "GET", "/admin/keys", params=params)["data"]
     if as_json:
         out.print_json(data=keys)
     else:
@@ -131,20 +109,20 @@ def keys_list(
 
 
 @keys_app.command("show")
-def keys_show(key_id: str, url: UrlOption = DEFAULT_URL, master_key: MasterOption = "") -> None:
+def keys_show(key_id: str, url: Url = DEFAULT_URL, master_key: Master = "") -> None:
     """Show one key, metadata included."""
-    out.print_json(data=_call(url, master_key, "GET", f"/admin/keys/{key_id}"))
+    out.print_json(data=admin_call(url, master_key, "GET", f"/admin/keys/{key_id}"))
 
 
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: str,
-    url: UrlOption = DEFAULT_URL,
-    master_key: MasterOption = "",
+    url: Url = DEFAULT_URL,
+    master_key: Master = "",
     reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
 ) -> None:
     """Revoke a key: every replica refuses it within seconds."""
-    revoked = _call(url, master_key, "POST", f"/admin/keys/{key_id}/revoke", json={"reason": reason})
+    revoked = admin_call(url, master_key, "POST", f"/admin/keys/{key_id}/revoke", json={"reason": reason})
     out.print(f"[green]revoked[/] {revoked['id']} ({revoked['name']})", highlight=False)
 
 
@@ -167,8 +145,8 @@ def _parse_time(text: str | None) -> float | None:
 
 @audit_app.command("list")
 def audit_list(
-    url: UrlOption = DEFAULT_URL,
-    master_key: MasterOption = "",
+    url: Url = DEFAULT_URL,
+    master_key: Master = "",
     action: Annotated[str | None, typer.Option(help="e.g. key.revoke, or key for every key.* action.")] = None,
     actor: Annotated[str | None, typer.Option()] = None,
     target: Annotated[str | None, typer.Option()] = None,
@@ -185,7 +163,7 @@ def audit_list(
     for name, value in (("since", _parse_time(since)), ("until", _parse_time(until))):
         if value is not None:
             params[name] = value
-    entries = _call(url, master_key, "GET", "/admin/audit", params=params)["data"]
+    entries = admin_call(url, master_key, "GET", "/admin/audit", params=params)["data"]
     if as_json:
         out.print_json(data=entries)
         return
@@ -197,9 +175,9 @@ def audit_list(
 
 
 @audit_app.command("verify")
-def audit_verify(url: UrlOption = DEFAULT_URL, master_key: MasterOption = "") -> None:
+def audit_verify(url: Url = DEFAULT_URL, master_key: Master = "") -> None:
     """Check the hash chain: exits 1 if any entry was edited, removed or reordered."""
-    verdict = _call(url, master_key, "GET", "/admin/audit/verify")
+    verdict = admin_call(url, master_key, "GET", "/admin/audit/verify")
     if verdict["ok"]:
         out.print(f"[green]ok[/] the audit chain is intact ({verdict['checked']} entries)")
         return
@@ -209,8 +187,8 @@ def audit_verify(url: UrlOption = DEFAULT_URL, master_key: MasterOption = "") ->
 
 @spend_app.command("report")
 def spend_report(
-    url: UrlOption = DEFAULT_URL,
-    master_key: MasterOption = "",
+    url: Url = DEFAULT_URL,
+    master_key: Master = "",
     by: Annotated[str, typer.Option("--by", help="key, team, user, session or model.")] = "key",
     since: Annotated[str | None, typer.Option(help="Epoch, ISO date or 7d/12h (default 30d).")] = None,
     until: Annotated[str | None, typer.Option()] = None,
@@ -221,7 +199,7 @@ def spend_report(
     for name, value in (("since", _parse_time(since)), ("until", _parse_time(until))):
         if value is not None:
             params[name] = value
-    report = _call(url, master_key, "GET", "/admin/spend", params=params)
+    report = admin_call(url, master_key, "GET", "/admin/spend", params=params)
     if as_json:
         out.print_json(data=report)
         return

@@ -15,41 +15,21 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+
+from gateway.cli_http import DEFAULT_URL, Master, Url, admin_call
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-Url = Annotated[str, typer.Option("--url", envvar="LOCKGATE_URL", help="The gateway's base URL.")]
-Master = Annotated[str, typer.Option("--master-key", envvar="LOCKGATE_MASTER_KEY", help="The master key.")]
 By = Annotated[str, typer.Option("--by", envvar="LOCKGATE_USER", help="Who is deciding (for the audit trail).")]
 Reason = Annotated[str, typer.Option("--reason", help="Why (for the audit trail and the agent).")]
 Call = Annotated[str | None, typer.Option("--call", help="One tool call's id; default: every pending call.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-DEFAULT_URL = "http://127.0.0.1:4000"
 
 approvals_app = typer.Typer(no_args_is_help=True, help="Held tool calls: list, show, approve, edit, deny.")
-
-
-def _call(url: str, master_key: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    try:
-        reply = httpx.request(method, url.rstrip("/") + path, json=body, timeout=30,
-                              headers={"authorization": f"Bearer {master_key}"})
-    except httpx.TransportError as exc:
-        err.print(f"[red]error[/] cannot reach the gateway at {url}: {exc}")
-        raise typer.Exit(2) from None
-    if reply.status_code >= 400:
-        try:
-            message = reply.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = reply.text[:500]
-        err.print(f"[red]error[/] {reply.status_code}: {escape(message)}", highlight=False)
-        raise typer.Exit(1)
-    return reply.json()
 
 
 def _show(approval: dict[str, Any]) -> None:
@@ -68,7 +48,7 @@ def list_(
     as_json: AsJson = False,
 ) -> None:
     """Pending approvals (or all of them with --all)."""
-    data = _call(url, master_key, "GET", "/admin/approvals" + ("" if all_ else "?status=pending"))["data"]
+    data = admin_call(url, master_key, "GET", "/admin/approvals" + ("" if all_ else "?status=pending"))["data"]
     if as_json:
         out.print_json(json.dumps(data))
         return
@@ -87,7 +67,7 @@ def list_(
 @approvals_app.command()
 def show(approval_id: str, url: Url = DEFAULT_URL, master_key: Master = "", as_json: AsJson = False) -> None:
     """One approval with its tool calls and decisions."""
-    approval = _call(url, master_key, "GET", f"/admin/approvals/{approval_id}")
+    approval = admin_call(url, master_key, "GET", f"/admin/approvals/{approval_id}")
     if as_json:
         out.print_json(json.dumps(approval))
     else:
@@ -95,7 +75,7 @@ def show(approval_id: str, url: Url = DEFAULT_URL, master_key: Master = "", as_j
 
 
 def _decide(url: str, master_key: str, approval_id: str, action: str, body: dict[str, Any]) -> None:
-    _show(_call(url, master_key, "POST", f"/admin/approvals/{approval_id}/{action}", body))
+    _show(admin_call(url, master_key, "POST", f"/admin/approvals/{approval_id}/{action}", json=body))
 
 
 @approvals_app.command()
@@ -137,21 +117,21 @@ Key = Annotated[str | None, typer.Option("--key", help="A key's name.")]
 def pause(session: Session = None, key: Key = None, reason: Reason = "", by: By = "cli",
           url: Url = DEFAULT_URL, master_key: Master = "") -> None:
     """Hold a session's or key's requests until it is resumed."""
-    result = _call(url, master_key, "POST", _target(session, key) + "/pause", {"reason": reason, "by": by})
+    result = admin_call(url, master_key, "POST", _target(session, key) + "/pause", json={"reason": reason, "by": by})
     out.print(f"{result['target']} {result['state']}", markup=False)
 
 
 def resume(session: Session = None, key: Key = None, reason: Reason = "", by: By = "cli",
            url: Url = DEFAULT_URL, master_key: Master = "") -> None:
     """Let a paused or stopped session or key run again."""
-    result = _call(url, master_key, "POST", _target(session, key) + "/resume", {"reason": reason, "by": by})
+    result = admin_call(url, master_key, "POST", _target(session, key) + "/resume", json={"reason": reason, "by": by})
     out.print(f"{result['target']} {result['state']}", markup=False)
 
 
 def stop(session: Session = None, key: Key = None, reason: Reason = "", by: By = "cli",
          url: Url = DEFAULT_URL, master_key: Master = "") -> None:
     """Refuse a session's or key's requests (403) until it is resumed."""
-    result = _call(url, master_key, "POST", _target(session, key) + "/stop", {"reason": reason, "by": by})
+    result = admin_call(url, master_key, "POST", _target(session, key) + "/stop", json={"reason": reason, "by": by})
     out.print(f"{result['target']} {result['state']}", markup=False)
 
 
