@@ -8,7 +8,6 @@ standalone with `python -m gateway.testing.otlp_receiver --port 4318` (it only c
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gzip
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from gateway.testing.loopback import LoopbackServer
 
 PROTOBUF = "application/x-protobuf"
 
@@ -110,38 +111,16 @@ class Receiver:
         return app
 
 
-class ReceiverServer:
+class ReceiverServer(LoopbackServer):
     """Runs a `Receiver` on 127.0.0.1 in a thread with its own event loop."""
 
     def __init__(self, receiver: Receiver | None = None) -> None:
         self.receiver = receiver or Receiver()
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
+        super().__init__(self.receiver.app())
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ReceiverServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(self.receiver.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        assert site._server is not None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ import orjson
 from aiohttp import web
 
 from gateway.providers.fake import build_chunks, build_completion, build_embeddings, count_tokens
+from gateway.testing.loopback import LoopbackServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,40 +308,16 @@ def build_app(upstream: Upstream) -> web.Application:
     return app
 
 
-class UpstreamServer:
+class UpstreamServer(LoopbackServer):
     """Runs an `Upstream` on 127.0.0.1 in a thread of its own, with its own event loop."""
 
     def __init__(self, upstream: Upstream | None = None) -> None:
         self.upstream = upstream or Upstream()
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
+        super().__init__(build_app(self.upstream))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> UpstreamServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(build_app(self.upstream), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        # The site's listening socket: the port the OS picked for port 0.
-        sockets = getattr(site._server, "sockets", None)
-        assert sockets
-        self.port = int(sockets[0].getsockname()[1])
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 def main() -> None:
