@@ -44,6 +44,11 @@ EVENT_TYPES = frozenset({"tool_call"})
 VERSION_HEADER = "x-lockgate-state-version"
 
 
+def owned(owner: str, session: str) -> str:
+    """The storage name of `owner`'s session: length-prefixed, so no two (owner, session) pairs meet."""
+    return f"{len(owner)}:{owner}:{session}"
+
+
 def _name(value: str, what: str) -> str:
     if not value or len(value) > MAX_ID or not value.isprintable():
         raise InvalidRequest(f"The {what} must be 1 to {MAX_ID} printable characters.", param=what)
@@ -107,13 +112,15 @@ class SessionsApi:
             add(f"{PREFIX}/approvals/{{approval_id}}", self.get_approval, methods=["GET"])
 
     def _session(self, request: Request) -> str:
-        self._pipeline.authenticate(request.headers)
-        return _name(request.path_params["session_id"], "session_id")
+        """The caller's session, as stored: sessions belong to the key that uses them, so one key
+        can never read or overwrite another key's state or events under the same session id."""
+        principal = self._pipeline.authenticate(request.headers)
+        return owned(principal.identity, _name(request.path_params["session_id"], "session_id"))
 
     async def get_all(self, request: Request) -> Response:
         session = self._session(request)
         state = await self._sessions.state(session)
-        return json_response(orjson.dumps({"session_id": session, "state": state}))
+        return json_response(orjson.dumps({"session_id": request.path_params["session_id"], "state": state}))
 
     async def get_key(self, request: Request) -> Response:
         session = self._session(request)
@@ -147,7 +154,7 @@ class SessionsApi:
 
     async def post_events(self, request: Request) -> Response:
         principal = self._pipeline.authenticate(request.headers)
-        session = _name(request.path_params["session_id"], "session_id")
+        session = owned(principal.identity, _name(request.path_params["session_id"], "session_id"))
         body = parse_object(await read_body(request, self._limit))
         events = body.get("events")
         if not isinstance(events, list) or not events or len(events) > MAX_EVENTS_PER_CALL:
@@ -165,23 +172,31 @@ class SessionsApi:
         events = await self._sessions.events(session, int(raw))
         return json_response(orjson.dumps({"data": events}))
 
+    def _approval_owner(self, request: Request) -> tuple[str, str]:
+        """(session id, key name) an approval must carry to be this caller's."""
+        principal = self._pipeline.authenticate(request.headers)
+        return _name(request.path_params["session_id"], "session_id"), principal.name
+
+    def _mine(self, value: dict[str, Any], owner: tuple[str, str]) -> bool:
+        return (value.get("session_id"), value.get("key")) == owner
+
     async def list_approvals(self, request: Request) -> Response:
-        session = self._session(request)
+        owner = self._approval_owner(request)
         status = request.query_params.get("status")
         if status not in (None, "pending", "decided"):
             raise InvalidRequest("status must be 'pending' or 'decided'.", param="status")
         assert self._approvals is not None
-        found = [a.public() for a in await self._approvals.list(status) if a.value.get("session_id") == session]
+        found = [a.public() for a in await self._approvals.list(status) if self._mine(a.value, owner)]
         return json_response(orjson.dumps({"object": "list", "data": found}))
 
     async def get_approval(self, request: Request) -> Response:
-        session = self._session(request)
+        owner = self._approval_owner(request)
         assert self._approvals is not None
         approval_id = request.path_params["approval_id"]
         approval = await self._approvals.get(approval_id)
-        # Another session's approval is as unknown to this caller as one that does not exist.
-        if approval is None or approval.value.get("session_id") != session:
-            raise NotFound(f"Session '{session}' has no approval '{approval_id}'.")
+        # Another session's (or key's) approval is as unknown to this caller as one that does not exist.
+        if approval is None or not self._mine(approval.value, owner):
+            raise NotFound(f"Session '{owner[0]}' has no approval '{approval_id}'.")
         return json_response(orjson.dumps(approval.public()))
 
 

@@ -40,7 +40,7 @@ class ScopedCharge:
 
 
 def key_identity(principal: Principal) -> str:
-    return principal.key_id or principal.name
+    return principal.identity
 
 
 def scopes_for(

@@ -65,6 +65,11 @@ class Principal:
     models: frozenset[str] | None = None
     # Governance: a virtual key's id (None for static keys), its budgets, rate limit and expiry.
     key_id: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """Stable id of the key: a virtual key's id, else the configured name (master, static keys)."""
+        return self.key_id or self.name
     budgets: tuple[BudgetLimit, ...] = ()
     rate_limit: RateLimit | None = None
     expires_at: float | None = None

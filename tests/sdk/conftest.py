@@ -15,6 +15,7 @@ from gateway.testing.server import GatewayServer
 from tests.conftest import GatewayFactory
 
 AGENT_KEY = "sk-agent-key-0123456789abcdef"
+OTHER_KEY = "sk-other-tenant-key-0123456789"
 
 FAKE_CONFIG = f"""
 model_list:
@@ -22,6 +23,7 @@ model_list:
     litellm_params: {{model: fake/gpt-4o-mini}}
 keys:
   - {{name: agent, key: {AGENT_KEY}}}
+  - {{name: other-tenant, key: {OTHER_KEY}}}
 """
 
 

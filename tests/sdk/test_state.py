@@ -9,7 +9,7 @@ import pytest
 from lockgate_sdk import GatewayApiError, StateConflict
 
 from gateway.testing.server import GatewayServer
-from tests.sdk.conftest import AGENT_KEY, SdkFactory
+from tests.sdk.conftest import AGENT_KEY, OTHER_KEY, SdkFactory
 
 
 def test_state_round_trip_and_resume_by_id(sdk: SdkFactory) -> None:
@@ -142,3 +142,16 @@ def test_events_api_refuses_bad_events_naming_them(fake_gateway: GatewayServer) 
         # Nothing of a refused batch was kept.
         assert client.get(url).json()["data"] == []
         assert client.get(url, params={"limit": "0"}).json()["error"]["param"] == "limit"
+
+
+def test_a_session_belongs_to_its_key_another_key_sees_nothing_of_it(sdk: SdkFactory) -> None:
+    session_id = f"ses-{uuid.uuid4()}"
+    with sdk().session(id=session_id) as mine:
+        mine.state["secret_plan"] = "wire the money on friday"
+
+    with sdk(api_key=OTHER_KEY).session(id=session_id) as theirs:
+        assert theirs.state.to_dict() == {}, "another key must not read this session's state"
+        theirs.state["secret_plan"] = "overwrite attempt"
+
+    with sdk().session(id=session_id) as again:
+        assert again.state["secret_plan"] == "wire the money on friday"
