@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import tempfile
 import threading
 from typing import Any
 
 import uvicorn
 
 from gateway.app import create_app
-from gateway.config.runtime import RuntimeConfig
+from gateway.config.runtime import RuntimeConfig, StoreConfig
 
 
 class GatewayServer:
     def __init__(self, config: RuntimeConfig, span_exporter: Any = None) -> None:
+        # A config that leaves the store at its default (./lockgate.db) gets a private temp store:
+        # a test gateway never writes into the working directory, nor shares state with another.
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if config.store == StoreConfig():
+            self._tmp = tempfile.TemporaryDirectory(prefix="lockgate-test-")
+            config = dataclasses.replace(config, store=StoreConfig(url=f"sqlite:///{self._tmp.name}/lockgate.db"))
         self.config = config
         self.app = create_app(config, span_exporter=span_exporter)
         self.port = 0
@@ -52,3 +60,5 @@ class GatewayServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(10)
+        if self._tmp is not None:
+            self._tmp.cleanup()
