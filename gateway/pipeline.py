@@ -54,12 +54,15 @@ class _StreamEnd:
             return
         self._done = True
         stream = self._routed.reply
-        await stream.reply.aclose()
-        if self._budgets is not None and self._hold is not None:
-            # Settle what was used (a cut stream without usage: the reservation). Shielded so a
-            # client that hangs up cannot cancel the settlement half way.
-            settle = self._budgets.settle(self._request, self._hold, self._routed.deployment, stream.summary.usage)
-            await asyncio.shield(asyncio.ensure_future(settle))
+        try:
+            await stream.reply.aclose()
+        finally:
+            if self._budgets is not None and self._hold is not None:
+                # Settle what was used (a cut stream without usage: the reservation). Shielded so a
+                # client that hangs up cannot cancel the settlement half way.
+                usage = stream.summary.usage
+                settle = self._budgets.settle(self._request, self._hold, self._routed.deployment, usage)
+                await asyncio.shield(asyncio.ensure_future(settle))
 
 
 class Pipeline:
