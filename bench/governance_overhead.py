@@ -24,17 +24,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-import aiohttp
 import redis
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from telemetry_overhead import cpu_seconds, free_port, spawn, start, wait_listening, wait_ready
+from harness import closed_loop, cpu_seconds, free_port, spawn, start, wait_listening, wait_ready
 
 MASTER = "sk-bench-master-0123456789"
 KEY = "sk-bench-governed-key-0123456789"
@@ -70,25 +68,8 @@ def _evalsha_calls(client: redis.Redis) -> int:
 
 
 async def load(port: int, seconds: float, concurrency: int) -> tuple[float, int]:
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 50}
-    headers = {"Authorization": f"Bearer {KEY}"}
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            async with session.post(url, json=body, headers=headers) as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"status {response.status}: {(await response.read())[:300]!r}")
-            done += 1
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-        return done / (time.perf_counter() - started), done
+    return await closed_loop(port, body, {"Authorization": f"Bearer {KEY}"}, seconds, concurrency)
 
 
 async def run(args: argparse.Namespace) -> None:

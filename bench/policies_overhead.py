@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import aiohttp
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import closed_loop, cpu_seconds, free_port, spawn, wait_listening, wait_ready  # noqa: E402
 
 KEY = "sk-bench-master-0123456789"
 
@@ -46,12 +45,6 @@ policies:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def config_text(upstream_url: str, store: str, policies: str) -> str:
     return (
         "model_list:\n"
@@ -60,41 +53,7 @@ def config_text(upstream_url: str, store: str, policies: str) -> str:
     )
 
 
-def spawn(args: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def wait_ready(port: int) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(600):
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"gateway on {port} did not start")
-
-
-async def wait_listening(port: int) -> None:
-    for _ in range(600):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def load(port: int, seconds: float, concurrency: int, stream: bool) -> tuple[float, int]:
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
     # A typical agent turn: a system prompt, a user message with an email in it, and a tool offered.
     body = {
         "model": "gpt-4o", "stream": stream, "max_tokens": 256,
@@ -104,22 +63,7 @@ async def load(port: int, seconds: float, concurrency: int, stream: bool) -> tup
         ],
     }
     headers = {"Authorization": f"Bearer {KEY}", "x-lockgate-session-id": "bench"}
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            async with session.post(url, json=body, headers=headers) as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"status {response.status}")
-            done += 1
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-        return done / (time.perf_counter() - started), done
+    return await closed_loop(port, body, headers, seconds, concurrency)
 
 
 async def run(args: argparse.Namespace) -> None:
