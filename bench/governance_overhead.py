@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -32,7 +30,7 @@ import redis
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import closed_loop, cpu_seconds, free_port, spawn, start, wait_listening, wait_ready
+from harness import closed_loop, cpu_seconds, free_port, spawn, start, stop_all, wait_listening, wait_ready
 
 MASTER = "sk-bench-master-0123456789"
 KEY = "sk-bench-governed-key-0123456789"
@@ -121,13 +119,7 @@ async def run(args: argparse.Namespace) -> None:
                   f"{min(redis_cmds):.2f} (best round), {sum(redis_cmds) / len(redis_cmds):.2f} (mean)")
         finally:
             everything = [process for process, _ in processes.values()] + helpers
-            for process in everything:
-                process.send_signal(signal.SIGINT)
-            for process in everything:
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_all(everything)
             keys = list(rclient.scan_iter(match=f"{prefix}:*", count=1000))
             if keys:
                 rclient.delete(*keys)

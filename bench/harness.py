@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -91,3 +92,14 @@ async def closed_loop(
         started = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
         return done / (time.perf_counter() - started), done
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGINT every process (a graceful shutdown), then wait; kill what does not stop in 15 s."""
+    for process in processes:
+        process.send_signal(signal.SIGINT)
+    for process in processes:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()

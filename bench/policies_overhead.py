@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import closed_loop, cpu_seconds, free_port, spawn, wait_listening, wait_ready  # noqa: E402
+from harness import closed_loop, cpu_seconds, free_port, spawn, stop_all, wait_listening, wait_ready  # noqa: E402
 
 KEY = "sk-bench-master-0123456789"
 
@@ -103,13 +102,7 @@ async def run(args: argparse.Namespace) -> None:
                           f" (x{per / base_cpu:5.3f})")
         finally:
             everything = [process for process, _ in processes.values()] + [upstream]
-            for process in everything:
-                process.send_signal(signal.SIGINT)
-            for process in everything:
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_all(everything)
 
 
 def main() -> None:
