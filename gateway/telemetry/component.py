@@ -19,9 +19,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from gateway.config.runtime import RuntimeConfig
 from gateway.telemetry.attributes import DeploymentAttributes
+from gateway.telemetry.histograms import LeanHistograms
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.telemetry.prometheus import PrometheusEndpoint
-from gateway.telemetry.sdk import ExportCounts, build_metering, build_tracing
+from gateway.telemetry.sdk import SCOPE, ExportCounts, build_metering, build_tracing, telemetry_resource
 from gateway.telemetry.settings import TelemetrySettings, resolve
 from gateway.telemetry.spans import SpanRecorder
 
@@ -55,9 +56,10 @@ class Telemetry:
         self.prometheus: PrometheusEndpoint | None = None
         self.metrics: GatewayMetrics | None = None
         if settings.metrics:
-            self.prometheus = PrometheusEndpoint() if settings.prometheus else None
-            metering = build_metering(settings, [self.prometheus.reader] if self.prometheus else [])
-            self.metrics = GatewayMetrics(metering.meter, deployments, self.counts)
+            histograms = LeanHistograms(telemetry_resource(settings), SCOPE)
+            self.prometheus = PrometheusEndpoint(histograms) if settings.prometheus else None
+            metering = build_metering(settings, [self.prometheus.reader] if self.prometheus else [], histograms)
+            self.metrics = GatewayMetrics(metering.meter, histograms, deployments, self.counts)
             self._shutdowns.append(metering.shutdown)
 
     def describe(self) -> str:

@@ -23,6 +23,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from gateway.context import ApiRequest, Attempt, Decision
 from gateway.telemetry import semconv as sc
 from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type, time_to_first_chunk
+from gateway.telemetry.histograms import LeanHistograms
 from gateway.telemetry.sdk import ExportCounts
 
 Attrs = dict[str, Any]
@@ -60,26 +61,24 @@ class _Tally:
 
 
 class GatewayMetrics:
-    def __init__(self, meter: Meter, deployments: DeploymentAttributes, counts: ExportCounts | None) -> None:
+    def __init__(
+        self, meter: Meter, histograms: LeanHistograms, deployments: DeploymentAttributes, counts: ExportCounts | None
+    ) -> None:
         self._deployments = deployments
         self._cache: dict[tuple[Any, ...], Attrs] = {}
         # Every deployment starts closed, so the gauge has a series per deployment from the start.
         self._breakers: dict[str, int] = dict.fromkeys(deployments.deployment_ids(), sc.BREAKER_CLOSED)
-        self._token_usage = meter.create_histogram(
-            sc.METRIC_TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+        self._token_usage = histograms.create(
+            sc.METRIC_TOKEN_USAGE, "{token}", "Number of input and output tokens used.", sc.TOKEN_BUCKETS
         )
-        self._duration = meter.create_histogram(
-            sc.METRIC_OPERATION_DURATION, unit="s", description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        self._duration = histograms.create(
+            sc.METRIC_OPERATION_DURATION, "s", "GenAI operation duration.", sc.DURATION_BUCKETS
         )
-        self._ttfc = meter.create_histogram(
-            sc.METRIC_TIME_TO_FIRST_CHUNK, unit="s", description="Time to receive the first chunk of a stream.",
-            explicit_bucket_boundaries_advisory=list(sc.TTFC_BUCKETS),
+        self._ttfc = histograms.create(
+            sc.METRIC_TIME_TO_FIRST_CHUNK, "s", "Time to receive the first chunk of a stream.", sc.TTFC_BUCKETS
         )
-        self._request_duration = meter.create_histogram(
-            sc.METRIC_REQUEST_DURATION, unit="s", description="Time from request to the response's last byte.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        self._request_duration = histograms.create(
+            sc.METRIC_REQUEST_DURATION, "s", "Time from request to the response's last byte.", sc.DURATION_BUCKETS
         )
         self._requests, self._attempts, self._retries = _Tally(), _Tally(), _Tally()
         self._fallbacks, self._decisions, self._cost = _Tally(), _Tally(), _Tally()
@@ -114,7 +113,7 @@ class GatewayMetrics:
             key: tuple[Any, ...] = ("req", route, status)
             attrs = self._attrs(key, lambda: {sc.HTTP_ROUTE: route, sc.HTTP_RESPONSE_STATUS_CODE: status})
             self._requests.add(key, lambda: attrs)
-            self._request_duration.record(duration, attrs)
+            self._request_duration.record(key, lambda: attrs, duration)
             return
         attempts = request.attempts
         served = attempts[-1] if attempts and attempts[-1].failure is None else None
@@ -129,7 +128,7 @@ class GatewayMetrics:
             },
         )
         self._requests.add(key, lambda: attrs)
-        self._request_duration.record(duration, attrs)
+        self._request_duration.record(key, lambda: attrs, duration)
         previous: Attempt | None = None
         for attempt in attempts:
             # A served stream's operation lasts until its last byte, which is now.
@@ -147,11 +146,9 @@ class GatewayMetrics:
         err = error_type(failure) if failure else None
         summary = attempt.summary
         response_model = summary.response_model if summary and summary.response_model else None
-        base = self._attrs(
-            ("op", request.operation, d.id, err, response_model),
-            lambda: self._deployments.metric_attrs(d, request.operation, err, response_model),
-        )
-        self._duration.record(duration, base)
+        op_key = ("op", request.operation, d.id, err, response_model)
+        base = self._attrs(op_key, lambda: self._deployments.metric_attrs(d, request.operation, err, response_model))
+        self._duration.record(op_key, lambda: base, duration)
         self._attempts.add(("outcome", d.id, err), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_OUTCOME: err or "ok"})
         if previous is not None:
             tally = self._retries if previous.deployment.group == d.group else self._fallbacks
@@ -160,14 +157,13 @@ class GatewayMetrics:
             return
         ttfc = time_to_first_chunk(attempt, request.stream)
         if ttfc is not None:
-            self._ttfc.record(ttfc, base)
+            self._ttfc.record(op_key, lambda: base, ttfc)
         usage = summary.usage
         if usage is not None:
-            key = ("tok", request.operation, d.id, response_model)
-            inp = self._attrs((*key, "in"), lambda: {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
-            out = self._attrs((*key, "out"), lambda: {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
-            self._token_usage.record(usage.input_tokens, inp)
-            self._token_usage.record(usage.output_tokens, out)
+            self._token_usage.record(
+                (*op_key, "in"), lambda: {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT}, usage.input_tokens)
+            self._token_usage.record(
+                (*op_key, "out"), lambda: {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT}, usage.output_tokens)
             cost = attempt_cost(attempt)
             if cost is not None:
                 self._cost.add((d.id,), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_MODEL_GROUP: d.group}, cost)

@@ -8,18 +8,32 @@ in one process never mix. Rendering happens off the event loop: collection walks
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.telemetry.histograms import LeanHistograms
+
+
+class _Reader(PrometheusMetricReader):
+    """The SDK's Prometheus reader, rendering Lockgate's own histograms along with the SDK's metrics."""
+
+    def __init__(self, registry: CollectorRegistry, histograms: LeanHistograms) -> None:
+        super().__init__(registry=registry)
+        self._histograms = histograms
+
+    def _receive_metrics(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        super()._receive_metrics(self._histograms.add_to(metrics_data), timeout_millis, **kwargs)
+
 
 class PrometheusEndpoint:
-    def __init__(self) -> None:
+    def __init__(self, histograms: LeanHistograms) -> None:
         self._registry = CollectorRegistry(auto_describe=False)
         # target_info carries the resource (service.name) as Prometheus' convention has it.
-        self.reader = PrometheusMetricReader(registry=self._registry)
+        self.reader = _Reader(self._registry, histograms)
 
     def render(self) -> bytes:
         return generate_latest(self._registry)

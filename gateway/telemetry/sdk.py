@@ -32,6 +32,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, TraceFlags, Tracer, get_current_span
 
 from gateway import __version__
+from gateway.telemetry.histograms import LeanHistograms
 from gateway.telemetry.otlp_http import OtlpHttpSpanExporter
 from gateway.telemetry.semconv import INSTRUMENTATION_NAME, SCHEMA_URL
 from gateway.telemetry.settings import GRPC_PROTOCOL, TelemetrySettings
@@ -103,7 +104,18 @@ def _otlp_span_exporter(settings: TelemetrySettings) -> SpanExporter:
     return OtlpHttpSpanExporter(settings.traces_endpoint, headers or {}, settings.timeout, settings.compression)
 
 
-def _otlp_metric_reader(settings: TelemetrySettings) -> MetricReader:
+class _PeriodicReader(PeriodicExportingMetricReader):
+    """The SDK's periodic OTLP reader, exporting Lockgate's own histograms along with the SDK's metrics."""
+
+    def __init__(self, exporter: Any, interval_millis: float, histograms: LeanHistograms) -> None:
+        super().__init__(exporter, export_interval_millis=interval_millis)
+        self._histograms = histograms
+
+    def _receive_metrics(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        super()._receive_metrics(self._histograms.add_to(metrics_data), timeout_millis, **kwargs)
+
+
+def _otlp_metric_reader(settings: TelemetrySettings, histograms: LeanHistograms) -> MetricReader:
     headers = dict(settings.headers) or None
     exporter: Any
     if settings.protocol == GRPC_PROTOCOL:
@@ -114,15 +126,16 @@ def _otlp_metric_reader(settings: TelemetrySettings) -> MetricReader:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
 
         exporter = HttpMetrics(endpoint=settings.metrics_endpoint, headers=headers, timeout=settings.timeout)
-    return PeriodicExportingMetricReader(exporter, export_interval_millis=settings.metrics_export_interval * 1000)
+    return _PeriodicReader(exporter, settings.metrics_export_interval * 1000, histograms)
 
 
-def _resource(settings: TelemetrySettings) -> Resource:
+def telemetry_resource(settings: TelemetrySettings) -> Resource:
     attributes: dict[str, str] = {"service.version": __version__, **dict(settings.resource_attributes)}
     attributes["service.name"] = settings.service_name
     return Resource.create(attributes)
 
 
+SCOPE = InstrumentationScope(INSTRUMENTATION_NAME, __version__, SCHEMA_URL)
 _SAMPLED, _NOT_SAMPLED = TraceFlags(TraceFlags.SAMPLED), TraceFlags(TraceFlags.DEFAULT)
 
 
@@ -181,7 +194,7 @@ class Tracing:
 def build_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = None) -> Tracing:
     """A tracer for this app. A given `exporter` (tests: in-memory) is exported to synchronously."""
     counts = ExportCounts()
-    resource = _resource(settings)
+    resource = telemetry_resource(settings)
     sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
     provider = TracerProvider(resource=resource, sampler=sampler)
     processor: SpanProcessor
@@ -193,8 +206,7 @@ def build_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = N
         processor = SpanProcessor()  # tracing on with nowhere to send: spans are made and dropped
     provider.add_span_processor(processor)
     tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL)
-    scope = InstrumentationScope(INSTRUMENTATION_NAME, __version__, SCHEMA_URL)
-    return Tracing(tracer, FinishedSpans(processor, resource, scope, sampler), counts, provider.shutdown)
+    return Tracing(tracer, FinishedSpans(processor, resource, SCOPE, sampler), counts, provider.shutdown)
 
 
 @dataclass(slots=True)
@@ -203,16 +215,19 @@ class Metering:
     shutdown: Callable[[], None]
 
 
-def build_metering(settings: TelemetrySettings, readers: Sequence[MetricReader]) -> Metering:
+def build_metering(
+    settings: TelemetrySettings, readers: Sequence[MetricReader], histograms: LeanHistograms
+) -> Metering:
+    """A meter for this app; `histograms` (sharing its resource) ride along to the OTLP exporter."""
     all_readers = list(readers)
     if settings.metrics_endpoint:
-        all_readers.append(_otlp_metric_reader(settings))
+        all_readers.append(_otlp_metric_reader(settings, histograms))
     # Exemplars link a measurement to the span active when it was taken. Lockgate writes its spans
     # after the fact, so none is active while metrics are recorded and no exemplar could ever be
     # kept, yet the SDK's exemplar machinery ran on every histogram record: measured with
     # bench/run.py, turning it off took gateway CPU per request from 865 to about 600 us (JSON) and
     # from 1,934 to about 900 us (streams). An operator who sets OTEL_METRICS_EXEMPLAR_FILTER decides.
     exemplars = None if os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER") else AlwaysOffExemplarFilter()
-    provider = MeterProvider(metric_readers=all_readers, resource=_resource(settings), exemplar_filter=exemplars)
+    provider = MeterProvider(metric_readers=all_readers, resource=histograms.resource, exemplar_filter=exemplars)
     meter = provider.get_meter(INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL)
     return Metering(meter, provider.shutdown)

@@ -129,6 +129,11 @@ def test_token_usage_ttfc_and_cost_metrics_use_the_conventions_buckets() -> None
     token_buckets = series("gen_ai_client_token_usage_bucket", 'gen_ai_token_type="input"')
     assert [b.split('le="')[1].split('"')[0] for b in token_buckets][:3] == ["1.0", "4.0", "16.0"]
     assert len(token_buckets) == 15  # 14 boundaries and +Inf
+    # 1000 input tokens: above the 256 boundary, within 1024 (buckets are cumulative in Prometheus).
+    counts = {b.split('le="')[1].split('"')[0]: float(b.rsplit(" ", 1)[1]) for b in token_buckets}
+    assert counts["256.0"] == 0.0 and counts["1024.0"] == 1.0 and counts["+Inf"] == 1.0
+    (total,) = series("gen_ai_client_token_usage_sum", 'gen_ai_token_type="input"')
+    assert total.endswith(" 1000.0")
     (ttfc,) = series("gen_ai_client_operation_time_to_first_chunk_seconds_count", 'server_address="api.example.com"')
     assert ttfc.endswith(" 1.0")
     (cost,) = series("lockgate_cost_total", 'lockgate_deployment_id="gpt-4o-a"')
