@@ -53,6 +53,17 @@ def aggregate(raw: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+def share(raw: Path, text: str) -> float:
+    """The fraction of samples with any frame containing `text` (a module path, a function name)."""
+    hit = total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if stack:
+            total += int(count_text)
+            hit += int(count_text) if text in stack else 0
+    return hit / max(total, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -62,6 +73,8 @@ def main() -> None:
     parser.add_argument("--otlp", action="store_true")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--share", action="append", default=[], metavar="TEXT",
+                        help="also print the share of samples whose stack contains TEXT (repeatable)")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     stub_port, receiver_port, port = free_port(), free_port(), free_port()
@@ -99,6 +112,8 @@ def main() -> None:
             spy.wait(timeout=60)
             print(f"{cell['rps']:.0f} req/s under py-spy; stacks in {raw}")
             print(aggregate(raw, args.top))
+            for text in args.share:
+                print(f"{100 * share(raw, text):6.1f}% of samples have a frame containing {text!r}")
         finally:
             for process in processes:
                 stop(process)

@@ -33,13 +33,18 @@ N = 2000
 
 
 class EncodingExporter(SpanExporter):
-    """Encodes spans to OTLP protobuf as the HTTP exporter does, without the network."""
+    """Encodes spans to OTLP protobuf in batches of 512, as the batch processor and HTTP exporter do,
+    without the network."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[Any, ...], bytes] = {}
+        self._batch: list[ReadableSpan] = []
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        encode_spans(spans, self._cache)
+        self._batch.extend(spans)
+        if len(self._batch) >= 512:
+            encode_spans(self._batch, self._cache)
+            self._batch.clear()
         return SpanExportResult.SUCCESS
 
 

