@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 Operation = Literal["chat", "embeddings"]
 # Where the API leaves the parsed request in the ASGI scope's state, for the telemetry middleware.
 SCOPE_KEY = "lockgate.request"
+# Where the error boundary leaves the type of an unexpected exception it answered with a 500.
+UNEXPECTED_ERROR_KEY = "lockgate.unexpected_error"
 AttributeValue = str | int | float | bool
 
 

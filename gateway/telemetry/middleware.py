@@ -20,7 +20,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.context import SCOPE_KEY, ApiRequest
+from gateway.context import SCOPE_KEY, UNEXPECTED_ERROR_KEY, ApiRequest
 from gateway.telemetry import semconv as sc
 from gateway.telemetry.content import OutputCollector
 from gateway.telemetry.spans import ServerSpan
@@ -187,8 +187,9 @@ class TelemetryMiddleware:
                 attrs[sc.ERROR_TYPE] = type(failure).__qualname__
                 span.status = Status(StatusCode.ERROR, type(failure).__qualname__)
             elif status >= 500:
-                attrs[sc.ERROR_TYPE] = str(status)
-                span.status = Status(StatusCode.ERROR)
+                unexpected = scope.get("state", {}).get(UNEXPECTED_ERROR_KEY)
+                attrs[sc.ERROR_TYPE] = unexpected or str(status)
+                span.status = Status(StatusCode.ERROR, unexpected) if unexpected else Status(StatusCode.ERROR)
             t.recorder.emit(span, ended)
         if t.metrics is not None:
             t.metrics.record(request if isinstance(request, ApiRequest) else None, status,

@@ -307,3 +307,26 @@ def test_a_breaker_opening_is_a_span_event_and_a_gauge(traced_gateway: TracedFac
         if line.startswith('lockgate_breaker_state{lockgate_deployment_id="solo#0"')
     )
     assert gauge.endswith(" 2.0")
+
+
+def test_an_unexpected_error_is_a_500_that_still_carries_the_request_and_trace_ids(
+    traced_gateway: TracedFactory, upstream: UpstreamServer
+) -> None:
+    gateway, sink = traced_gateway("model_list:\n" + openai_model("gpt-4o", upstream) + AUTH)
+
+    async def broken(request: object) -> None:
+        raise RuntimeError(f"bug while holding {UPSTREAM_KEY}")
+
+    # A route with a bug, behind the real middleware stack (a stand-in for any unforeseen failure).
+    gateway.app.router.add_route("/v1/broken", broken, methods=["POST"])
+    response = httpx.post(f"{gateway.url}/v1/broken", headers={"authorization": f"Bearer {MASTER_KEY}"})
+
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and response.headers["x-request-id"] in error["message"]
+    assert UPSTREAM_KEY not in response.text
+    (server,) = sink.wait_servers(1)
+    assert response.headers["x-lockgate-trace-id"] == format(server.context.trace_id, "032x")
+    assert server.attributes["error.type"] == "RuntimeError"
+    assert server.attributes["http.response.status_code"] == 500
+    assert server.status.status_code is StatusCode.ERROR
