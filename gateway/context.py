@@ -7,6 +7,7 @@ The telemetry layer turns them into spans and span events; business code never t
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ Operation = Literal["chat", "embeddings"]
 SCOPE_KEY = "lockgate.request"
 # Where the error boundary leaves the type of an unexpected exception it answered with a 500.
 UNEXPECTED_ERROR_KEY = "lockgate.unexpected_error"
+# Where the telemetry middleware leaves the SERVER span's (trace id, trace flags) for upstream calls.
+TRACE_KEY = "lockgate.trace"
 AttributeValue = str | int | float | bool
 
 
@@ -37,6 +40,9 @@ class Attempt:
     failure: UpstreamFailure | None = None
     # What the gateway read from the response (filled as a stream goes by).
     summary: Summary | None = None
+    # The CLIENT span's id when the request is traced: chosen before the call, so the upstream's
+    # `traceparent` names it as the parent.
+    span_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -63,8 +69,23 @@ class ApiRequest:
     user: str | None = None
     # Loop time at which the request must be answered; set by the pipeline from the timeouts.
     deadline: float = 0.0
+    # The SERVER span's (trace id, trace flags) when tracing is on: upstream calls carry it on.
+    trace: tuple[int, int] | None = None
     attempts: list[Attempt] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
 
     def decide(self, name: str, **attributes: AttributeValue) -> None:
         self.decisions.append(Decision(name, attributes))
+
+
+def upstream_trace(trace: tuple[int, int] | None) -> tuple[int | None, str | None]:
+    """A span id for an upstream attempt and the W3C `traceparent` naming it, when the request is traced.
+
+    Upstreams that trace (vLLM, TGI, another Lockgate) then parent their spans under the gateway's
+    CLIENT span. Baggage is not forwarded: it may hold the caller's user and session ids, which are
+    not a third-party provider's business.
+    """
+    if trace is None:
+        return None, None
+    span_id = random.getrandbits(64) or 1
+    return span_id, f"00-{trace[0]:032x}-{span_id:016x}-{trace[1]:02x}"

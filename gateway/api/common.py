@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.context import SCOPE_KEY, ApiRequest
+from gateway.context import SCOPE_KEY, TRACE_KEY, ApiRequest
 from gateway.errors import InvalidRequest, MalformedJSON, PayloadTooLarge
 from gateway.routing.router import Routed
 
@@ -64,7 +64,9 @@ def request_id(request: Request) -> str:
 
 def expose(request: Request, api_request: ApiRequest) -> None:
     """Leave the parsed request where the telemetry middleware reads it once the response is done."""
-    request.scope["state"][SCOPE_KEY] = api_request
+    state = request.scope["state"]
+    state[SCOPE_KEY] = api_request
+    api_request.trace = state.get(TRACE_KEY)
 
 
 def routed_headers(routed: Routed[Any]) -> dict[str, str]:

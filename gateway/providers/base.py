@@ -100,6 +100,8 @@ class UpstreamCall:
     include_usage: bool
     # Seconds this attempt may take in all (the request's deadline caps the deployment's timeout).
     timeout: float
+    # W3C `traceparent` naming this attempt's CLIENT span, when the request is traced.
+    traceparent: str | None = None
 
 
 @dataclass(slots=True)

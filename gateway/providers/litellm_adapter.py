@@ -59,6 +59,8 @@ class LitellmProvider:
             params["api_base"] = deployment.api_base
         if deployment.api_key:
             params["api_key"] = deployment.api_key
+        if call.traceparent is not None:
+            params["extra_headers"] = {**(params.get("extra_headers") or {}), "traceparent": call.traceparent}
         return params
 
     async def chat(self, call: UpstreamCall) -> JsonReply:

@@ -103,6 +103,8 @@ class OpenAICompatProvider:
         headers = {"Content-Type": "application/json"}
         if deployment.api_key:
             headers["Authorization"] = f"Bearer {deployment.api_key}"
+        if call.traceparent is not None:
+            headers["traceparent"] = call.traceparent
         url = f"{deployment.api_base}{path}"
         loop = asyncio.get_running_loop()
         limit = deadline - loop.time()

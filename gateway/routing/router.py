@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
 from gateway.config.runtime import Deployment, RuntimeConfig
-from gateway.context import ApiRequest, Attempt
+from gateway.context import ApiRequest, Attempt, upstream_trace
 from gateway.errors import (
     GatewayError,
     ModelNotFound,
@@ -311,6 +311,7 @@ class Router:
         excluded: set[str],
         loop: asyncio.AbstractEventLoop,
     ) -> Routed[T] | None:
+        span_id, traceparent = upstream_trace(request.trace)
         call = UpstreamCall(
             deployment=deployment,
             body=request.body,
@@ -318,8 +319,9 @@ class Router:
             stream=request.stream,
             include_usage=request.include_usage,
             timeout=min(deployment.timeouts.total, remaining),
+            traceparent=traceparent,
         )
-        attempt = Attempt(deployment, time.time())
+        attempt = Attempt(deployment, time.time(), span_id=span_id)
         request.attempts.append(attempt)
         stats = self.stats
         stats.started(deployment.id)

@@ -20,7 +20,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.context import SCOPE_KEY, UNEXPECTED_ERROR_KEY, ApiRequest
+from gateway.context import SCOPE_KEY, TRACE_KEY, UNEXPECTED_ERROR_KEY, ApiRequest
 from gateway.telemetry import semconv as sc
 from gateway.telemetry.content import OutputCollector
 from gateway.telemetry.spans import ServerSpan
@@ -128,6 +128,7 @@ class TelemetryMiddleware:
         context, parent = t.recorder.start(ctx, method)
         header = (sc.TRACE_ID_HEADER, format(context.trace_id, "032x").encode())
         recording = context.trace_flags.sampled
+        scope.setdefault("state", {})[TRACE_KEY] = (context.trace_id, context.trace_flags)
         span = ServerSpan(context, parent, method, time.time_ns(), attrs) if recording else None
         status = [500]
         collector: list[OutputCollector] = []

@@ -166,8 +166,10 @@ class FinishedSpans:
         flags = _SAMPLED if result.decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED
         return SpanContext(trace_id, self._ids.generate_span_id(), False, flags, result.trace_state), remote
 
-    def child(self, parent: SpanContext) -> SpanContext:
-        return SpanContext(parent.trace_id, self._ids.generate_span_id(), False, parent.trace_flags, parent.trace_state)
+    def child(self, parent: SpanContext, span_id: int | None = None) -> SpanContext:
+        """A child's context: with `span_id` when one was chosen (and sent upstream) already."""
+        span_id = span_id or self._ids.generate_span_id()
+        return SpanContext(parent.trace_id, span_id, False, parent.trace_flags, parent.trace_state)
 
     @staticmethod
     def event(name: str, attributes: dict[str, Any], timestamp: int) -> Event:

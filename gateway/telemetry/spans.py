@@ -155,7 +155,7 @@ class SpanRecorder:
             StatusCode.ERROR, scrub_secrets(failure.message, self._secrets)
         )
         self._finished.emit(
-            self._finished.child(parent), parent, f"{common[sc.GEN_AI_OPERATION_NAME]} {d.upstream_model}",
+            self._finished.child(parent, attempt.span_id), parent, f"{common[sc.GEN_AI_OPERATION_NAME]} {d.upstream_model}",
             SpanKind.CLIENT, attrs, start, end_ns if end_ns is not None else start + int(attempt.duration * _NS),
             status,
         )

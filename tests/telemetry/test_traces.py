@@ -180,6 +180,25 @@ def test_client_traceparent_and_baggage_make_the_gateway_spans_children_of_the_a
     for span in (server, call):
         assert span.attributes["session.id"] == "sess-42" and span.attributes["user.id"] == "ada"
         assert span.attributes["gen_ai.conversation.id"] == "sess-42"
+    # The upstream is told the trace too, with the CLIENT span as its parent; baggage stays here.
+    sent = upstream.upstream.received[-1].headers
+    assert sent["traceparent"] == f"00-{trace_id}-{call.context.span_id:016x}-01"
+    assert "baggage" not in {name.lower() for name in sent}
+
+
+def test_each_upstream_attempt_names_its_own_client_span_in_traceparent(
+    traced_gateway: TracedFactory, upstream: UpstreamServer
+) -> None:
+    gateway, sink = traced_gateway(
+        "model_list:\n" + openai_model("gpt-4o", upstream) + openai_model("gpt-4o", upstream) + AUTH
+    )
+    upstream.upstream.script(Fault.error(503, "overloaded"))
+    client(gateway.url).chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True).close()
+
+    server, attempts = one_request(sink)
+    sent = [r.headers["traceparent"] for r in upstream.upstream.received]
+    trace = format(server.context.trace_id, "032x")
+    assert sent == [f"00-{trace}-{a.context.span_id:016x}-01" for a in attempts] and len(sent) == 2
 
 
 def test_session_header_wins_over_baggage(traced_gateway: TracedFactory, upstream: UpstreamServer) -> None:
