@@ -1,4 +1,4 @@
-"""Operator commands that talk to a running gateway's admin API: `lockgate keys|audit|spend ...`.
+"""Operator commands that talk to a running gateway's admin API: `lockgate keys|audit|spend|budgets ...`.
 
 Every command takes `--url` (default http://127.0.0.1:4000, env LOCKGATE_URL) and `--master-key`
 (env LOCKGATE_MASTER_KEY). Output is a rich table, or JSON with `--json`.
@@ -210,4 +210,33 @@ def spend_report(
     total = sum(r["spend_micros"] for r in report["data"])
     table.add_row("[bold]total[/]", str(sum(r["requests"] for r in report["data"])), f"[bold]${total / 1e6:,.6f}[/]",
                   f"{sum(r['tokens'] for r in report['data']):,}")
+    out.print(table)
+
+
+budgets_app = typer.Typer(no_args_is_help=True, help="Budgets now: spent, reserved, left and when each resets.")
+
+
+@budgets_app.command("status")
+def budgets_status(
+    url: Url = DEFAULT_URL,
+    master_key: Master = "",
+    session: Annotated[str | None, typer.Option(help="Also show this session's budget.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every budget's standing in its current window, as the next request will be checked against it."""
+    rows = admin_call(url, master_key, "GET", "/admin/budgets", params={"session": session} if session else None)["data"]
+    if as_json:
+        out.print_json(data=rows)
+        return
+    table = Table("scope", "id", "period", "limit", "spent", "reserved", "left", "used", "resets (UTC)",
+                  title="Budgets in their current window")
+    for r in rows:
+        pct = r["used_pct"]
+        colour = "red" if pct is not None and pct >= 100 else "yellow" if pct is not None and pct >= 80 else "green"
+        used = f"[{colour}]{pct:g}%[/]" if pct is not None else "-"
+        if r.get("max_tokens") is not None:
+            used += f" · {r['tokens_used']:,}/{r['max_tokens']:,} tok"
+        table.add_row(r["scope"], r["id"], f"{r['period']} {r['window']}", f"${r['limit_usd']:,.2f}",
+                      f"${r['spent_usd']:,.6f}", f"${r['reserved_usd']:,.6f}", f"${r['remaining_usd']:,.6f}", used,
+                      _when(r["resets_at"]))
     out.print(table)

@@ -28,10 +28,12 @@ from gateway.budgets.gate import BudgetGate
 from gateway.budgets.pricing import PriceBook
 from gateway.budgets.scopes import ScopedCharge
 from gateway.budgets.spend_recorder import SpendRecorder
+from gateway.budgets.status import budget_status
 from gateway.config.runtime import RuntimeConfig
 from gateway.context import ApiRequest
 from gateway.errors import GovernanceUnavailable
 from gateway.keys.cache import KeyCache
+from gateway.keys.records import principal_of
 from gateway.keys.registry import KeyRegistry
 from gateway.store import Store, StoreUnavailable
 
@@ -64,6 +66,8 @@ class Governance:
     budgets: BudgetGate
     alerts: AlertDispatcher
     spend: SpendRecorder
+    # Every budget's standing now (spent, reserved, left); the optional argument names a session.
+    budget_report: Callable[[str | None], Awaitable[list[dict[str, Any]]]]
     sweep_interval: float = 30.0
     _sweeper: asyncio.Task[None] | None = None
 
@@ -86,11 +90,17 @@ class Governance:
         spend = SpendRecorder(store)
         gate = BudgetGate(config, store, PriceBook(), on_settled=alerts.settled, on_refused=refused, spend=spend)
         sweep = min(30.0, config.budgets.reservation_ttl / 4)
-        return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, spend, sweep)
+        static = [p for p in config.keys.values() if p.budgets]
+
+        async def report(session: str | None) -> list[dict[str, Any]]:
+            virtual = [principal_of(k) for k in await keys.list() if k.get("budgets") and k["status"] == "active"]
+            return await budget_status(config.budgets, store, static + virtual, session, time.time())
+
+        return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, spend, report, sweep)
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
         routes = [*AdminKeysApi(self.guard, self.keys).routes(),
-                  *AdminReportsApi(self.guard, self.audit, self.store, self.spend.flush).routes()]
+                  *AdminReportsApi(self.guard, self.audit, self.store, self.spend.flush, self.budget_report).routes()]
         return [(path, _store_errors_as_503(endpoint), methods) for path, endpoint, methods in routes]
 
     async def start(self) -> None:

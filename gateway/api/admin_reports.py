@@ -1,9 +1,10 @@
-"""`/admin/audit` (query, verify) and `/admin/spend` (grouped spend over a time range)."""
+"""`/admin/audit` (query, verify), `/admin/spend` (grouped spend over a time range), `/admin/budgets` (standing now)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,9 +19,11 @@ from gateway.store import Store
 
 class AdminReportsApi:
     def __init__(
-        self, guard: AdminGuard, audit: AuditTrail, store: Store, before_spend: Callable[[], Awaitable[None]] | None = None
+        self, guard: AdminGuard, audit: AuditTrail, store: Store, before_spend: Callable[[], Awaitable[None]] | None = None,
+        budget_report: Callable[[str | None], Awaitable[list[dict[str, Any]]]] | None = None,
     ) -> None:
         self._guard = guard
+        self._budget_report = budget_report
         self._audit = audit
         self._store = store
         # Flushes this replica's queued spend entries, so a report is never behind what it served.
@@ -57,8 +60,15 @@ class AdminReportsApi:
         rows = await spend_report(self._store, group_by, since, until)
         return json({"group_by": group_by, "since": since, "until": until, "data": [r.as_dict() for r in rows]})
 
+    async def budgets(self, request: Request) -> Response:
+        self._guard.actor(request)
+        session = request.query_params.get("session") or None
+        rows = await self._budget_report(session) if self._budget_report is not None else []
+        return json({"data": rows})
+
     def routes(self) -> list[tuple[str, Endpoint, list[str]]]:
         return [
+            ("/admin/budgets", self.budgets, ["GET"]),
             ("/admin/audit", self.audit, ["GET"]),
             ("/admin/audit/verify", self.verify, ["GET"]),
             ("/admin/spend", self.spend, ["GET"]),

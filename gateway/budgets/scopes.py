@@ -57,6 +57,11 @@ def scopes_for(
     return found
 
 
+def counter_base(kind: str, scope_id: str, limit: BudgetLimit, label: str) -> str:
+    """The name shared by a budget's counters in one window (`:usd`, and `:tok` with a token limit)."""
+    return f"b:{kind}:{scope_id}:{limit.period}:{label}"
+
+
 def budget_charges(
     config: BudgetsSection,
     principal: Principal,
@@ -72,7 +77,7 @@ def budget_charges(
         label, reset_at = windows.window(limit.period, now)
         scope = Scope(kind, scope_id, limit, label, reset_at)
         expires = None if reset_at is None else reset_at + GRACE_SECONDS
-        base = f"b:{kind}:{scope_id}:{limit.period}:{label}"
+        base = counter_base(kind, scope_id, limit, label)
         limit_micros = round(limit.limit_usd * MICROS)
         out.append(ScopedCharge(Charge(f"{base}:usd", cost_micros, USD, limit_micros, expires), scope))
         if limit.max_tokens is not None:

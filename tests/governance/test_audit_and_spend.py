@@ -134,3 +134,44 @@ def test_spend_reports_group_by_team_model_and_session(
     assert "eng" in table.stdout and "total" in table.stdout
     assert f"${sum(costs.values()) / 1e6:,.6f}" in table.stdout
     admin.close()
+
+
+def test_budget_status_shows_spent_left_and_reset_for_every_scope(
+    tmp_path: Path, upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
+    gateway = gateway_factory(
+        config(upstream, f"sqlite:///{tmp_path / 'db'}")
+        + "budgets:\n"
+        "  global: [{limit_usd: 100, period: monthly}]\n"
+        "  teams: {eng: [{limit_usd: 5, period: daily, max_tokens: 100000}]}\n"
+        "  session: [{limit_usd: 1, period: total}]\n"
+    )
+    admin = Admin(gateway.url)
+    virtual = admin.create_key(name="nightly", team="eng", budgets=[{"limit_usd": 2, "period": "weekly"}])
+    eng = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-eng-bot-0123456789", max_retries=0)
+    reply = eng.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, max_tokens=50,  # type: ignore[arg-type]
+        extra_headers={"x-lockgate-session-id": "s-7"},
+    )
+    assert reply.usage is not None
+    cost = (reply.usage.prompt_tokens * 10 + reply.usage.completion_tokens * 100) / 1e6
+
+    rows = admin.http.get("/admin/budgets", params={"session": "s-7"}).json()["data"]
+    by_scope = {(r["scope"], r["id"]): r for r in rows}
+    assert list(by_scope) == [("global", "global"), ("team", "eng"), ("key", "ops-bot"), ("key", virtual["id"]),
+                              ("session", "s-7")]
+    for scope in (("global", "global"), ("team", "eng"), ("session", "s-7")):
+        row = by_scope[scope]
+        assert abs(row["spent_usd"] - cost) < 1e-9 and row["reserved_usd"] == 0
+        assert abs(row["remaining_usd"] - (row["limit_usd"] - cost)) < 1e-9
+    team = by_scope[("team", "eng")]
+    assert team["tokens_used"] == reply.usage.total_tokens and team["max_tokens"] == 100000
+    assert team["period"] == "daily" and team["resets_at"] > time.time()
+    assert by_scope[("session", "s-7")]["resets_at"] is None  # a total budget never resets
+    assert by_scope[("key", virtual["id"])]["spent_usd"] == 0  # another key's spend is not its own
+    assert [r["scope"] for r in admin.http.get("/admin/budgets").json()["data"]].count("session") == 0
+
+    table = lockgate("budgets", "status", "--session", "s-7", url=gateway.url)
+    assert table.returncode == 0, table.stderr
+    assert "eng" in table.stdout and "s-7" in table.stdout and f"${cost:,.6f}" in table.stdout
+    admin.close()
