@@ -102,7 +102,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
             await governance.aclose()  # closes the store too
             await asyncio.to_thread(telemetry.shutdown)
 
-    app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Lockgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry=_NO_FASTAPI_TELEMETRY)
     # Telemetry hooks `router.breakers.listeners`; tests read breaker states through it.
     app.state.router = router
     if telemetry.metrics is not None:
@@ -138,6 +139,14 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     app.add_middleware(TelemetryMiddleware, telemetry=telemetry)  # inside RequestIdMiddleware: sees the id
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+# FastAPI's own OpenTelemetry hooks: Lockgate writes its own SERVER span and HTTP metrics, so these
+# would only duplicate them under a global provider, and even idle they asked the global providers
+# on every request whether they were configured (about 3% of the gateway's CPU under py-spy).
+_NO_FASTAPI_TELEMETRY: Any = {
+    "tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False,
+}
 
 
 def _install_error_handlers(app: FastAPI, secrets: tuple[str, ...]) -> None:
