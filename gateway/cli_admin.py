@@ -228,7 +228,7 @@ def budgets_status(
     if as_json:
         out.print_json(data=rows)
         return
-    table = Table("scope", "id", "period", "limit", "spent", "reserved", "left", "used", "resets (UTC)",
+    table = Table("scope", "id", "window", "limit", "spent", "in flight", "left", "used", "resets (UTC)",
                   title="Budgets in their current window")
     for r in rows:
         pct = r["used_pct"]
@@ -236,7 +236,14 @@ def budgets_status(
         used = f"[{colour}]{pct:g}%[/]" if pct is not None else "-"
         if r.get("max_tokens") is not None:
             used += f" · {r['tokens_used']:,}/{r['max_tokens']:,} tok"
-        table.add_row(r["scope"], r["id"], f"{r['period']} {r['window']}", f"${r['limit_usd']:,.2f}",
-                      f"${r['spent_usd']:,.6f}", f"${r['reserved_usd']:,.6f}", f"${r['remaining_usd']:,.6f}", used,
-                      _when(r["resets_at"]))
+        window = r["period"] if r["window"] == r["period"] else f"{r['period']} {r['window']}"
+        table.add_row(r["scope"], r["id"], window, _usd(r["limit_usd"]), _usd(r["spent_usd"]),
+                      _usd(r["reserved_usd"]), _usd(r["remaining_usd"]), used, _when(r["resets_at"]))
     out.print(table)
+
+
+def _usd(amount: float) -> str:
+    """Cents for whole amounts, micro-dollars for the small ones a few requests cost."""
+    if amount == 0 or amount >= 100:
+        return f"${amount:,.2f}"
+    return "$" + f"{amount:,.6f}".rstrip("0").rstrip(".")

@@ -173,5 +173,6 @@ def test_budget_status_shows_spent_left_and_reset_for_every_scope(
 
     table = lockgate("budgets", "status", "--session", "s-7", url=gateway.url)
     assert table.returncode == 0, table.stderr
-    assert "eng" in table.stdout and "s-7" in table.stdout and f"${cost:,.6f}" in table.stdout
+    assert "eng" in table.stdout and "s-7" in table.stdout
+    assert f"${cost:,.6f}".rstrip("0") in table.stdout  # what the session has spent
     admin.close()
