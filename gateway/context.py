@@ -63,6 +63,8 @@ class ApiRequest:
     deadline: float = 0.0
     attempts: list[Attempt] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    # OpenAI's x-ratelimit-* headers for the key's rate limits, set by the budget gate when it reserved.
+    ratelimit_headers: dict[str, str] | None = None
 
     def decide(self, name: str, **attributes: AttributeValue) -> None:
         self.decisions.append(Decision(name, attributes))
