@@ -2,15 +2,15 @@
 
 For each group of the chain (the request's model, then `fallbacks`), the router tries the group's
 deployments in the order its strategy gives, skipping those whose breaker is open, that are cooling
-down after a 429, that are at capacity (their `rpm`/`tpm`, see `capacity.py`), or whose context
-window the prompt cannot fit. A failure is classified by
-`classify` (one table): the client's own fault ends the request at once (or, for a context-length or
-content-policy error, moves it to that fallback chain); anything else moves on to the next fresh
-deployment at once, then to the next group of the chain; only in the chain's last group, once no
-fresh deployment is left, does it retry a failed one after a backoff (Retry-After first): failing
-over beats waiting. Retries are at most `num_retries` per request and never wait past the deadline. When nothing in
-the chain can be tried at all, the answer is an immediate 503 naming what is down (429 when every
-deployment is merely at capacity: see `outcome.py`).
+down after a 429, that are at capacity (their `rpm`/`tpm`), or whose context window the prompt
+cannot fit (`admission.py` decides who may be tried). A failure is classified by `classify` (one
+table): the client's own fault ends the request at once (or, for a context-length or content-policy
+error, moves it to that fallback chain); anything else moves on to the next fresh deployment at
+once, then to the next group of the chain; only in the chain's last group, once no fresh deployment
+is left, does it retry a failed one after a backoff (Retry-After first): failing over beats
+waiting. Retries are at most `num_retries` per request and never wait past the deadline. When
+nothing in the chain can be tried at all, the answer is an immediate 503 naming what is down, or a
+429 when every deployment is merely at capacity (`outcome.py`).
 
 Everything that happens is recorded on the request as values: `request.attempts`, and decisions
 named `lockgate.retry`, `lockgate.fallback`, `lockgate.cooldown`, `lockgate.skipped` and
@@ -37,9 +37,10 @@ from gateway.errors import (
 from gateway.providers import Providers
 from gateway.providers.base import JsonReply, Provider, UpstreamCall
 from gateway.routing import operations
+from gateway.routing.admission import Admission, record_transition, skip
 from gateway.routing.backoff import Backoff, pick_retry
-from gateway.routing.breakers import Breakers, BreakerSettings, BreakerTransition
-from gateway.routing.capacity import Capacity, Full, Ticket
+from gateway.routing.breakers import Breakers, BreakerSettings
+from gateway.routing.capacity import Capacity, Ticket
 from gateway.routing.classify import Verdict, classify
 from gateway.routing.cooldowns import Cooldowns, InMemoryCooldowns
 from gateway.routing.outcome import Down, exhausted, with_attempts
@@ -102,9 +103,7 @@ class Router:
             )
         )
         self.stats = DeploymentStats()
-        # Deployments with rpm/tpm: only these cost a store call per attempt. Without a store, none.
-        self._capacity = capacity
-        self._limited = capacity.limited if capacity is not None else frozenset()
+        self._admission = Admission(self.breakers, self.cooldowns, capacity)
         # Windows matter only where a prompt can be sent elsewhere for being too long.
         sized = {g for source, targets in settings.context_window_fallbacks for g in (source, *targets)}
         self._windows = ContextWindows(
@@ -194,6 +193,7 @@ class Router:
         loop = asyncio.get_running_loop()
         deployments = self._groups[group].deployments
         strategy = self._strategies.get(group, self._strategy)
+        admit = self._admission
         # Deployments this request saw fail, with the failure; and those it must not retry.
         failed: dict[str, UpstreamFailure] = {}
         excluded: set[str] = set(too_long.small) if too_long is not None else set()
@@ -202,7 +202,7 @@ class Router:
             remaining = request.deadline - loop.time()
             if remaining <= 0:
                 return None
-            cooling = await self._cooling(deployments) if self.cooldowns.maybe_active() else {}
+            cooling = await admit.cooling(deployments) if self.cooldowns.maybe_active() else {}
             # Not yet failed, not excluded, not cooling, and not already found down by this request.
             fresh: Sequence[Deployment] = deployments
             if failed or excluded or cooling or down:
@@ -216,17 +216,17 @@ class Router:
                 ]
             for deployment_id, until in cooling.items():
                 if deployment_id not in failed and deployment_id not in down:
-                    self._skip(request, down, deployment_id, "cooling down after a rate limit", until)
+                    skip(request, down, deployment_id, "cooling down after a rate limit", until)
             ordered = order(strategy, fresh, self.stats, self._random)
-            deployment = self._admit_first(request, ordered, down)
+            deployment = admit.first(request, ordered, down)
             ticket: Ticket | None = None
-            if self._limited and deployment is not None and deployment.id in self._limited:
-                deployment, ticket = await self._take_capacity(request, ordered, deployment, down)
+            if deployment is not None and deployment.id in admit.limited:
+                deployment, ticket = await admit.take_capacity(request, ordered, deployment, down)
             if deployment is None:
                 if not may_wait or retries >= self._num_retries:
                     return None
                 picked = pick_retry(
-                    self._backoff, self._random, request, deployments, failed, excluded | self._open(deployments),
+                    self._backoff, self._random, request, deployments, failed, excluded | admit.open_breakers(deployments),
                     cooling, retries + 1, loop,
                 )
                 if picked is None:
@@ -245,76 +245,15 @@ class Router:
                 request.decide("lockgate.retry", **attrs)
                 await asyncio.sleep(wait)
                 remaining = request.deadline - loop.time()
-                if remaining <= 0 or self._admit_first(request, [deployment], down) is None:
+                if remaining <= 0 or admit.first(request, [deployment], down) is None:
                     continue
-                if deployment.id in self._limited:
-                    admitted, ticket = await self._take_capacity(request, [deployment], deployment, down)
+                if deployment.id in admit.limited:
+                    admitted, ticket = await admit.take_capacity(request, [deployment], deployment, down)
                     if admitted is None:
                         continue
             result = await self._attempt(request, deployment, operation, remaining, failed, excluded, ticket, loop)
             if result is not None:
                 return result
-
-    def _open(self, deployments: Sequence[Deployment]) -> set[str]:
-        return {d.id for d in deployments if self.breakers.state(d.id) == "open"}
-
-    async def _cooling(self, deployments: Sequence[Deployment]) -> dict[str, float]:
-        try:
-            return await self.cooldowns.active([d.id for d in deployments])
-        except Exception:  # a shared store that is down must not take routing down with it
-            log.warning("cooldowns unavailable; routing as if nothing were cooling down", exc_info=True)
-            return {}
-
-    def _admit_first(
-        self, request: ApiRequest, candidates: Sequence[Deployment], down: dict[str, Down]
-    ) -> Deployment | None:
-        """The first candidate whose breaker lets an attempt through; the others are noted as down."""
-        for deployment in candidates:
-            admission = self.breakers.admit(deployment.id)
-            if admission.transition is not None:
-                self._record_transition(request, admission.transition)
-            if admission.allowed:
-                return deployment
-            reason = (
-                "circuit breaker open" if self.breakers.state(deployment.id) == "open" else "probe in flight"
-            )
-            self._skip(request, down, deployment.id, reason, admission.until)
-        return None
-
-    async def _take_capacity(
-        self, request: ApiRequest, candidates: Sequence[Deployment], admitted: Deployment, down: dict[str, Down]
-    ) -> tuple[Deployment | None, Ticket | None]:
-        """`admitted` (by its breaker) if it has room this minute, else the next candidate that does."""
-        assert self._capacity is not None
-        deployment: Deployment | None = admitted
-        while deployment is not None:
-            if deployment.id not in self._limited:
-                return deployment, None
-            taken = await self._capacity.take(request, deployment)
-            if not isinstance(taken, Full):
-                return deployment, taken
-            self.breakers.released(deployment.id)  # admitted, but not attempted: a probe slot is free again
-            self._skip(request, down, deployment.id, taken.reason, taken.until, at_capacity=True)
-            rest = candidates[next(i for i, d in enumerate(candidates) if d is deployment) + 1 :]
-            deployment = self._admit_first(request, rest, down)
-        return None, None
-
-    def _skip(
-        self,
-        request: ApiRequest,
-        down: dict[str, Down],
-        deployment_id: str,
-        reason: str,
-        until: float,
-        at_capacity: bool = False,
-    ) -> None:
-        down[deployment_id] = Down(reason, until, at_capacity)
-        request.decide(
-            "lockgate.skipped",
-            deployment=deployment_id,
-            reason=reason,
-            retry_in_s=round(until - time.time(), 3),
-        )
 
     async def _attempt(
         self,
@@ -405,14 +344,14 @@ class Router:
         if verdict.breaker:
             transition = self.breakers.failed(deployment.id, verdict.reason)
             if transition is not None:
-                self._record_transition(request, transition)
+                record_transition(request, transition)
         else:
             self.breakers.released(deployment.id)
 
     def _succeeded(self, request: ApiRequest, deployment: Deployment) -> None:
         transition = self.breakers.succeeded(deployment.id)
         if transition is not None:
-            self._record_transition(request, transition)
+            record_transition(request, transition)
 
     def _track(
         self,
@@ -440,7 +379,7 @@ class Router:
                 request.decide("lockgate.stream.failed", deployment=deployment.id, reason=verdict.reason)
                 transition = self.breakers.failed(deployment.id, verdict.reason) if verdict.breaker else None
                 if transition is not None:
-                    self._record_transition(request, transition)
+                    record_transition(request, transition)
             elif abandoned:
                 request.decide("lockgate.stream.abandoned", deployment=deployment.id)
                 self.breakers.released(deployment.id)
@@ -449,15 +388,6 @@ class Router:
 
         tracked = TrackedStream(opened.reply, opened.rest, on_end)
         return OpenStream(opened.first, aiter(tracked), tracked)
-
-    def _record_transition(self, request: ApiRequest, transition: BreakerTransition) -> None:
-        request.decide(
-            f"lockgate.breaker.{transition.new}",
-            deployment=transition.deployment_id,
-            previous=transition.old,
-            failures=transition.failures,
-            reason=transition.reason,
-        )
 
     # ------------------------------------------------------------------ context windows
 
