@@ -63,7 +63,11 @@ class Admission:
         while deployment is not None:
             if deployment.id not in self.limited:
                 return deployment, None
-            taken = await self._capacity.take(request, deployment)
+            try:
+                taken = await self._capacity.take(request, deployment)
+            except BaseException:  # cancelled while asking the store: the breaker's probe slot is free again
+                self._breakers.released(deployment.id)
+                raise
             if not isinstance(taken, Full):
                 return deployment, taken
             self._breakers.released(deployment.id)  # admitted, but not attempted: a probe slot is free again

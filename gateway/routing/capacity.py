@@ -5,7 +5,9 @@ same atomic `reserve` as the per-key rate limits (`gateway/budgets/ratelimits.py
 names, so every replica sharing the store counts against one capacity. Before each attempt on such a
 deployment the router takes one request and the request's token estimate in one store call; a
 deployment that has no room is skipped like one cooling down. Deployments without `rpm`/`tpm` never
-reach this module: no store call, no work.
+reach this module: no store call, no work. A deployment found at its `rpm` stays full until its window
+turns (requests are never given back), so this replica remembers that and skips it without asking the
+store again; one at its `tpm` is asked again, as settlements can free tokens.
 
 Tokens are estimated the way OpenAI counts a request against its own tokens-per-minute limit: the
 prompt at about four bytes a token (here the request body's size, a slight over-estimate for the JSON
@@ -30,7 +32,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.budgets.ratelimits import TOKENS, WINDOW, RateCharge, rate_charges
+from gateway.budgets.ratelimits import REQUESTS, TOKENS, WINDOW, RateCharge, rate_charges
 from gateway.config.governance import RateLimit
 from gateway.config.runtime import Deployment
 from gateway.context import ApiRequest
@@ -75,9 +77,13 @@ class Full:
     kind: str  # "requests" or "tokens"
     limit: int
     until: float
+    # The request alone needs more than the whole limit: waiting for the window will not help.
+    too_large: bool = False
 
     @property
     def reason(self) -> str:
+        if self.too_large:
+            return f"request larger than its capacity ({self.limit} {self.kind} per minute)"
         return f"at capacity ({self.limit} {self.kind} per minute)"
 
 
@@ -100,6 +106,8 @@ class Capacity:
             d.id: RateLimit(rpm=d.rpm, tpm=d.tpm) for d in deployments if has_capacity_limit(d)
         }
         self._settling: set[asyncio.Task[None]] = set()
+        # Deployments this replica saw at their rpm, until their window turns.
+        self._full: dict[str, Full] = {}
 
     @property
     def limited(self) -> frozenset[str]:
@@ -110,6 +118,11 @@ class Capacity:
         """One request (and its tokens) from the deployment's minute; None: not counted (store down)."""
         limit = self._limits[deployment.id]
         now = time.time()
+        full = self._full.get(deployment.id)
+        if full is not None:
+            if now < full.until:
+                return full
+            del self._full[deployment.id]
         tokens = estimate_tokens(request) if limit.tpm is not None else 0
         rates = rate_charges(deployment.id, limit, tokens, now, scope="deployment")
         reservation_id = "cap_" + os.urandom(12).hex()
@@ -126,7 +139,10 @@ class Capacity:
             return Ticket(self if limit.tpm is not None else None, reservation_id)
         assert result.refused_index is not None
         refused: RateCharge = rates[result.refused_index]
-        return Full(refused.kind, refused.limit, refused.reset_at)
+        full = Full(refused.kind, refused.limit, refused.reset_at, refused.charge.amount > refused.limit)
+        if refused.kind == REQUESTS:
+            self._full[deployment.id] = full
+        return full
 
     def settle_later(self, reservation_id: str, actual: dict[str, int]) -> None:
         task = asyncio.get_running_loop().create_task(self._settle(reservation_id, actual))

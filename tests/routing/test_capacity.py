@@ -193,25 +193,26 @@ async def test_tpm_is_settled_with_the_usage_and_rpm_alone_needs_no_settlement(t
     store = open_store(f"sqlite:///{tmp_path / 'capacity.db'}")
     await store.start()
 
-    async def scenario() -> tuple[int, tuple[int, int], list[Ticket | Full | None], tuple[int, int]]:
+    async def scenario() -> tuple[int, tuple[int, int], list[Ticket | Full | None], tuple[int, int], Any]:
         window = math.floor(time.time() / 60) * 60
         tpm, rpm = _deployment(None, 1000), _deployment(2, None)
         capacity = Capacity(store, [tpm, rpm])
         ticket = await capacity.take(_request(90), tpm)
         assert isinstance(ticket, Ticket)
         ticket.settle(Usage(input_tokens=7, output_tokens=3), served=True)
-        taken = [await capacity.take(_request(1), rpm) for _ in range(3)]
+        huge = await capacity.take(_request(5000), tpm)
+        taken = [await capacity.take(_request(1), rpm) for _ in range(4)]
         assert isinstance(taken[0], Ticket)
         taken[0].settle(None, served=True)
         await capacity.drain()
         tokens, requests = await store.counters(
             [f"rl:deployment:{tpm.id}:{window}:tpm", f"rl:deployment:{rpm.id}:{window}:rpm"], time.time()
         )
-        return window, (tokens.used, tokens.reserved), taken, (requests.used, requests.reserved)
+        return window, (tokens.used, tokens.reserved), taken, (requests.used, requests.reserved), huge
 
     try:
         for _ in range(2):  # again if a minute turned: the counters read would be the old window's
-            window, tokens, taken, requests = await scenario()
+            window, tokens, taken, requests, huge = await scenario()
             if window == math.floor(time.time() / 60) * 60:
                 break
     finally:
@@ -220,5 +221,8 @@ async def test_tpm_is_settled_with_the_usage_and_rpm_alone_needs_no_settlement(t
     assert tokens == (10, 0), "the estimate of 100 was replaced by the 10 tokens used"
     assert [type(t) for t in taken[:2]] == [Ticket, Ticket] and isinstance(taken[2], Full)
     assert (taken[2].kind, taken[2].limit) == ("requests", 2)
+    assert taken[3] is taken[2], "full at its rpm until the window turns: remembered, the store not asked again"
+    assert isinstance(huge, Full) and huge.too_large
+    assert huge.reason == "request larger than its capacity (1000 tokens per minute)"
     # One request is exact as reserved: left for the sweeper, no settlement (no store call) after the attempt.
     assert requests == (0, 2)
