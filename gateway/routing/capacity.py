@@ -20,7 +20,8 @@ once the reservation expires at the window's end, so such an attempt costs one s
 
 A store that cannot be reached fails open: routing goes on as if the deployment had no capacity set
 (the store is down for everyone, and refusing traffic for a routing limit would turn an outage of the
-store into an outage of the gateway). The request records the decision.
+store into an outage of the gateway). The request records the decision, and the store is not asked
+again for `RETRY_STORE` seconds: a store that hangs must not add its timeout to every request.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ log = logging.getLogger("lockgate.routing")
 
 # OpenAI's rule of thumb for English text, and how it estimates a prompt against its own tpm.
 BYTES_PER_TOKEN = 4
+# Seconds during which capacity is not counted after the store failed to answer.
+RETRY_STORE = 1.0
 
 
 class Ticket:
@@ -108,6 +111,7 @@ class Capacity:
         self._settling: set[asyncio.Task[None]] = set()
         # Deployments this replica saw at their rpm, until their window turns.
         self._full: dict[str, Full] = {}
+        self._store_down_until = 0.0
 
     @property
     def limited(self) -> frozenset[str]:
@@ -123,6 +127,9 @@ class Capacity:
             if now < full.until:
                 return full
             del self._full[deployment.id]
+        if now < self._store_down_until:
+            request.decide("lockgate.capacity.store_unavailable", deployment=deployment.id, mode="open")
+            return None
         tokens = estimate_tokens(request) if limit.tpm is not None else 0
         rates = rate_charges(deployment.id, limit, tokens, now, scope="deployment")
         reservation_id = "cap_" + os.urandom(12).hex()
@@ -132,7 +139,8 @@ class Capacity:
                 reservation_id, [r.charge for r in rates], now, rates[0].reset_at + WINDOW
             )
         except StoreError as exc:
-            log.warning("capacity of %s not counted (store unreachable): %s", deployment.id, exc)
+            self._store_down_until = time.time() + RETRY_STORE
+            log.warning("capacity not counted for %.0fs (store unreachable): %s", RETRY_STORE, exc)
             request.decide("lockgate.capacity.store_unavailable", deployment=deployment.id, mode="open")
             return None
         if result.ok:

@@ -226,3 +226,15 @@ async def test_tpm_is_settled_with_the_usage_and_rpm_alone_needs_no_settlement(t
     assert huge.reason == "request larger than its capacity (1000 tokens per minute)"
     # One request is exact as reserved: left for the sweeper, no settlement (no store call) after the attempt.
     assert requests == (0, 2)
+
+
+def test_an_unreachable_store_does_not_stop_routing_capacity_fails_open(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
+    port = free_port()  # nothing listens there: the store's connections are refused
+    gateway = gateway_factory(config(
+        deployment("gpt", upstream, "solo-up", "solo", rpm=1),
+        extra=f"store: 'redis://127.0.0.1:{port}/0'\n",
+    ))
+    client = sdk(gateway)
+    assert [served_by(client) for _ in range(3)] == ["solo"] * 3, "served, uncounted, rather than refused"
