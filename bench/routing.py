@@ -6,6 +6,9 @@ group's strategy order, the breaker admission and outcome bookkeeping for three 
 cooldown hint, the in-flight counts. The two are measured interleaved in the same run (wrk, JSON
 and streaming, at each concurrency) and reported as the routed group's throughput over the plain
 group's. The goal (issue 3): routing costs under 10% of the pass-through's throughput (ratio >= 0.90).
+A third group, `capped`, is the plain deployment with `rpm`/`tpm` set (limits never reached): its ratio
+is the cost of deployment capacity, one store call (SQLite in memory) per attempt plus the tpm
+settlement after it.
 
 Usage: `python bench/routing.py` (about 30 s) or `python bench/routing.py --seconds 1 --concurrency 1,50`.
 Pinning follows bench/run.py: the gateway on CPU 0, the stub and wrk on CPU 1.
@@ -25,16 +28,16 @@ from typing import Any
 
 from run import HERE, KEY, MESSAGES, ROOT, Target, cpu_seconds, free_port, pinned, run_wrk, stop, wait_http
 
-PLAIN, ROUTED = "plain", "routed"
+PLAIN, ROUTED, CAPPED = "plain", "routed", "capped"
 
 
 def gateway_config(stub_port: int) -> str:
     base = f"http://127.0.0.1:{stub_port}/v1"
 
-    def entry(group: str, deployment_id: str) -> str:
+    def entry(group: str, deployment_id: str, extra: str = "") -> str:
         return (
             f"  - model_name: {group}\n"
-            f"    litellm_params: {{model: openai/gpt-4o-mini, api_base: '{base}', api_key: sk-bench-not-a-secret}}\n"
+            f"    litellm_params: {{model: openai/gpt-4o-mini, api_base: '{base}', api_key: sk-bench-not-a-secret{extra}}}\n"
             f"    model_info: {{id: {deployment_id}}}\n"
         )
 
@@ -42,6 +45,7 @@ def gateway_config(stub_port: int) -> str:
         "model_list:\n"
         + entry(PLAIN, "plain-0")
         + "".join(entry(ROUTED, f"routed-{i}") for i in range(3))
+        + entry(CAPPED, "capped-0", ", rpm: 1000000000, tpm: 1000000000000")
         + "router_settings: {timeout: 30, num_retries: 2}\n"
         + "breakers: {enabled: true, failure_threshold: 5, reset_timeout: 30}\n"
         + f"general_settings: {{master_key: {KEY}}}\n"
@@ -98,7 +102,7 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{gateway_port}/healthz")
             target = Target("gateway", f"http://127.0.0.1:{gateway_port}/v1", KEY)
             bodies: dict[tuple[str, str], Path] = {}
-            for group in (PLAIN, ROUTED):
+            for group in (PLAIN, ROUTED, CAPPED):
                 for kind in ("json", "stream"):
                     body: dict[str, Any] = {"model": group, "messages": MESSAGES, "max_tokens": 64}
                     if kind == "stream":
@@ -112,7 +116,7 @@ def main() -> None:
                 for concurrency in args.concurrency:
                     best: dict[str, dict[str, Any]] = {}
                     for _ in range(args.rounds):
-                        for group in (PLAIN, ROUTED):
+                        for group in (PLAIN, ROUTED, CAPPED):
                             before = cpu_seconds(gateway.pid)
                             cell = run_wrk(
                                 target, bodies[(group, kind)], concurrency, args.seconds, load_cpus
@@ -125,12 +129,16 @@ def main() -> None:
                     ratio = best[ROUTED]["rps"] / best[PLAIN]["rps"]
                     cpu_ratio = best[ROUTED]["cpu_us"] / max(1, best[PLAIN]["cpu_us"])
                     rows.append((kind, concurrency, best[PLAIN], best[ROUTED], ratio, cpu_ratio))
+                    capped = best[CAPPED]
+                    capped_cpu = capped["cpu_us"] / max(1, best[PLAIN]["cpu_us"])
                     print(
                         f"  {kind:<6} c={concurrency:<3} plain {best[PLAIN]['rps']:>7.0f} rps  "
                         f"routed {best[ROUTED]['rps']:>7.0f} rps  ratio {ratio:.3f}  "
                         f"p50 {best[PLAIN]['p50_ms']:.2f}/{best[ROUTED]['p50_ms']:.2f} ms  "
                         f"CPU {best[PLAIN]['cpu_us']}/{best[ROUTED]['cpu_us']} us/request ({cpu_ratio:.3f})  "
-                        f"errors {best[PLAIN]['errors']}/{best[ROUTED]['errors']}",
+                        f"errors {best[PLAIN]['errors']}/{best[ROUTED]['errors']}\n"
+                        f"  {'':<6} {'':<5} capped {capped['rps']:>7.0f} rps  ratio {capped['rps'] / best[PLAIN]['rps']:.3f}  "
+                        f"CPU {capped['cpu_us']} us/request ({capped_cpu:.3f})  errors {capped['errors']}",
                         flush=True,
                     )
         finally:

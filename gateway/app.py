@@ -49,6 +49,7 @@ from gateway.policies.pauses import Pauses
 from gateway.policies.stage import PolicyStage
 from gateway.policies.webhook import WebhookAnnouncer
 from gateway.providers import Providers
+from gateway.routing.capacity import Capacity
 from gateway.routing.router import Router
 from gateway.routing.shared_cooldowns import StoreCooldowns
 from gateway.sessions.service import Sessions
@@ -67,7 +68,11 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     authenticator = Authenticator(config, governance.key_cache)
     providers = Providers.create(config)
     # 429 cooldowns live in the store, so every replica sharing it keeps away from a rate-limited deployment.
-    router = Router(config, providers, cooldowns=StoreCooldowns(store, config.router.cooldown_refresh))
+    # Deployment rpm/tpm are counted in the store too: a capacity is shared by every replica.
+    capacity = Capacity(store, (d for group in config.groups.values() for d in group.deployments))
+    router = Router(
+        config, providers, cooldowns=StoreCooldowns(store, config.router.cooldown_refresh), capacity=capacity
+    )
     policies = PolicyStage(PolicyEngine(config.policies))
     pipeline = Pipeline(
         authenticator, router, config.router.timeout, budgets=governance.budgets, policies=policies
@@ -99,6 +104,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
             await providers.aclose()
             await traces.aclose()
             await policies.aclose()
+            await capacity.drain()  # settlements in flight, while the store is still open
             await governance.aclose()  # closes the store too
             await asyncio.to_thread(telemetry.shutdown)
 

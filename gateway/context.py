@@ -73,6 +73,8 @@ class ApiRequest:
     trace: tuple[int, int] | None = None
     attempts: list[Attempt] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    # OpenAI's x-ratelimit-* headers for the key's rate limits, set by the budget gate when it reserved.
+    ratelimit_headers: dict[str, str] | None = None
 
     def decide(self, name: str, **attributes: AttributeValue) -> None:
         self.decisions.append(Decision(name, attributes))

@@ -54,9 +54,9 @@ class ChatApi:
         expose(request, api_request)
         if not stream:
             routed = await self._pipeline.chat(api_request)
-            return json_response(routed.reply.body, {**routed_headers(routed), **hold_headers(api_request)})
+            return json_response(routed.reply.body, {**routed_headers(routed, api_request), **hold_headers(api_request)})
         result = await self._pipeline.chat_stream(api_request)
-        headers = {**SSE_HEADERS, **routed_headers(result.routed)}
+        headers = {**SSE_HEADERS, **routed_headers(result.routed, api_request)}
         # Not Starlette's StreamingResponse: see gateway/api/streaming.py for why (measured).
         return EventStreamResponse(result.events, headers, on_close=result.close)
 

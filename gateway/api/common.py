@@ -69,12 +69,15 @@ def expose(request: Request, api_request: ApiRequest) -> None:
     api_request.trace = state.get(TRACE_KEY)
 
 
-def routed_headers(routed: Routed[Any]) -> dict[str, str]:
-    """Which deployment served the request and how many attempts it took."""
-    return {
+def routed_headers(routed: Routed[Any], request: ApiRequest | None = None) -> dict[str, str]:
+    """Which deployment served the request and how many attempts it took; the key's rate limits."""
+    headers = {
         "x-lockgate-deployment": routed.deployment.id,
         "x-lockgate-attempts": str(len(routed.attempts)),
     }
+    if request is not None and request.ratelimit_headers:
+        headers.update(request.ratelimit_headers)
+    return headers
 
 
 def json_response(body: bytes, headers: dict[str, str] | None = None, status: int = 200) -> Response:

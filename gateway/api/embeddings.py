@@ -43,4 +43,4 @@ class EmbeddingsApi:
         )
         expose(request, api_request)
         routed = await self._pipeline.embeddings(api_request)
-        return json_response(routed.reply.body, routed_headers(routed))
+        return json_response(routed.reply.body, routed_headers(routed, api_request))

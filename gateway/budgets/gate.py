@@ -131,6 +131,8 @@ class BudgetGate:
         if not result.ok:
             assert result.refused_index is not None
             self._refuse(request, hold, result.refused_index, result.states, now)
+        if rates:  # the response tells the client where its limits stand, as OpenAI's does
+            request.ratelimit_headers = refusal_headers(rates, result.states, now)
         request.decide(
             "lockgate.budget.reserve", reservation=hold.reservation_id, amount_usd_micros=cost, tokens=tokens,
             scopes=",".join(sorted({f"{b.scope.kind}:{b.scope.id}" for b in budgets})),

@@ -3,7 +3,9 @@
 Fixed one-minute windows shared by every replica through the store: a burst at a window's edge can
 reach twice the rate for a moment, the usual trade for one counter per limit. Refusals carry the
 headers OpenAI sends (`x-ratelimit-limit-requests`, `-remaining-`, `-reset-`, and the same for
-tokens) and a `retry-after` until the window turns.
+tokens) and a `retry-after` until the window turns; served responses carry the same headers, from
+the counters' state right after this request's reservation (no extra store call). The same counters,
+under `scope="deployment"`, hold a deployment's capacity (`gateway/routing/capacity.py`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ class RateCharge:
     reset_at: float
 
 
-def rate_charges(key: str, limit: RateLimit | None, tokens: int, now: float) -> list[RateCharge]:
+def rate_charges(
+    key: str, limit: RateLimit | None, tokens: int, now: float, scope: str = "key"
+) -> list[RateCharge]:
+    """The charges for one request on `key`'s current minute; `scope` names whose counters they are
+    ("key", or "deployment" for a deployment's capacity), so the two never share a counter."""
     if limit is None:
         return []
     start = math.floor(now / WINDOW) * WINDOW
     reset = start + WINDOW
-    base = f"rl:key:{key}:{int(start)}"
+    base = f"rl:{scope}:{key}:{int(start)}"
     out = []
     if limit.rpm is not None:
         out.append(RateCharge(Charge(f"{base}:rpm", 1, REQUESTS, limit.rpm, reset + WINDOW), REQUESTS, limit.rpm, reset))

@@ -2,7 +2,9 @@
 
 After attempts: the last failure, as the client's error, with every attempt and every deployment
 found down named in the message. Without any attempt: an immediate 503 whose `retry-after` is the
-soonest reopening among the deployments that were down, and a message naming each and why.
+soonest reopening among the deployments that were down, and a message naming each and why; a 429
+(`rate_limit_exceeded`) instead when every one of them was only at capacity (its `rpm`/`tpm`): nothing
+is broken, the client is asked to slow down, as an upstream at its own rate limit would.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from gateway.context import ApiRequest, Attempt
-from gateway.errors import ContextLengthExceeded, GatewayError, ServiceUnavailable
+from gateway.errors import ContextLengthExceeded, GatewayError, RateLimited, ServiceUnavailable
 from gateway.routing.classify import classify
 from gateway.routing.windows import TooLong
 
@@ -22,6 +24,8 @@ class Down:
 
     reason: str
     until: float
+    # Skipped only for having no room this minute (its rpm/tpm), not for being broken.
+    at_capacity: bool = False
 
 
 def exhausted(request: ApiRequest, down: dict[str, Down], too_long: TooLong | None) -> GatewayError:
@@ -41,6 +45,16 @@ def exhausted(request: ApiRequest, down: dict[str, Down], too_long: TooLong | No
         return with_attempts(error, attempts)
     if down:
         soonest = max(0.001, min(d.until for d in down.values()) - time.time())
+        if all(d.at_capacity for d in down.values()):
+            request.decide("lockgate.capacity.exhausted", deployments=len(down), retry_after_s=round(soonest, 3))
+            return with_attempts(
+                RateLimited(
+                    f"Every deployment that can serve '{request.model}' is at capacity: {describe(down)}."
+                    " Retry after the time in the retry-after header.",
+                    retry_after=soonest,
+                ),
+                attempts,
+            )
         request.decide("lockgate.unavailable", deployments=len(down), retry_after_s=round(soonest, 3))
         return with_attempts(
             ServiceUnavailable(

@@ -2,13 +2,15 @@
 
 For each group of the chain (the request's model, then `fallbacks`), the router tries the group's
 deployments in the order its strategy gives, skipping those whose breaker is open, that are cooling
-down after a 429, or whose context window the prompt cannot fit. A failure is classified by
-`classify` (one table): the client's own fault ends the request at once (or, for a context-length or
-content-policy error, moves it to that fallback chain); anything else moves on to the next fresh
-deployment at once, then to the next group of the chain; only in the chain's last group, once no
-fresh deployment is left, does it retry a failed one after a backoff (Retry-After first): failing
-over beats waiting. Retries are at most `num_retries` per request and never wait past the deadline. When nothing in
-the chain can be tried at all, the answer is an immediate 503 naming what is down.
+down after a 429, that are at capacity (their `rpm`/`tpm`), or whose context window the prompt
+cannot fit (`admission.py` decides who may be tried). A failure is classified by `classify` (one
+table): the client's own fault ends the request at once (or, for a context-length or content-policy
+error, moves it to that fallback chain); anything else moves on to the next fresh deployment at
+once, then to the next group of the chain; only in the chain's last group, once no fresh deployment
+is left, does it retry a failed one after a backoff (Retry-After first): failing over beats
+waiting. Retries are at most `num_retries` per request and never wait past the deadline. When
+nothing in the chain can be tried at all, the answer is an immediate 503 naming what is down, or a
+429 when every deployment is merely at capacity (`outcome.py`).
 
 Everything that happens is recorded on the request as values: `request.attempts`, and decisions
 named `lockgate.retry`, `lockgate.fallback`, `lockgate.cooldown`, `lockgate.skipped` and
@@ -34,8 +36,11 @@ from gateway.errors import (
 )
 from gateway.providers import Providers
 from gateway.providers.base import JsonReply, Provider, UpstreamCall
-from gateway.routing.backoff import Backoff
-from gateway.routing.breakers import Breakers, BreakerSettings, BreakerTransition
+from gateway.routing import operations
+from gateway.routing.admission import Admission, record_transition, skip
+from gateway.routing.backoff import Backoff, pick_retry
+from gateway.routing.breakers import Breakers, BreakerSettings
+from gateway.routing.capacity import Capacity, Ticket
 from gateway.routing.classify import Verdict, classify
 from gateway.routing.cooldowns import Cooldowns, InMemoryCooldowns
 from gateway.routing.outcome import Down, exhausted, with_attempts
@@ -73,6 +78,7 @@ class Router:
         *,
         cooldowns: Cooldowns | None = None,
         breakers: Breakers | None = None,
+        capacity: Capacity | None = None,
         rng: random.Random | None = None,
     ) -> None:
         settings = config.router
@@ -97,6 +103,7 @@ class Router:
             )
         )
         self.stats = DeploymentStats()
+        self._admission = Admission(self.breakers, self.cooldowns, capacity)
         # Windows matter only where a prompt can be sent elsewhere for being too long.
         sized = {g for source, targets in settings.context_window_fallbacks for g in (source, *targets)}
         self._windows = ContextWindows(
@@ -120,13 +127,13 @@ class Router:
         return [model, *self._fallbacks.get(model, ())]
 
     async def chat(self, request: ApiRequest) -> Routed[JsonReply]:
-        return await self._run(request, _chat)
+        return await self._run(request, operations.chat)
 
     async def embeddings(self, request: ApiRequest) -> Routed[JsonReply]:
-        return await self._run(request, _embeddings)
+        return await self._run(request, operations.embeddings)
 
     async def stream(self, request: ApiRequest) -> Routed[OpenStream]:
-        return await self._run(request, _open_stream)
+        return await self._run(request, operations.open_stream)
 
     # ------------------------------------------------------------------ the attempt loop
 
@@ -186,6 +193,7 @@ class Router:
         loop = asyncio.get_running_loop()
         deployments = self._groups[group].deployments
         strategy = self._strategies.get(group, self._strategy)
+        admit = self._admission
         # Deployments this request saw fail, with the failure; and those it must not retry.
         failed: dict[str, UpstreamFailure] = {}
         excluded: set[str] = set(too_long.small) if too_long is not None else set()
@@ -194,7 +202,7 @@ class Router:
             remaining = request.deadline - loop.time()
             if remaining <= 0:
                 return None
-            cooling = await self._cooling(deployments) if self.cooldowns.maybe_active() else {}
+            cooling = await admit.cooling(deployments) if self.cooldowns.maybe_active() else {}
             # Not yet failed, not excluded, not cooling, and not already found down by this request.
             fresh: Sequence[Deployment] = deployments
             if failed or excluded or cooling or down:
@@ -208,12 +216,19 @@ class Router:
                 ]
             for deployment_id, until in cooling.items():
                 if deployment_id not in failed and deployment_id not in down:
-                    self._skip(request, down, deployment_id, "cooling down after a rate limit", until)
-            deployment = self._admit_first(request, order(strategy, fresh, self.stats, self._random), down)
+                    skip(request, down, deployment_id, "cooling down after a rate limit", until)
+            ordered = order(strategy, fresh, self.stats, self._random)
+            deployment = admit.first(request, ordered, down)
+            ticket: Ticket | None = None
+            if deployment is not None and deployment.id in admit.limited:
+                deployment, ticket = await admit.take_capacity(request, ordered, deployment, down)
             if deployment is None:
                 if not may_wait or retries >= self._num_retries:
                     return None
-                picked = self._pick_retry(request, deployments, failed, excluded, cooling, retries + 1, loop)
+                picked = pick_retry(
+                    self._backoff, self._random, request, deployments, failed, excluded | admit.open_breakers(deployments),
+                    cooling, retries + 1, loop,
+                )
                 if picked is None:
                     return None
                 deployment, wait = picked
@@ -230,76 +245,15 @@ class Router:
                 request.decide("lockgate.retry", **attrs)
                 await asyncio.sleep(wait)
                 remaining = request.deadline - loop.time()
-                if remaining <= 0 or self._admit_first(request, [deployment], down) is None:
+                if remaining <= 0 or admit.first(request, [deployment], down) is None:
                     continue
-            result = await self._attempt(request, deployment, operation, remaining, failed, excluded, loop)
+                if deployment.id in admit.limited:
+                    admitted, ticket = await admit.take_capacity(request, [deployment], deployment, down)
+                    if admitted is None:
+                        continue
+            result = await self._attempt(request, deployment, operation, remaining, failed, excluded, ticket, loop)
             if result is not None:
                 return result
-
-    async def _cooling(self, deployments: Sequence[Deployment]) -> dict[str, float]:
-        try:
-            return await self.cooldowns.active([d.id for d in deployments])
-        except Exception:  # a shared store that is down must not take routing down with it
-            log.warning("cooldowns unavailable; routing as if nothing were cooling down", exc_info=True)
-            return {}
-
-    def _admit_first(
-        self, request: ApiRequest, candidates: Sequence[Deployment], down: dict[str, Down]
-    ) -> Deployment | None:
-        """The first candidate whose breaker lets an attempt through; the others are noted as down."""
-        for deployment in candidates:
-            admission = self.breakers.admit(deployment.id)
-            if admission.transition is not None:
-                self._record_transition(request, admission.transition)
-            if admission.allowed:
-                return deployment
-            reason = (
-                "circuit breaker open" if self.breakers.state(deployment.id) == "open" else "probe in flight"
-            )
-            self._skip(request, down, deployment.id, reason, admission.until)
-        return None
-
-    def _skip(
-        self, request: ApiRequest, down: dict[str, Down], deployment_id: str, reason: str, until: float
-    ) -> None:
-        down[deployment_id] = Down(reason, until)
-        request.decide(
-            "lockgate.skipped",
-            deployment=deployment_id,
-            reason=reason,
-            retry_in_s=round(until - time.time(), 3),
-        )
-
-    def _pick_retry(
-        self,
-        request: ApiRequest,
-        deployments: Sequence[Deployment],
-        failed: dict[str, UpstreamFailure],
-        excluded: set[str],
-        cooling: dict[str, float],
-        retry: int,
-        loop: asyncio.AbstractEventLoop,
-    ) -> tuple[Deployment, float] | None:
-        """The failed deployment to retry soonest, and the wait, if the wait ends before the deadline."""
-        now_wall = time.time()
-        best: tuple[Deployment, float] | None = None
-        for deployment in deployments:
-            failure = failed.get(deployment.id)
-            if failure is None or deployment.id in excluded or self.breakers.state(deployment.id) == "open":
-                continue
-            wait = self._backoff.wait(retry, failure.retry_after, self._random)
-            if deployment.id in cooling:
-                wait = max(wait, cooling[deployment.id] - now_wall)
-            if best is None or wait < best[1]:
-                best = (deployment, wait)
-        if best is None:
-            return None
-        if loop.time() + best[1] >= request.deadline:
-            request.decide(
-                "lockgate.retry.abandoned", deployment=best[0].id, wait_s=round(best[1], 4), reason="deadline"
-            )
-            return None
-        return best
 
     async def _attempt(
         self,
@@ -309,6 +263,7 @@ class Router:
         remaining: float,
         failed: dict[str, UpstreamFailure],
         excluded: set[str],
+        ticket: Ticket | None,
         loop: asyncio.AbstractEventLoop,
     ) -> Routed[T] | None:
         span_id, traceparent = upstream_trace(request.trace)
@@ -330,6 +285,8 @@ class Router:
             reply = await operation(self._providers.for_deployment(deployment), call)
         except UpstreamFailure as failure:
             stats.ended(deployment.id)
+            if ticket is not None:
+                ticket.settle(None, served=False)
             attempt.duration, attempt.failure = loop.time() - t0, failure
             verdict = classify(failure)
             await self._failed(request, deployment, failure, verdict, attempt.duration)
@@ -342,14 +299,18 @@ class Router:
         except BaseException:
             stats.ended(deployment.id)
             self.breakers.released(deployment.id)
+            if ticket is not None:
+                ticket.settle(None, served=True)
             raise
         attempt.duration = loop.time() - t0
         if isinstance(reply, OpenStream):
-            tracked = cast(T, self._track(request, deployment, attempt, reply, t0, loop))
+            tracked = cast(T, self._track(request, deployment, attempt, reply, t0, ticket, loop))
             return Routed(deployment, tracked, request.attempts)
         stats.ended(deployment.id)
         stats.observe(deployment.id, attempt.duration)
         attempt.summary = getattr(reply, "summary", None)
+        if ticket is not None:
+            ticket.settle(attempt.summary.usage if attempt.summary else None, served=True)
         self._succeeded(request, deployment)
         return Routed(deployment, reply, request.attempts)
 
@@ -385,14 +346,14 @@ class Router:
         if verdict.breaker:
             transition = self.breakers.failed(deployment.id, verdict.reason)
             if transition is not None:
-                self._record_transition(request, transition)
+                record_transition(request, transition)
         else:
             self.breakers.released(deployment.id)
 
     def _succeeded(self, request: ApiRequest, deployment: Deployment) -> None:
         transition = self.breakers.succeeded(deployment.id)
         if transition is not None:
-            self._record_transition(request, transition)
+            record_transition(request, transition)
 
     def _track(
         self,
@@ -401,6 +362,7 @@ class Router:
         attempt: Attempt,
         opened: OpenStream,
         t0: float,
+        ticket: Ticket | None,
         loop: asyncio.AbstractEventLoop,
     ) -> OpenStream:
         """Hand the stream on; its end reports to the breaker, the stats and the attempt."""
@@ -411,13 +373,15 @@ class Router:
         def on_end(failure: UpstreamFailure | None, abandoned: bool) -> None:
             self.stats.ended(deployment.id)
             attempt.duration = loop.time() - t0
+            if ticket is not None:
+                ticket.settle(summary.usage, served=True)
             if failure is not None:
                 attempt.failure = failure
                 verdict = classify(failure)
                 request.decide("lockgate.stream.failed", deployment=deployment.id, reason=verdict.reason)
                 transition = self.breakers.failed(deployment.id, verdict.reason) if verdict.breaker else None
                 if transition is not None:
-                    self._record_transition(request, transition)
+                    record_transition(request, transition)
             elif abandoned:
                 request.decide("lockgate.stream.abandoned", deployment=deployment.id)
                 self.breakers.released(deployment.id)
@@ -426,15 +390,6 @@ class Router:
 
         tracked = TrackedStream(opened.reply, opened.rest, on_end)
         return OpenStream(opened.first, aiter(tracked), tracked)
-
-    def _record_transition(self, request: ApiRequest, transition: BreakerTransition) -> None:
-        request.decide(
-            f"lockgate.breaker.{transition.new}",
-            deployment=transition.deployment_id,
-            previous=transition.old,
-            failures=transition.failures,
-            reason=transition.reason,
-        )
 
     # ------------------------------------------------------------------ context windows
 
@@ -445,24 +400,3 @@ class Router:
         chain = [request.model, *self._window_fallbacks[request.model]]
         return check_prompt(self._windows, self._groups, chain, request.raw, request.body)
 
-
-async def _chat(provider: Provider, call: UpstreamCall) -> JsonReply:
-    return await provider.chat(call)
-
-
-async def _embeddings(provider: Provider, call: UpstreamCall) -> JsonReply:
-    return await provider.embeddings(call)
-
-
-async def _open_stream(provider: Provider, call: UpstreamCall) -> OpenStream:
-    reply = await provider.chat_stream(call)
-    events = aiter(reply)
-    try:
-        first = await anext(events)
-    except StopAsyncIteration:
-        await reply.aclose()
-        raise UpstreamFailure("stream_cut", "the stream ended before its first event") from None
-    except BaseException:
-        await reply.aclose()
-        raise
-    return OpenStream(first, events, reply)

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from gateway.testing.upstream import UpstreamServer
-from tests.conftest import GatewayFactory
+from tests.conftest import MASTER_KEY, GatewayFactory
 from tests.governance.helpers import Admin, governed_yaml
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -71,4 +71,46 @@ def test_tpm_and_the_configured_default(
     openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=roomy, max_retries=0).chat.completions.create(
         model="gpt-4o", messages=MESSAGES  # type: ignore[arg-type]
     )
+    admin.close()
+
+
+def test_served_responses_carry_the_keys_ratelimit_headers_json_and_stream(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = gateway_factory(governed_yaml(upstream, f"sqlite:///{tmp_path / 'db'}"))
+    admin = Admin(gateway.url)
+
+    def client(**limits: int) -> openai.OpenAI:
+        key = admin.create_key(name="headers", **limits)["key"]
+        return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+
+    for _attempt in range(2):  # a minute may turn mid-test: then the window restarts, try once more
+        minute = _minute()
+        limited = client(rpm=5, tpm=100_000)
+        seen = []
+        for _ in range(2):
+            raw = limited.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+            assert raw.parse().choices
+            seen.append(raw.headers)
+        streamed = limited.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=MESSAGES, stream=True  # type: ignore[arg-type]
+        )
+        assert list(streamed.parse())
+        seen.append(streamed.headers)
+        if minute == _minute():
+            break
+    assert [h["x-ratelimit-limit-requests"] for h in seen] == ["5"] * 3
+    assert [h["x-ratelimit-remaining-requests"] for h in seen] == ["4", "3", "2"]
+    assert [h["x-ratelimit-limit-tokens"] for h in seen] == ["100000"] * 3
+    tokens_left = [int(h["x-ratelimit-remaining-tokens"]) for h in seen]
+    assert 100_000 > tokens_left[0] > tokens_left[1] > tokens_left[2] > 0
+    for headers in seen:
+        reset = headers["x-ratelimit-reset-requests"]
+        assert reset.endswith("s") and 0 <= float(reset[:-1]) <= 60
+        assert headers["x-ratelimit-reset-tokens"].endswith("s")
+
+    # A key without limits, and the master key, get none of them.
+    for unlimited in (client(), openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER_KEY, max_retries=0)):
+        plain = unlimited.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+        assert plain.parse().choices and not [h for h in plain.headers if h.startswith("x-ratelimit-")]
     admin.close()
