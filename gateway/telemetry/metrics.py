@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from gateway.context import ApiRequest, Attempt, Decision
+from gateway.telemetry import decision_metrics
 from gateway.telemetry import semconv as sc
 from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type, time_to_first_chunk
 from gateway.telemetry.histograms import LeanHistograms
@@ -92,6 +93,13 @@ class GatewayMetrics:
         )
         for name, tally, unit, description in counters:
             meter.create_observable_counter(name, callbacks=[tally.observe], unit=unit, description=description)
+        # Governance and oversight counters, read from the decisions (see decision_metrics).
+        self._by_decision: dict[str, _Tally] = {}
+        for counter in decision_metrics.counters():
+            tally = self._by_decision[counter.metric] = _Tally()
+            meter.create_observable_counter(
+                counter.metric, callbacks=[tally.observe], unit=counter.unit, description=counter.description
+            )
         meter.create_observable_gauge(
             sc.METRIC_BREAKER_STATE, callbacks=[self._observe_breakers], unit="1",
             description="Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.",
@@ -171,6 +179,12 @@ class GatewayMetrics:
     def _record_decision(self, decision: Decision) -> None:
         name = decision.name
         self._decisions.add((name,), lambda: {sc.LOCKGATE_DECISION: name})
+        counter = decision_metrics.counter_for(name)
+        if counter is not None:
+            labels = counter.labels(decision)
+            if labels is not None:
+                key, attrs = labels
+                self._by_decision[counter.metric].add(key, lambda: attrs, counter.amount(decision))
         if name.startswith(sc.DECISION_BREAKER_PREFIX):
             state = _breaker_state(name[len(sc.DECISION_BREAKER_PREFIX) :])
             deployment = next((decision.attributes[k] for k in sc.DEPLOYMENT_KEYS if k in decision.attributes), None)

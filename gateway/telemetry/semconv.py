@@ -104,6 +104,12 @@ LOCKGATE_OUTCOME = "lockgate.outcome"
 LOCKGATE_DECISION = "lockgate.decision"
 LOCKGATE_BREAKER_STATE = "lockgate.breaker.state"
 LOCKGATE_EXPORT_RESULT = "lockgate.export.result"
+LOCKGATE_POLICY_RULE = "lockgate.policy.rule"
+LOCKGATE_POLICY_ACTION = "lockgate.policy.action"
+LOCKGATE_POLICY_PHASE = "lockgate.policy.phase"
+LOCKGATE_BUDGET_SCOPE = "lockgate.budget.scope"
+LOCKGATE_ALERT_THRESHOLD = "lockgate.alert.threshold"
+LOCKGATE_LIMIT_KIND = "lockgate.ratelimit.kind"
 
 # Decision names the metrics read (anyone may record others; every decision becomes an event).
 DECISION_BREAKER_PREFIX = "lockgate.breaker."
@@ -127,6 +133,13 @@ METRIC_DECISIONS = "lockgate.decisions"
 METRIC_BREAKER_STATE = "lockgate.breaker.state"
 METRIC_COST = "lockgate.cost"
 METRIC_SPANS_EXPORTED = "lockgate.telemetry.spans"
+METRIC_POLICY_VERDICTS = "lockgate.policy.verdicts"
+METRIC_BUDGET_REFUSALS = "lockgate.budget.refusals"
+METRIC_BUDGET_SPEND = "lockgate.budget.spend"
+METRIC_BUDGET_ALERTS = "lockgate.budget.alerts"
+METRIC_RATELIMIT_REFUSALS = "lockgate.ratelimit.refusals"
+METRIC_CAPACITY_EXHAUSTED = "lockgate.capacity.exhausted"
+METRIC_HOLDS = "lockgate.approval.holds"
 
 # The conventions' ExplicitBucketBoundaries.
 TOKEN_BUCKETS: tuple[float, ...] = tuple(float(4**i) for i in range(14))  # 1, 4, 16, ... 67108864

@@ -1,0 +1,55 @@
+"""Governance and oversight show on `/metrics`: policy verdicts, budget refusals and spend, rate limits."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from gateway.testing.upstream import UpstreamServer
+from tests.conftest import MASTER_KEY, UPSTREAM_KEY, GatewayFactory
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def series(text: str, name: str, *labels: str) -> float:
+    """The value of the one Prometheus sample named `name` carrying every label given."""
+    (line,) = [line for line in text.splitlines() if line.startswith(name + "{") and all(x in line for x in labels)]
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_verdicts_refusals_and_spend_are_counted(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
+    gateway = gateway_factory(
+        "model_list:\n"
+        "  - model_name: gpt-4o\n"
+        f"    litellm_params: {{model: openai/gpt-4o-up, api_base: '{upstream.url}', api_key: {UPSTREAM_KEY}}}\n"
+        "    model_info: {input_cost_per_token: 0.00001, output_cost_per_token: 0.0001}\n"
+        f"general_settings: {{master_key: {MASTER_KEY}}}\n"
+        "keys:\n"
+        "  - {name: bot, key: sk-bot-0123456789, team: eng, rpm: 2}\n"
+        "  - {name: poor, key: sk-poor-0123456789, budgets: [{limit_usd: 0.000001, period: daily}]}\n"
+        "policies:\n"
+        "  rules:\n"
+        "    - {name: audit-everything, when: 'true', action: log}\n"
+        "    - {name: no-hot, when: \"has(request.temperature) && request.temperature > 1.5\", action: deny}\n"
+    )
+    bot = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-bot-0123456789", max_retries=0)
+    reply = bot.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    with pytest.raises(openai.PermissionDeniedError):
+        bot.chat.completions.create(model="gpt-4o", messages=MESSAGES, temperature=1.9)  # type: ignore[arg-type]
+    again = bot.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError):  # the third request this minute (the denied one never counted)
+        bot.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    poor = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-poor-0123456789", max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        poor.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+
+    text = httpx.get(f"{gateway.url}/metrics").text
+    verdicts = "lockgate_policy_verdicts_total"
+    assert series(text, verdicts, 'lockgate_policy_rule="audit-everything"', 'lockgate_policy_action="log"') >= 2
+    assert series(text, verdicts, 'lockgate_policy_rule="no-hot"', 'lockgate_policy_action="deny"') == 1
+    assert series(text, "lockgate_budget_refusals_total", 'lockgate_budget_scope="key"') == 1
+    assert series(text, "lockgate_ratelimit_refusals_total", 'lockgate_ratelimit_kind="requests"') == 1
+    assert reply.usage is not None and again.usage is not None
+    spent = sum(u.prompt_tokens * 10 + u.completion_tokens * 100 for u in (reply.usage, again.usage)) / 1e6
+    assert abs(series(text, "lockgate_budget_spend_total") - spent) < 1e-9
