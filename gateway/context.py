@@ -75,6 +75,9 @@ class ApiRequest:
     decisions: list[Decision] = field(default_factory=list)
     # OpenAI's x-ratelimit-* headers for the key's rate limits, set by the budget gate when it reserved.
     ratelimit_headers: dict[str, str] | None = None
+    # What the served call cost in micro-dollars at the prices budgets use, once settled (unknown
+    # price: None). JSON responses carry it as `x-lockgate-cost-usd`.
+    cost_micros: int | None = None
 
     def decide(self, name: str, **attributes: AttributeValue) -> None:
         self.decisions.append(Decision(name, attributes))

@@ -75,8 +75,11 @@ def routed_headers(routed: Routed[Any], request: ApiRequest | None = None) -> di
         "x-lockgate-deployment": routed.deployment.id,
         "x-lockgate-attempts": str(len(routed.attempts)),
     }
-    if request is not None and request.ratelimit_headers:
-        headers.update(request.ratelimit_headers)
+    if request is not None:
+        if request.ratelimit_headers:
+            headers.update(request.ratelimit_headers)
+        if request.cost_micros is not None:  # known by now for JSON answers; a stream's comes too late
+            headers["x-lockgate-cost-usd"] = f"{request.cost_micros / 1_000_000:.6f}"
     return headers
 
 

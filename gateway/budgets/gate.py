@@ -208,6 +208,8 @@ class BudgetGate:
             price = self._prices.for_deployment(deployment)
             total_tokens = usage.input_tokens + usage.output_tokens
             actual = {USD: price.cost(usage.input_tokens, usage.output_tokens), TOKENS: total_tokens}
+            if price.known:
+                request.cost_micros = actual[USD]
         if hold.ledger_only:
             await self._record_spend(request, hold, actual)
             return

@@ -120,7 +120,9 @@ class SpanRecorder:
                 total_cost = (total_cost or 0.0) + cost
             if served:
                 own[sc.LOCKGATE_DEPLOYMENT] = attempt.deployment.id
-        if total_cost is not None:
+        if request.cost_micros is not None:  # settled at the budgets' prices (litellm's map included)
+            own[sc.LOCKGATE_COST_USD] = request.cost_micros / 1_000_000
+        elif total_cost is not None:
             own[sc.LOCKGATE_COST_USD] = total_cost
         server.attributes.update(own)
         event = self._finished.event

@@ -1,4 +1,5 @@
-"""Governance and oversight show on `/metrics`: policy verdicts, budget refusals and spend, rate limits."""
+"""Governance and oversight show on `/metrics` (policy verdicts, budget refusals and spend, rate limits)
+and a response says what it cost."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def test_verdicts_refusals_and_spend_are_counted(upstream: UpstreamServer, gatew
         "    - {name: no-hot, when: \"has(request.temperature) && request.temperature > 1.5\", action: deny}\n"
     )
     bot = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-bot-0123456789", max_retries=0)
-    reply = bot.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    raw = bot.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    reply = raw.parse()
     with pytest.raises(openai.PermissionDeniedError):
         bot.chat.completions.create(model="gpt-4o", messages=MESSAGES, temperature=1.9)  # type: ignore[arg-type]
     again = bot.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
@@ -51,5 +53,8 @@ def test_verdicts_refusals_and_spend_are_counted(upstream: UpstreamServer, gatew
     assert series(text, "lockgate_budget_refusals_total", 'lockgate_budget_scope="key"') == 1
     assert series(text, "lockgate_ratelimit_refusals_total", 'lockgate_ratelimit_kind="requests"') == 1
     assert reply.usage is not None and again.usage is not None
+    # The response says what it cost (micro-dollars rounded up, as the budgets charge it).
+    first = (reply.usage.prompt_tokens * 10 + reply.usage.completion_tokens * 100) / 1e6
+    assert raw.headers["x-lockgate-cost-usd"] == f"{first:.6f}"
     spent = sum(u.prompt_tokens * 10 + u.completion_tokens * 100 for u in (reply.usage, again.usage)) / 1e6
     assert abs(series(text, "lockgate_budget_spend_total") - spent) < 1e-9
