@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from gateway.config.cel import CelEnvironment, Condition
+from gateway.config.cel import CelEnvironment, Condition, Needs
 from gateway.config.policies import ALL_PII_KINDS, PoliciesSection
 from gateway.context import ApiRequest
 from gateway.errors import PolicyViolation
@@ -83,7 +83,7 @@ class PolicyEngine:
         if pii is not None and pii.requests and scope is not None and scope.covers(principal, model):
             self._pii_in_request(request, "pii", pii.action)
         if rules.cel_pre:
-            self._run_cel(request, rules.cel_pre, "pre_call", {})
+            self._run_cel(request, rules.cel_pre, "pre_call", {}, rules.needs_pre)
         return self._check_loops(request) if self._loops is not None else None
 
     def _check_loops(self, request: ApiRequest) -> Loop | None:
@@ -191,7 +191,7 @@ class PolicyEngine:
         if not self._rules.cel_post:
             return False
         facts = {"response": {"content": text, "finish_reason": finish_reason, "tool_names": tool_names}}
-        return self._run_cel(request, self._rules.cel_post, "post_call", facts)
+        return self._run_cel(request, self._rules.cel_post, "post_call", facts, self._rules.needs_post)
 
     def redact_text(self, text: str) -> tuple[str, list[str]]:
         return self._detector.redact(text)
@@ -202,6 +202,7 @@ class PolicyEngine:
         """Deny raises; holds are returned; logs are recorded."""
         held: list[HeldCall] = []
         principal, model = request.principal, request.model
+        needs = self._rules.needs_tool
         for index, call in enumerate(calls):
             args = _parse_args(call.arguments)
             activation: Any = None
@@ -209,7 +210,7 @@ class PolicyEngine:
                 if not rule.scope.covers(principal, model) or not rule.matches_call(call.name, args):
                     continue
                 if rule.condition is not None:
-                    activation = activation or self._activation(request, "tool_call", _tool_facts(call, args))
+                    activation = activation or self._activation(request, "tool_call", _tool_facts(call, args), needs)
                     if not self._holds(request, rule.name, rule.condition, activation):
                         continue
                 message = rule.message or f"the tool '{call.name}' is not allowed here"
@@ -223,7 +224,7 @@ class PolicyEngine:
                 if not cel_rule.scope.covers(principal, model):
                     continue
                 if cel_rule.condition is not None:
-                    activation = activation or self._activation(request, "tool_call", _tool_facts(call, args))
+                    activation = activation or self._activation(request, "tool_call", _tool_facts(call, args), needs)
                     if not self._holds(request, cel_rule.name, cel_rule.condition, activation):
                         continue
                 if cel_rule.action == "allow":
@@ -238,7 +239,9 @@ class PolicyEngine:
 
     # ------------------------------------------------------------------ shared
 
-    def _run_cel(self, request: ApiRequest, rules: Iterable[Any], phase: str, facts: dict[str, Any]) -> bool:
+    def _run_cel(
+        self, request: ApiRequest, rules: Iterable[Any], phase: str, facts: dict[str, Any], needs: Needs
+    ) -> bool:
         """Run CEL rules in order; True when one asked to redact (post_call). `allow` stops the phase."""
         activation: Any = None
         redact = False
@@ -246,7 +249,7 @@ class PolicyEngine:
             if not rule.scope.covers(request.principal, request.model):
                 continue
             if rule.condition is not None:
-                activation = activation or self._activation(request, phase, facts)
+                activation = activation or self._activation(request, phase, facts, needs)
                 if not self._holds(request, rule.name, rule.condition, activation):
                     continue
             action = rule.action
@@ -269,24 +272,31 @@ class PolicyEngine:
             return False
         return result
 
-    def _activation(self, request: ApiRequest, phase: str, extra: dict[str, Any]) -> Any:
+    def _activation(self, request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs) -> Any:
+        """The bindings of one phase: only the variables (and request fields) its conditions read."""
+        wanted = needs.variables
         principal = request.principal
-        data: dict[str, Any] = {
-            "request": request.body,
-            "model": request.model,
-            "key": {
-                "name": principal.name if principal else "",
-                "team": (principal.team if principal else None) or "",
-                "user": (principal.user if principal else None) or "",
-            },
-            "team": (principal.team if principal else None) or "",
-            "user": request.user or (principal.user if principal else None) or "",
-            "session": {"id": request.session_id or ""},
-            "tool": {},
-            "response": {},
-            "phase": phase,
-        }
-        data.update(extra)
+        team = (principal.team if principal else None) or ""
+        data: dict[str, Any] = {}
+        for name in wanted:
+            if name == "request":
+                fields, body = needs.request_fields, request.body
+                data[name] = body if fields is None else {f: body[f] for f in fields if f in body}
+            elif name == "model":
+                data[name] = request.model
+            elif name == "key":
+                data[name] = {"name": principal.name if principal else "", "team": team,
+                              "user": (principal.user if principal else None) or ""}
+            elif name == "team":
+                data[name] = team
+            elif name == "user":
+                data[name] = request.user or (principal.user if principal else None) or ""
+            elif name == "session":
+                data[name] = {"id": request.session_id or ""}
+            elif name == "phase":
+                data[name] = phase
+            else:  # tool, response: this phase's facts, empty in the others
+                data[name] = extra.get(name, {})
         return self._env.activation(data)
 
     @staticmethod
