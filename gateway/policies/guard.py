@@ -87,45 +87,52 @@ class ResponseGuard:
         hold_tools = engine.inspects_tool_calls
         calls = Summary()
         held_events: list[bytes] = []
+        # What one upstream block turns into goes out as one block: the provider hands over the
+        # events that arrived together, and one send per event cost more than the checks themselves.
+        out: list[bytes] = []
         try:
             async for data in events:
                 for event in _split(data):
                     if not event.startswith(b"data: {"):
-                        yield event  # [DONE], comments, anything not a chunk
+                        out.append(event)  # [DONE], comments, anything not a chunk
                         continue
                     chunk = orjson.loads(event[6:])
                     choices = chunk.get("choices")
                     if not choices or "error" in chunk:
-                        yield event  # the usage chunk, an error event
+                        out.append(event)  # the usage chunk, an error event
                         continue
-                    if hold_tools and any((c.get("delta") or {}).get("tool_calls") for c in choices):
+                    if hold_tools and _has_tool_calls(choices):
                         calls.read_chunk(chunk)
                         held_events.append(event)
                         continue
-                    finish = next((c["finish_reason"] for c in choices if c.get("finish_reason")), None)
+                    finish = None
                     modified = False
                     for choice in choices:
-                        delta = choice.get("delta") or {}
-                        content = delta.get("content")
-                        index = choice.get("index", 0)
+                        finish = finish or choice.get("finish_reason")
+                        delta = choice.get("delta")
+                        content = delta.get("content") if delta else None
                         if isinstance(content, str) and content:
-                            texts.setdefault(index, []).append(content)
+                            index = choice.get("index", 0)
+                            parts = texts.get(index)
+                            if parts is None:
+                                parts = texts[index] = []
+                            parts.append(content)
                             if redact:
                                 assert found is not None
                                 redactor = redactors.get(index) or redactors.setdefault(index, StreamRedactor(found[0]))
                                 delta["content"] = redactor.feed(content)
                                 modified = True
                     if finish is None:
-                        if modified and not _empty(chunk):
-                            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-                        elif not modified:
-                            yield event
+                        if not modified:
+                            out.append(event)
+                        elif not _empty(chunk):
+                            out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
                         continue
                     # The finish chunk: release what was held back, after the checks.
                     for index, redactor in redactors.items():
                         tail = redactor.flush()
                         if tail:
-                            yield _content_chunk(chunk, index, tail)
+                            out.append(_content_chunk(chunk, index, tail))
                     kinds = [k for r in redactors.values() for k in r.found]
                     if found is not None and not redact:
                         detector = found[0]
@@ -136,19 +143,34 @@ class ResponseGuard:
                     engine.check_response(request, text, finish, [c.name for c in calls.tool_calls])
                     held = engine.check_tool_calls(request, calls.tool_calls) if calls.tool_calls else []
                     if held:
-                        async for out in on_hold(request, held, calls, text):
-                            yield out
+                        if out:
+                            yield b"".join(out)
+                            out.clear()
+                        async for hold_event in on_hold(request, held, calls, text):
+                            yield hold_event
                         return
-                    for held_event in held_events:
-                        yield held_event
+                    out.extend(held_events)
                     held_events.clear()
-                    yield (b"data: " + orjson.dumps(chunk) + b"\n\n") if modified else event
+                    out.append((b"data: " + orjson.dumps(chunk) + b"\n\n") if modified else event)
+                if out:
+                    block = out[0] if len(out) == 1 else b"".join(out)
+                    out.clear()
+                    yield block
         except PolicyViolation as violation:
-            yield stream_error_event(violation)
+            out.append(stream_error_event(violation))
+            yield b"".join(out)
         finally:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def _has_tool_calls(choices: list[Any]) -> bool:
+    for choice in choices:
+        delta = choice.get("delta")
+        if delta and delta.get("tool_calls"):
+            return True
+    return False
 
 
 def _split(data: bytes) -> list[bytes]:

@@ -124,13 +124,20 @@ class PiiDetector:
         matches = self.find(text)
         if not matches:
             return text, []
-        out, last = [], 0
-        for m in matches:
-            out.append(text[last : m.start])
-            out.append(f"[REDACTED:{m.kind}]")
-            last = m.end
-        out.append(text[last:])
-        return "".join(out), [m.kind for m in matches]
+        return _replace(text, matches), [m.kind for m in matches]
+
+
+def _replace(text: str, matches: list[Match]) -> str:
+    """`text` with each of `matches` (in order, not overlapping) replaced by its marker."""
+    if not matches:
+        return text
+    out, last = [], 0
+    for m in matches:
+        out.append(text[last : m.start])
+        out.append(f"[REDACTED:{m.kind}]")
+        last = m.end
+    out.append(text[last:])
+    return "".join(out)
 
 
 class StreamRedactor:
@@ -156,14 +163,17 @@ class StreamRedactor:
         if cut <= 0:
             self._pending = buffer
             return ""
-        matches = self._detector.find(buffer)
-        for m in matches:
-            if m.start < cut < m.end:
+        # One scan of the buffer serves both the cut and the redaction of what is sent.
+        sent = []
+        for m in self._detector.find(buffer):
+            if m.start >= cut:
+                break
+            sent.append(m)
+            if m.end > cut:
                 cut = m.end  # send a complete match whole rather than split it
-        head, self._pending = buffer[:cut], buffer[cut:]
-        redacted, kinds = self._detector.redact(head)
-        self.found.extend(kinds)
-        return redacted
+        self._pending = buffer[cut:]
+        self.found.extend(m.kind for m in sent)
+        return _replace(buffer[:cut], sent)
 
     def flush(self) -> str:
         """Everything held back, redacted: at the end of the text."""
