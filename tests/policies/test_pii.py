@@ -72,3 +72,13 @@ def test_stream_redactor_catches_matches_split_anywhere(piece: int) -> None:
     out = "".join(redactor.feed(text[i : i + piece]) for i in range(0, len(text), piece)) + redactor.flush()
     assert out == detector.redact(text)[0]
     assert "4111" not in out and "john" not in out and "415" not in out
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a.b+c@x-y.co.uk and d@e.org", "[REDACTED:email] and [REDACTED:email]"),
+    ("x@y@z.com", "x@[REDACTED:email]"),  # the first '@' has no domain; the second's local part is 'y'
+    ("@example.com, me@host, ok@fine.io", "@example.com, me@host, [REDACTED:email]"),
+    ("one@two.com@three.com", "[REDACTED:email]@three.com"),
+])
+def test_emails_are_found_from_their_at_sign(text: str, expected: str) -> None:
+    assert PiiDetector(ALL_PII_KINDS).redact(text)[0] == expected
