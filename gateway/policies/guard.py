@@ -106,7 +106,7 @@ class ResponseGuard:
                         held_events.append(event)
                         continue
                     finish = None
-                    modified = False
+                    modified = emptied = False
                     for choice in choices:
                         finish = finish or choice.get("finish_reason")
                         delta = choice.get("delta")
@@ -120,12 +120,13 @@ class ResponseGuard:
                             if redact:
                                 assert found is not None
                                 redactor = redactors.get(index) or redactors.setdefault(index, StreamRedactor(found[0]))
-                                delta["content"] = redactor.feed(content)
+                                sent = delta["content"] = redactor.feed(content)
                                 modified = True
+                                emptied = emptied or not sent
                     if finish is None:
                         if not modified:
                             out.append(event)
-                        elif not _empty(chunk):
+                        elif not (emptied and _empty(chunk)):  # all its text held back: nothing to send
                             out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
                         continue
                     # The finish chunk: release what was held back, after the checks.
