@@ -205,14 +205,12 @@ class PolicyEngine:
         needs = self._rules.needs_tool
         for index, call in enumerate(calls):
             args = _parse_args(call.arguments)
-            activation: Any = None
+            bindings = _Bindings(self, request, "tool_call", _tool_facts(call, args), needs)
             for rule in self._rules.tools:
                 if not rule.scope.covers(principal, model) or not rule.matches_call(call.name, args):
                     continue
-                if rule.condition is not None:
-                    activation = activation or self._activation(request, "tool_call", _tool_facts(call, args), needs)
-                    if not self._holds(request, rule.name, rule.condition, activation):
-                        continue
+                if rule.condition is not None and not self._holds(request, rule.name, rule.condition, bindings):
+                    continue
                 message = rule.message or f"the tool '{call.name}' is not allowed here"
                 if rule.action == "deny":
                     self._deny(request, rule.name, message, "tool_call")
@@ -223,10 +221,10 @@ class PolicyEngine:
             for cel_rule in self._rules.cel_tool:
                 if not cel_rule.scope.covers(principal, model):
                     continue
-                if cel_rule.condition is not None:
-                    activation = activation or self._activation(request, "tool_call", _tool_facts(call, args), needs)
-                    if not self._holds(request, cel_rule.name, cel_rule.condition, activation):
-                        continue
+                if cel_rule.condition is not None and not self._holds(
+                    request, cel_rule.name, cel_rule.condition, bindings
+                ):
+                    continue
                 if cel_rule.action == "allow":
                     self._record(request, Verdict(cel_rule.name, "allow", "tool_call", call.name))
                     break
@@ -243,15 +241,13 @@ class PolicyEngine:
         self, request: ApiRequest, rules: Iterable[Any], phase: str, facts: dict[str, Any], needs: Needs
     ) -> bool:
         """Run CEL rules in order; True when one asked to redact (post_call). `allow` stops the phase."""
-        activation: Any = None
+        bindings = _Bindings(self, request, phase, facts, needs)
         redact = False
         for rule in rules:
             if not rule.scope.covers(request.principal, request.model):
                 continue
-            if rule.condition is not None:
-                activation = activation or self._activation(request, phase, facts, needs)
-                if not self._holds(request, rule.name, rule.condition, activation):
-                    continue
+            if rule.condition is not None and not self._holds(request, rule.name, rule.condition, bindings):
+                continue
             action = rule.action
             if action == "deny":
                 self._deny(request, rule.name, rule.message, phase)
@@ -264,16 +260,20 @@ class PolicyEngine:
             redact = redact or action == "redact"
         return redact
 
-    def _holds(self, request: ApiRequest, rule: str, condition: Condition, activation: Any) -> bool:
-        result = condition.holds(activation)
+    def _holds(self, request: ApiRequest, rule: str, condition: Condition, bindings: _Bindings) -> bool:
+        quick = condition.quick
+        result = quick(bindings.data()) if quick is not None else None
+        if result is None:
+            result = condition.holds(bindings.activation())
         if result is None:
             # A condition over a field the request lacks: the rule does not apply; say so on the trace.
             request.decide("lockgate.policy.error", rule=rule, reason="the condition could not be evaluated")
             return False
         return result
 
-    def _activation(self, request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs) -> Any:
-        """The bindings of one phase: only the variables (and request fields) its conditions read."""
+    @staticmethod
+    def _bind(request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs) -> dict[str, Any]:
+        """The values of one phase: only the variables (and request fields) its conditions read."""
         wanted = needs.variables
         principal = request.principal
         team = (principal.team if principal else None) or ""
@@ -297,7 +297,7 @@ class PolicyEngine:
                 data[name] = phase
             else:  # tool, response: this phase's facts, empty in the others
                 data[name] = extra.get(name, {})
-        return self._env.activation(data)
+        return data
 
     @staticmethod
     def _replace_body(request: ApiRequest, body: dict[str, Any]) -> None:
@@ -311,6 +311,27 @@ class PolicyEngine:
     def _deny(self, request: ApiRequest, rule: str, message: str, phase: str = "pre_call") -> None:
         self._record(request, Verdict(rule, "deny", phase, message))
         raise PolicyViolation(rule, message, phase=phase)
+
+
+class _Bindings:
+    """One phase's values, built on first use; the CEL activation only if a condition needs CEL."""
+
+    __slots__ = ("_activation", "_data", "_engine", "_extra", "_needs", "_phase", "_request")
+
+    def __init__(self, engine: PolicyEngine, request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs):
+        self._engine, self._request, self._phase, self._extra, self._needs = engine, request, phase, extra, needs
+        self._data: dict[str, Any] | None = None
+        self._activation: Any = None
+
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = PolicyEngine._bind(self._request, self._phase, self._extra, self._needs)
+        return self._data
+
+    def activation(self) -> Any:
+        if self._activation is None:
+            self._activation = self._engine._env.activation(self.data())
+        return self._activation
 
 
 def _parse_args(arguments: str) -> dict[str, Any]:
