@@ -92,11 +92,17 @@ class ResponseGuard:
         out: list[bytes] = []
         try:
             async for data in events:
-                for event in _split(data):
-                    if not event.startswith(b"data: {"):
+                block = [(e, orjson.loads(e[6:]) if e.startswith(b"data: {") else None) for e in _split(data)]
+                # Text redacted as it streams is scanned once per block, not once per event: events
+                # that arrived together leave together, so the text of a choice's earlier events in
+                # the block can ride in its last one at no cost in latency (one scan of the held-back
+                # window per event was most of a stream's policy cost).
+                last = _last_text_events(block, hold_tools) if redact else {}
+                for position, (event, parsed) in enumerate(block):
+                    if parsed is None:
                         out.append(event)  # [DONE], comments, anything not a chunk
                         continue
-                    chunk = orjson.loads(event[6:])
+                    chunk: dict[str, Any] = parsed
                     choices = chunk.get("choices")
                     if not choices or "error" in chunk:
                         out.append(event)  # the usage chunk, an error event
@@ -120,7 +126,11 @@ class ResponseGuard:
                             if redact:
                                 assert found is not None
                                 redactor = redactors.get(index) or redactors.setdefault(index, StreamRedactor(found[0]))
-                                sent = delta["content"] = redactor.feed(content)
+                                if last.get(index) == position:
+                                    sent = delta["content"] = redactor.feed(content)
+                                else:
+                                    redactor.hold(content)
+                                    sent = delta["content"] = ""
                                 modified = True
                                 emptied = emptied or not sent
                     if finish is None:
@@ -154,9 +164,9 @@ class ResponseGuard:
                     held_events.clear()
                     out.append((b"data: " + orjson.dumps(chunk) + b"\n\n") if modified else event)
                 if out:
-                    block = out[0] if len(out) == 1 else b"".join(out)
+                    sent_block = out[0] if len(out) == 1 else b"".join(out)
                     out.clear()
-                    yield block
+                    yield sent_block
         except PolicyViolation as violation:
             out.append(stream_error_event(violation))
             yield b"".join(out)
@@ -164,6 +174,21 @@ class ResponseGuard:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def _last_text_events(block: list[tuple[bytes, Any]], hold_tools: bool) -> dict[int, int]:
+    """For each choice, the position in `block` of the last event carrying its text."""
+    last: dict[int, int] = {}
+    for position, (_, chunk) in enumerate(block):
+        choices = chunk.get("choices") if chunk is not None else None
+        if not choices or "error" in chunk or (hold_tools and _has_tool_calls(choices)):
+            continue
+        for choice in choices:
+            delta = choice.get("delta")
+            content = delta.get("content") if delta else None
+            if isinstance(content, str) and content:
+                last[choice.get("index", 0)] = position
+    return last
 
 
 def _has_tool_calls(choices: list[Any]) -> bool:

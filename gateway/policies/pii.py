@@ -201,6 +201,10 @@ class StreamRedactor:
         self._pending = ""
         self.found: list[str] = []
 
+    def hold(self, text: str) -> None:
+        """Take text without releasing any: the next `feed` or `flush` scans and sends it."""
+        self._pending += text
+
     def feed(self, text: str) -> str:
         """Text safe to send now (already redacted)."""
         buffer = self._pending + text

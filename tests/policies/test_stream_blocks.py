@@ -61,10 +61,27 @@ async def test_events_that_arrived_together_leave_together_redacted() -> None:
     one_by_one = await guarded(events(SAID))
     together = await guarded([b"".join(events(SAID))])
     assert len(together) == 1
-    assert together[0] == b"".join(one_by_one)
-    text = text_of(together[0])
-    assert text.endswith("You said: mail [REDACTED:email] or call [REDACTED:phone] about the Q3 report, please")
-    assert together[0].endswith(b"data: [DONE]\n\n")
+    said = "You said: mail [REDACTED:email] or call [REDACTED:phone] about the Q3 report, please"
+    for stream in (together[0], b"".join(one_by_one)):
+        assert text_of(stream).endswith(said)
+        assert stream.endswith(b"data: [DONE]\n\n")
+    # The block's text rides in fewer events (scanned once), none of them empty.
+    assert 0 < contents(together[0]) < contents(b"".join(one_by_one))
+    assert together[0].count(b'"content":""') == 1  # the role chunk, as the model sent it
+
+
+async def test_text_held_back_in_one_block_is_released_by_the_next() -> None:
+    stream = events(SAID)
+    finish = next(i for i, e in enumerate(stream) if b'"finish_reason":"stop"' in e)
+    blocks = [b"".join(stream[:8]), b"".join(stream[8:finish]), b"".join(stream[finish:])]
+    out = await guarded(blocks)
+    assert len(out) == 3
+    assert "".join(text_of(b) for b in out).endswith("[REDACTED:email] or call [REDACTED:phone] about the Q3 report, please")
+    assert "bob@" not in "".join(text_of(b) for b in out)
+
+
+def contents(stream: bytes) -> int:
+    return sum(1 for e in stream.split(b"\n\n") if b'"content"' in e)
 
 
 @pytest.mark.parametrize("split", [1, 3])
