@@ -24,7 +24,7 @@ from gateway.context import ApiRequest
 from gateway.errors import PolicyViolation
 from gateway.policies.loops import Loop, detect, history
 from gateway.policies.messages import message_texts, rewrite_messages
-from gateway.policies.pii import PiiDetector
+from gateway.policies.pii import PiiDetector, replace
 from gateway.policies.rules import CompiledScope, RuleSet, Verdict
 from gateway.providers.base import ToolCall
 
@@ -153,24 +153,22 @@ class PolicyEngine:
         messages = request.body.get("messages")
         if not isinstance(messages, list):
             return
+        texts = list(message_texts(messages))
+        found = self._detector.find_each(texts)  # one scan of every text
+        kinds = sorted({m.kind for matches in found for m in matches})
+        if not kinds:
+            return  # nothing to redact: the body is not rewritten nor re-encoded
         if action != "redact":
-            kinds = sorted({m.kind for t in message_texts(messages) for m in self._detector.find(t)})
-            if kinds:
-                if action == "deny":
-                    self._deny(request, rule, f"the request contains personal data or secrets ({', '.join(kinds)})")
-                self._record(request, Verdict(rule, action, "pre_call", ", ".join(kinds)))
+            if action == "deny":
+                self._deny(request, rule, f"the request contains personal data or secrets ({', '.join(kinds)})")
+            self._record(request, Verdict(rule, action, "pre_call", ", ".join(kinds)))
             return
-        found: list[str] = []
-
-        def redact(text: str) -> str:
-            out, kinds = self._detector.redact(text)
-            found.extend(kinds)
-            return out
-
-        rewritten = rewrite_messages(messages, redact)
+        # `rewrite_messages` visits the texts in the order `message_texts` listed them.
+        pending = iter(found)
+        rewritten = rewrite_messages(messages, lambda text: replace(text, next(pending)))
         if rewritten is not None:
             self._replace_body(request, {**request.body, "messages": rewritten})
-            self._record(request, Verdict(rule, "redact", "pre_call", ", ".join(sorted(set(found)))))
+            self._record(request, Verdict(rule, "redact", "pre_call", ", ".join(kinds)))
 
     # ------------------------------------------------------------------ post_call
 
