@@ -1,7 +1,8 @@
 """The policy stage's own CPU per request, in process: no sockets, no other stage, little noise.
 
 Runs the stage as the pipeline does (`before_call`, then `after_json` or `filter_stream` over the
-loopback upstream's own answer, split one event per block) with the app's hold desk, pause state
+loopback upstream's own answer, one event per block, or all of it in one block as it mostly
+arrives over loopback: ~2 blocks a stream were measured) with the app's hold desk, pause state
 and audit on a SQLite store, for the same request `policies_overhead.py` sends, with no rules and
 with its ten rules. Prints the best of `--rounds` CPU microseconds per request for each, and the
 difference: what the rules cost, without the HTTP and routing work that makes the end-to-end
@@ -49,7 +50,7 @@ BODY = {
 }
 
 
-async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: str) -> float:
+async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: str, whole: bool = False) -> float:
     config = parse_config(config_text("http://127.0.0.1:9/v1", f"{tmp}/{len(policies)}.db", policies))
     store = open_store(config.store.url)
     stage = PolicyStage(PolicyEngine(config.policies))
@@ -60,6 +61,8 @@ async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: 
     completion = orjson.dumps(build_completion(body, "gpt-4o"))
     events = [b"data: " + orjson.dumps(c) + b"\n\n" for c in build_chunks(body, "gpt-4o", False)]
     events.append(b"data: [DONE]\n\n")
+    if whole:
+        events = [b"".join(events)]
 
     async def upstream() -> AsyncIterator[bytes]:
         for event in events:
@@ -92,10 +95,11 @@ async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: 
 
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        for stream in (False, True):
-            none = await measure("", stream, args.requests, args.rounds, tmp)
-            ten = await measure(TEN_RULES, stream, args.requests, args.rounds, tmp)
-            print(f"{'stream' if stream else 'json':6s} stage CPU: none {none:6.1f} us/req, ten rules {ten:6.1f} us/req,"
+        for name, stream, whole in (("json", False, False), ("stream, 1 event a block", True, False),
+                                    ("stream, 1 block", True, True)):
+            none = await measure("", stream, args.requests, args.rounds, tmp, whole)
+            ten = await measure(TEN_RULES, stream, args.requests, args.rounds, tmp, whole)
+            print(f"{name:24s} stage CPU: none {none:6.1f} us/req, ten rules {ten:6.1f} us/req,"
                   f" rules cost {ten - none:6.1f} us/req")
 
 
