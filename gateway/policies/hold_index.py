@@ -7,7 +7,8 @@ index keeps the keys of the two approval indexes (`approval-requests`, `approval
 memory, so the store is read only for a request whose fingerprint or session is listed.
 
 - It is loaded on first use, so after a restart every stored hold is known before the first
-  request is answered; then re-read at most once per `refresh` seconds, like pause states.
+  request is answered; then re-read at most once per `refresh` seconds, like pause states, by
+  one request while the others go on with the previous listing.
 - A hold made through this replica is listed at once (before its documents are written), so a
   retry here never misses it. One made through another replica sharing the store is seen within
   `refresh` seconds.
@@ -71,6 +72,8 @@ class HoldIndex:
         loop = asyncio.get_running_loop()
         if loop.time() - self._read_at < self._refresh:
             return
+        if self._lock.locked() and self._read_at > 0:
+            return  # another request is refreshing: the last listing serves meanwhile, nobody queues
         async with self._lock:
             if loop.time() - self._read_at < self._refresh:
                 return
