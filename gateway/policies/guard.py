@@ -92,22 +92,18 @@ class ResponseGuard:
         out: list[bytes] = []
         try:
             async for data in events:
-                block = [(e, orjson.loads(e[6:]) if e.startswith(b"data: {") else None) for e in _split(data)]
                 # Text redacted as it streams is scanned once per block, not once per event: events
                 # that arrived together leave together, so the text of a choice's earlier events in
                 # the block can ride in its last one at no cost in latency (one scan of the held-back
                 # window per event was most of a stream's policy cost).
-                last = _last_text_events(block, hold_tools) if redact else {}
-                for position, (event, parsed) in enumerate(block):
+                block, last = _read_block(data, hold_tools)
+                for position, (event, parsed, tool) in enumerate(block):
                     if parsed is None:
-                        out.append(event)  # [DONE], comments, anything not a chunk
+                        out.append(event)  # [DONE], comments, the usage chunk, an error event
                         continue
                     chunk: dict[str, Any] = parsed
-                    choices = chunk.get("choices")
-                    if not choices or "error" in chunk:
-                        out.append(event)  # the usage chunk, an error event
-                        continue
-                    if hold_tools and _has_tool_calls(choices):
+                    choices = chunk["choices"]
+                    if tool:
                         calls.read_chunk(chunk)
                         held_events.append(event)
                         continue
@@ -176,27 +172,26 @@ class ResponseGuard:
                 await aclose()
 
 
-def _last_text_events(block: list[tuple[bytes, Any]], hold_tools: bool) -> dict[int, int]:
-    """For each choice, the position in `block` of the last event carrying its text."""
+def _read_block(data: bytes, hold_tools: bool) -> tuple[list[tuple[bytes, Any, bool]], dict[int, int]]:
+    """The block's events: (bytes, the chunk if it has choices to check else None, tool-call delta?),
+    and for each choice the position of the last event carrying its text."""
+    block: list[tuple[bytes, Any, bool]] = []
     last: dict[int, int] = {}
-    for position, (_, chunk) in enumerate(block):
+    for event in _split(data):
+        chunk = orjson.loads(event[6:]) if event.startswith(b"data: {") else None
         choices = chunk.get("choices") if chunk is not None else None
-        if not choices or "error" in chunk or (hold_tools and _has_tool_calls(choices)):
+        if chunk is None or not choices or "error" in chunk:
+            block.append((event, None, False))
             continue
-        for choice in choices:
-            delta = choice.get("delta")
-            content = delta.get("content") if delta else None
-            if isinstance(content, str) and content:
-                last[choice.get("index", 0)] = position
-    return last
-
-
-def _has_tool_calls(choices: list[Any]) -> bool:
-    for choice in choices:
-        delta = choice.get("delta")
-        if delta and delta.get("tool_calls"):
-            return True
-    return False
+        tool = hold_tools and any((c.get("delta") or {}).get("tool_calls") for c in choices)
+        if not tool:  # a tool-call chunk is held whole: its text does not count
+            for choice in choices:
+                delta = choice.get("delta")
+                content = delta.get("content") if delta else None
+                if isinstance(content, str) and content:
+                    last[choice.get("index", 0)] = len(block)
+        block.append((event, chunk, tool))
+    return block, last
 
 
 def _split(data: bytes) -> list[bytes]:
