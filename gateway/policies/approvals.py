@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.policies import ApprovalsSection
+from gateway.policies.hold_index import BY_REQUEST, BY_SESSION, HoldIndex
 from gateway.store import Doc, Store, VersionConflict
 
 APPROVALS = "approvals"
-BY_REQUEST = "approval-requests"
-BY_SESSION = "approval-sessions"
 # How long a decided approval (and its indexes) is kept after it expired, for audits and retries.
 _KEEP = 24 * 3600.0
 # How often a waiter re-reads the store for decisions made by another replica.
@@ -71,6 +70,8 @@ class Approvals:
         self.settings = settings
         # Waiters in this process, woken at once by decisions made in this process.
         self._wakers: dict[str, asyncio.Event] = {}
+        # Which requests and sessions may have a hold: re-attaching reads the store only for those.
+        self.index = HoldIndex(store)
 
     # ------------------------------------------------------------------ holding
 
@@ -103,6 +104,7 @@ class Approvals:
             "response": response,
         }
         keep = now + self.settings.expire_after + _KEEP
+        self.index.add(fingerprint, session_id if kind == "response" else None)
         doc = await self._store.doc_put(APPROVALS, approval_id, value, now, expect_version=0, expires_at=keep)
         await self._store.doc_put(BY_REQUEST, fingerprint, {"id": approval_id}, now, expires_at=keep)
         if session_id and kind == "response":
@@ -136,7 +138,8 @@ class Approvals:
         if session_id:
             index = await self._store.doc_get(BY_SESSION, session_id, time.time())
             if index is not None and index.value.get("id") == approval.id:
-                await self._store.doc_delete(BY_SESSION, session_id, expect_version=index.version)
+                if await self._store.doc_delete(BY_SESSION, session_id, expect_version=index.version):
+                    self.index.delivered(session_id, approval.value["fingerprint"])
 
     async def list(self, status: str | None = None, limit: int = 200) -> list[Approval]:
         docs = await self._store.doc_list(APPROVALS, time.time(), limit=limit)

@@ -18,13 +18,13 @@ from typing import Any
 
 import orjson
 
-from gateway.config.cel import CelEnvironment, Condition
+from gateway.config.cel import CelEnvironment, Condition, Needs
 from gateway.config.policies import ALL_PII_KINDS, PoliciesSection
 from gateway.context import ApiRequest
 from gateway.errors import PolicyViolation
 from gateway.policies.loops import Loop, detect, history
 from gateway.policies.messages import message_texts, rewrite_messages
-from gateway.policies.pii import PiiDetector
+from gateway.policies.pii import PiiDetector, replace
 from gateway.policies.rules import CompiledScope, RuleSet, Verdict
 from gateway.providers.base import ToolCall
 
@@ -83,7 +83,7 @@ class PolicyEngine:
         if pii is not None and pii.requests and scope is not None and scope.covers(principal, model):
             self._pii_in_request(request, "pii", pii.action)
         if rules.cel_pre:
-            self._run_cel(request, rules.cel_pre, "pre_call", {})
+            self._run_cel(request, rules.cel_pre, "pre_call", {}, rules.needs_pre)
         return self._check_loops(request) if self._loops is not None else None
 
     def _check_loops(self, request: ApiRequest) -> Loop | None:
@@ -153,24 +153,22 @@ class PolicyEngine:
         messages = request.body.get("messages")
         if not isinstance(messages, list):
             return
+        texts = list(message_texts(messages))
+        found = self._detector.find_each(texts)  # one scan of every text
+        kinds = sorted({m.kind for matches in found for m in matches})
+        if not kinds:
+            return  # nothing to redact: the body is not rewritten nor re-encoded
         if action != "redact":
-            kinds = sorted({m.kind for t in message_texts(messages) for m in self._detector.find(t)})
-            if kinds:
-                if action == "deny":
-                    self._deny(request, rule, f"the request contains personal data or secrets ({', '.join(kinds)})")
-                self._record(request, Verdict(rule, action, "pre_call", ", ".join(kinds)))
+            if action == "deny":
+                self._deny(request, rule, f"the request contains personal data or secrets ({', '.join(kinds)})")
+            self._record(request, Verdict(rule, action, "pre_call", ", ".join(kinds)))
             return
-        found: list[str] = []
-
-        def redact(text: str) -> str:
-            out, kinds = self._detector.redact(text)
-            found.extend(kinds)
-            return out
-
-        rewritten = rewrite_messages(messages, redact)
+        # `rewrite_messages` visits the texts in the order `message_texts` listed them.
+        pending = iter(found)
+        rewritten = rewrite_messages(messages, lambda text: replace(text, next(pending)))
         if rewritten is not None:
             self._replace_body(request, {**request.body, "messages": rewritten})
-            self._record(request, Verdict(rule, "redact", "pre_call", ", ".join(sorted(set(found)))))
+            self._record(request, Verdict(rule, "redact", "pre_call", ", ".join(kinds)))
 
     # ------------------------------------------------------------------ post_call
 
@@ -191,7 +189,7 @@ class PolicyEngine:
         if not self._rules.cel_post:
             return False
         facts = {"response": {"content": text, "finish_reason": finish_reason, "tool_names": tool_names}}
-        return self._run_cel(request, self._rules.cel_post, "post_call", facts)
+        return self._run_cel(request, self._rules.cel_post, "post_call", facts, self._rules.needs_post)
 
     def redact_text(self, text: str) -> tuple[str, list[str]]:
         return self._detector.redact(text)
@@ -202,16 +200,15 @@ class PolicyEngine:
         """Deny raises; holds are returned; logs are recorded."""
         held: list[HeldCall] = []
         principal, model = request.principal, request.model
+        needs = self._rules.needs_tool
         for index, call in enumerate(calls):
             args = _parse_args(call.arguments)
-            activation: Any = None
+            bindings = _Bindings(self, request, "tool_call", _tool_facts(call, args), needs)
             for rule in self._rules.tools:
                 if not rule.scope.covers(principal, model) or not rule.matches_call(call.name, args):
                     continue
-                if rule.condition is not None:
-                    activation = activation or self._activation(request, "tool_call", _tool_facts(call, args))
-                    if not self._holds(request, rule.name, rule.condition, activation):
-                        continue
+                if rule.condition is not None and not self._holds(request, rule.name, rule.condition, bindings):
+                    continue
                 message = rule.message or f"the tool '{call.name}' is not allowed here"
                 if rule.action == "deny":
                     self._deny(request, rule.name, message, "tool_call")
@@ -222,10 +219,10 @@ class PolicyEngine:
             for cel_rule in self._rules.cel_tool:
                 if not cel_rule.scope.covers(principal, model):
                     continue
-                if cel_rule.condition is not None:
-                    activation = activation or self._activation(request, "tool_call", _tool_facts(call, args))
-                    if not self._holds(request, cel_rule.name, cel_rule.condition, activation):
-                        continue
+                if cel_rule.condition is not None and not self._holds(
+                    request, cel_rule.name, cel_rule.condition, bindings
+                ):
+                    continue
                 if cel_rule.action == "allow":
                     self._record(request, Verdict(cel_rule.name, "allow", "tool_call", call.name))
                     break
@@ -238,17 +235,17 @@ class PolicyEngine:
 
     # ------------------------------------------------------------------ shared
 
-    def _run_cel(self, request: ApiRequest, rules: Iterable[Any], phase: str, facts: dict[str, Any]) -> bool:
+    def _run_cel(
+        self, request: ApiRequest, rules: Iterable[Any], phase: str, facts: dict[str, Any], needs: Needs
+    ) -> bool:
         """Run CEL rules in order; True when one asked to redact (post_call). `allow` stops the phase."""
-        activation: Any = None
+        bindings = _Bindings(self, request, phase, facts, needs)
         redact = False
         for rule in rules:
             if not rule.scope.covers(request.principal, request.model):
                 continue
-            if rule.condition is not None:
-                activation = activation or self._activation(request, phase, facts)
-                if not self._holds(request, rule.name, rule.condition, activation):
-                    continue
+            if rule.condition is not None and not self._holds(request, rule.name, rule.condition, bindings):
+                continue
             action = rule.action
             if action == "deny":
                 self._deny(request, rule.name, rule.message, phase)
@@ -261,33 +258,44 @@ class PolicyEngine:
             redact = redact or action == "redact"
         return redact
 
-    def _holds(self, request: ApiRequest, rule: str, condition: Condition, activation: Any) -> bool:
-        result = condition.holds(activation)
+    def _holds(self, request: ApiRequest, rule: str, condition: Condition, bindings: _Bindings) -> bool:
+        quick = condition.quick
+        result = quick(bindings.data()) if quick is not None else None
+        if result is None:
+            result = condition.holds(bindings.activation())
         if result is None:
             # A condition over a field the request lacks: the rule does not apply; say so on the trace.
             request.decide("lockgate.policy.error", rule=rule, reason="the condition could not be evaluated")
             return False
         return result
 
-    def _activation(self, request: ApiRequest, phase: str, extra: dict[str, Any]) -> Any:
+    @staticmethod
+    def _bind(request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs) -> dict[str, Any]:
+        """The values of one phase: only the variables (and request fields) its conditions read."""
+        wanted = needs.variables
         principal = request.principal
-        data: dict[str, Any] = {
-            "request": request.body,
-            "model": request.model,
-            "key": {
-                "name": principal.name if principal else "",
-                "team": (principal.team if principal else None) or "",
-                "user": (principal.user if principal else None) or "",
-            },
-            "team": (principal.team if principal else None) or "",
-            "user": request.user or (principal.user if principal else None) or "",
-            "session": {"id": request.session_id or ""},
-            "tool": {},
-            "response": {},
-            "phase": phase,
-        }
-        data.update(extra)
-        return self._env.activation(data)
+        team = (principal.team if principal else None) or ""
+        data: dict[str, Any] = {}
+        for name in wanted:
+            if name == "request":
+                fields, body = needs.request_fields, request.body
+                data[name] = body if fields is None else {f: body[f] for f in fields if f in body}
+            elif name == "model":
+                data[name] = request.model
+            elif name == "key":
+                data[name] = {"name": principal.name if principal else "", "team": team,
+                              "user": (principal.user if principal else None) or ""}
+            elif name == "team":
+                data[name] = team
+            elif name == "user":
+                data[name] = request.user or (principal.user if principal else None) or ""
+            elif name == "session":
+                data[name] = {"id": request.session_id or ""}
+            elif name == "phase":
+                data[name] = phase
+            else:  # tool, response: this phase's facts, empty in the others
+                data[name] = extra.get(name, {})
+        return data
 
     @staticmethod
     def _replace_body(request: ApiRequest, body: dict[str, Any]) -> None:
@@ -301,6 +309,27 @@ class PolicyEngine:
     def _deny(self, request: ApiRequest, rule: str, message: str, phase: str = "pre_call") -> None:
         self._record(request, Verdict(rule, "deny", phase, message))
         raise PolicyViolation(rule, message, phase=phase)
+
+
+class _Bindings:
+    """One phase's values, built on first use; the CEL activation only if a condition needs CEL."""
+
+    __slots__ = ("_activation", "_data", "_engine", "_extra", "_needs", "_phase", "_request")
+
+    def __init__(self, engine: PolicyEngine, request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs):
+        self._engine, self._request, self._phase, self._extra, self._needs = engine, request, phase, extra, needs
+        self._data: dict[str, Any] | None = None
+        self._activation: Any = None
+
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = PolicyEngine._bind(self._request, self._phase, self._extra, self._needs)
+        return self._data
+
+    def activation(self) -> Any:
+        if self._activation is None:
+            self._activation = self._engine._env.activation(self.data())
+        return self._activation
 
 
 def _parse_args(arguments: str) -> dict[str, Any]:

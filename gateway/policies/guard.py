@@ -87,45 +87,59 @@ class ResponseGuard:
         hold_tools = engine.inspects_tool_calls
         calls = Summary()
         held_events: list[bytes] = []
+        # What one upstream block turns into goes out as one block: the provider hands over the
+        # events that arrived together, and one send per event cost more than the checks themselves.
+        out: list[bytes] = []
         try:
             async for data in events:
-                for event in _split(data):
-                    if not event.startswith(b"data: {"):
-                        yield event  # [DONE], comments, anything not a chunk
+                # Text redacted as it streams is scanned once per block, not once per event: events
+                # that arrived together leave together, so the text of a choice's earlier events in
+                # the block can ride in its last one at no cost in latency (one scan of the held-back
+                # window per event was most of a stream's policy cost).
+                block, last = _read_block(data, hold_tools)
+                for position, (event, parsed, tool) in enumerate(block):
+                    if parsed is None:
+                        out.append(event)  # [DONE], comments, the usage chunk, an error event
                         continue
-                    chunk = orjson.loads(event[6:])
-                    choices = chunk.get("choices")
-                    if not choices or "error" in chunk:
-                        yield event  # the usage chunk, an error event
-                        continue
-                    if hold_tools and any((c.get("delta") or {}).get("tool_calls") for c in choices):
+                    chunk: dict[str, Any] = parsed
+                    choices = chunk["choices"]
+                    if tool:
                         calls.read_chunk(chunk)
                         held_events.append(event)
                         continue
-                    finish = next((c["finish_reason"] for c in choices if c.get("finish_reason")), None)
-                    modified = False
+                    finish = None
+                    modified = emptied = False
                     for choice in choices:
-                        delta = choice.get("delta") or {}
-                        content = delta.get("content")
-                        index = choice.get("index", 0)
+                        finish = finish or choice.get("finish_reason")
+                        delta = choice.get("delta")
+                        content = delta.get("content") if delta else None
                         if isinstance(content, str) and content:
-                            texts.setdefault(index, []).append(content)
+                            index = choice.get("index", 0)
+                            parts = texts.get(index)
+                            if parts is None:
+                                parts = texts[index] = []
+                            parts.append(content)
                             if redact:
                                 assert found is not None
                                 redactor = redactors.get(index) or redactors.setdefault(index, StreamRedactor(found[0]))
-                                delta["content"] = redactor.feed(content)
+                                if last.get(index) == position:
+                                    sent = delta["content"] = redactor.feed(content)
+                                else:
+                                    redactor.hold(content)
+                                    sent = delta["content"] = ""
                                 modified = True
+                                emptied = emptied or not sent
                     if finish is None:
-                        if modified and not _empty(chunk):
-                            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-                        elif not modified:
-                            yield event
+                        if not modified:
+                            out.append(event)
+                        elif not (emptied and _empty(chunk)):  # all its text held back: nothing to send
+                            out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
                         continue
                     # The finish chunk: release what was held back, after the checks.
                     for index, redactor in redactors.items():
                         tail = redactor.flush()
                         if tail:
-                            yield _content_chunk(chunk, index, tail)
+                            out.append(_content_chunk(chunk, index, tail))
                     kinds = [k for r in redactors.values() for k in r.found]
                     if found is not None and not redact:
                         detector = found[0]
@@ -136,19 +150,48 @@ class ResponseGuard:
                     engine.check_response(request, text, finish, [c.name for c in calls.tool_calls])
                     held = engine.check_tool_calls(request, calls.tool_calls) if calls.tool_calls else []
                     if held:
-                        async for out in on_hold(request, held, calls, text):
-                            yield out
+                        if out:
+                            yield b"".join(out)
+                            out.clear()
+                        async for hold_event in on_hold(request, held, calls, text):
+                            yield hold_event
                         return
-                    for held_event in held_events:
-                        yield held_event
+                    out.extend(held_events)
                     held_events.clear()
-                    yield (b"data: " + orjson.dumps(chunk) + b"\n\n") if modified else event
+                    out.append((b"data: " + orjson.dumps(chunk) + b"\n\n") if modified else event)
+                if out:
+                    sent_block = out[0] if len(out) == 1 else b"".join(out)
+                    out.clear()
+                    yield sent_block
         except PolicyViolation as violation:
-            yield stream_error_event(violation)
+            out.append(stream_error_event(violation))
+            yield b"".join(out)
         finally:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def _read_block(data: bytes, hold_tools: bool) -> tuple[list[tuple[bytes, Any, bool]], dict[int, int]]:
+    """The block's events: (bytes, the chunk if it has choices to check else None, tool-call delta?),
+    and for each choice the position of the last event carrying its text."""
+    block: list[tuple[bytes, Any, bool]] = []
+    last: dict[int, int] = {}
+    for event in _split(data):
+        chunk = orjson.loads(event[6:]) if event.startswith(b"data: {") else None
+        choices = chunk.get("choices") if chunk is not None else None
+        if chunk is None or not choices or "error" in chunk:
+            block.append((event, None, False))
+            continue
+        tool = hold_tools and any((c.get("delta") or {}).get("tool_calls") for c in choices)
+        if not tool:  # a tool-call chunk is held whole: its text does not count
+            for choice in choices:
+                delta = choice.get("delta")
+                content = delta.get("content") if delta else None
+                if isinstance(content, str) and content:
+                    last[choice.get("index", 0)] = len(block)
+        block.append((event, chunk, tool))
+    return block, last
 
 
 def _split(data: bytes) -> list[bytes]:

@@ -94,12 +94,19 @@ class HoldDesk:
         )
 
     async def reattach(self, request: ApiRequest) -> Approval | None:
-        """A hold this request belongs to: made for the same request, or open on its session."""
-        approval = await self.approvals.for_request(fingerprint(request))
+        """A hold this request belongs to: made for the same request, or open on its session.
+
+        The store is read only for a request or session the hold index lists (see `hold_index.py`).
+        """
+        index, approval = self.approvals.index, None
+        digest = fingerprint(request)
+        if await index.may_hold_request(digest):
+            approval = await self.approvals.for_request(digest)
         if approval is not None and approval.value.get("kind") == "loop":
             approval = None  # a loop hold is re-found by `hold_loop`, not answered from a response
-        if approval is None and request.session_id:
-            approval = await self.approvals.for_session(request.session_id)
+        session_id = request.session_id
+        if approval is None and session_id and await index.may_hold_session(session_id):
+            approval = await self.approvals.for_session(session_id)
         if approval is not None:
             request.decide("lockgate.approval.reattach", approval_id=approval.id, status=approval.status)
         return approval

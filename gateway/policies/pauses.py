@@ -3,7 +3,8 @@
 A paused session's (or key's) requests are held until it is resumed; a stopped one's are refused.
 The state lives in the store (`pauses/<session|key>:<name>`), so every replica sees it. To keep the
 hot path free of store round trips, each replica reads the whole (small) list at most once per
-`refresh` seconds; a change made through this replica applies at once.
+`refresh` seconds (by one request, while the others go on with the states read last); a change
+made through this replica applies at once.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class Pauses:
         loop = asyncio.get_running_loop()
         if not fresh and loop.time() - self._read_at < self._refresh:
             return
+        if not fresh and self._lock.locked() and self._read_at > 0:
+            return  # another request is refreshing: the last states serve meanwhile, nobody queues
         async with self._lock:
             if not fresh and loop.time() - self._read_at < self._refresh:
                 return

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.config.cel import CelEnvironment, Condition
+from gateway.config.cel import CelEnvironment, Condition, Needs
 from gateway.config.policies import DenyPattern, PoliciesSection, PolicyRule, Scope, ToolRule
 from gateway.config.runtime import Principal
 
@@ -105,18 +105,30 @@ class RuleSet:
     patterns_pre: tuple[PatternRule, ...]
     patterns_post: tuple[PatternRule, ...]
     tools: tuple[CompiledToolRule, ...]
+    # What each phase's conditions read: the engine binds only that into the CEL activation.
+    needs_pre: Needs
+    needs_post: Needs
+    needs_tool: Needs
 
     @classmethod
     def compile(cls, section: PoliciesSection, env: CelEnvironment) -> RuleSet:
         cel = [_cel_rule(r, env) for r in section.rules]
         patterns = [_pattern_rule(p) for p in section.deny_patterns]
+        tools = tuple(_tool_rule(t, env) for t in section.tools)
+
+        def needs(conditions: list[Condition | None]) -> Needs:
+            return Needs.union(c.needs for c in conditions if c is not None)
+
         return cls(
             cel_pre=tuple(r for r in cel if r.phase == "pre_call"),
             cel_post=tuple(r for r in cel if r.phase == "post_call"),
             cel_tool=tuple(r for r in cel if r.phase == "tool_call"),
             patterns_pre=tuple(p for p in patterns if p.phase == "pre_call"),
             patterns_post=tuple(p for p in patterns if p.phase == "post_call"),
-            tools=tuple(_tool_rule(t, env) for t in section.tools),
+            tools=tools,
+            needs_pre=needs([r.condition for r in cel if r.phase == "pre_call"]),
+            needs_post=needs([r.condition for r in cel if r.phase == "post_call"]),
+            needs_tool=needs([r.condition for r in cel if r.phase == "tool_call"] + [t.condition for t in tools]),
         )
 
 

@@ -72,3 +72,36 @@ def test_stream_redactor_catches_matches_split_anywhere(piece: int) -> None:
     out = "".join(redactor.feed(text[i : i + piece]) for i in range(0, len(text), piece)) + redactor.flush()
     assert out == detector.redact(text)[0]
     assert "4111" not in out and "john" not in out and "415" not in out
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a.b+c@x-y.co.uk and d@e.org", "[REDACTED:email] and [REDACTED:email]"),
+    ("x@y@z.com", "x@[REDACTED:email]"),  # the first '@' has no domain; the second's local part is 'y'
+    ("@example.com, me@host, ok@fine.io", "@example.com, me@host, [REDACTED:email]"),
+    ("one@two.com@three.com", "[REDACTED:email]@three.com"),
+])
+def test_emails_are_found_from_their_at_sign(text: str, expected: str) -> None:
+    assert PiiDetector(ALL_PII_KINDS).redact(text)[0] == expected
+
+
+def test_one_scan_of_all_texts_finds_what_a_scan_of_each_finds() -> None:
+    detector = PiiDetector(ALL_PII_KINDS)
+    texts = ["call +1 415-555-0132", "", "4111 1111 1111 1111\nbob@example.com", "12", "3-45-6789 sk-", "none"]
+    assert detector.find_each(texts) == [detector.find(t) for t in texts]
+    assert [len(found) for found in detector.find_each(texts)] == [1, 0, 2, 0, 0, 0]
+
+
+def test_request_pii_in_every_message_and_part_is_redacted(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
+    gateway = gateway_factory(config(upstream, "pii: {action: redact, responses: false}"))
+    messages = [
+        {"role": "system", "content": "Escalate to ops@example.com."},
+        {"role": "user", "content": [{"type": "text", "text": "I am 123-45-6789"}, {"type": "text", "text": "hi"}]},
+        {"role": "user", "content": "no data here"},
+    ]
+    client(gateway).chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+    sent = upstream.upstream.received[-1].body["messages"]
+    assert sent[0]["content"] == "Escalate to [REDACTED:email]."
+    assert sent[1]["content"] == [{"type": "text", "text": "I am [REDACTED:national_id]"}, {"type": "text", "text": "hi"}]
+    assert sent[2]["content"] == "no data here"

@@ -1,0 +1,114 @@
+"""The policy stage's own CPU per request, in process: no sockets, no other stage, little noise.
+
+Runs the stage as the pipeline does (`before_call`, then `after_json` or `filter_stream` over the
+loopback upstream's own answer, one event per block, or all of it in one block as it mostly
+arrives over loopback: ~2 blocks a stream were measured) with the app's hold desk, pause state
+and audit on a SQLite store, for the same request `policies_overhead.py` sends, with no rules and
+with its ten rules. Prints the best of `--rounds` CPU microseconds per request for each, and the
+difference: what the rules cost, without the HTTP and routing work that makes the end-to-end
+figure noisy on a shared machine.
+
+    python bench/policies_stage.py [--requests 2000] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from policies_overhead import TEN_RULES, config_text  # noqa: E402
+
+from gateway.auth import MASTER  # noqa: E402
+from gateway.config.loader import parse_config  # noqa: E402
+from gateway.context import ApiRequest  # noqa: E402
+from gateway.policies.approvals import Approvals  # noqa: E402
+from gateway.policies.audit import VerdictAudit  # noqa: E402
+from gateway.policies.engine import PolicyEngine  # noqa: E402
+from gateway.policies.holds import HoldDesk  # noqa: E402
+from gateway.policies.pauses import Pauses  # noqa: E402
+from gateway.policies.stage import PolicyStage  # noqa: E402
+from gateway.policies.webhook import WebhookAnnouncer  # noqa: E402
+from gateway.providers.base import JsonReply, Summary  # noqa: E402
+from gateway.providers.fake import build_chunks, build_completion  # noqa: E402
+from gateway.store import open_store  # noqa: E402
+
+BODY = {
+    "model": "gpt-4o", "max_tokens": 256,
+    "messages": [
+        {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+        {"role": "user", "content": "Summarise the thread with bob@example.com about the Q3 report."},
+    ],
+}
+
+
+async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: str, whole: bool = False) -> float:
+    config = parse_config(config_text("http://127.0.0.1:9/v1", f"{tmp}/{len(policies)}.db", policies))
+    store = open_store(config.store.url)
+    stage = PolicyStage(PolicyEngine(config.policies))
+    desk = HoldDesk(Approvals(store, config.approvals), Pauses(store), WebhookAnnouncer(config.approvals.webhooks))
+    stage.attach(desk, VerdictAudit(store))
+    body = {**BODY, "stream": stream}
+    raw = orjson.dumps(body)
+    completion = orjson.dumps(build_completion(body, "gpt-4o"))
+    events = [b"data: " + orjson.dumps(c) + b"\n\n" for c in build_chunks(body, "gpt-4o", False)]
+    events.append(b"data: [DONE]\n\n")
+    if whole:
+        events = [b"".join(events)]
+
+    async def upstream() -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+
+    async def one() -> None:
+        request = ApiRequest("bench", "chat", {}, orjson.loads(raw), raw, "gpt-4o", stream=stream,
+                             principal=MASTER, session_id="bench")
+        assert await stage.before_call(request) is None
+        if stream:
+            async for _ in stage.filter_stream(request, upstream(), "d"):
+                pass
+        else:
+            summary = Summary()
+            summary.read_completion(orjson.loads(completion))
+            await stage.after_json(request, JsonReply(completion, summary), "d")
+
+    best = float("inf")
+    for _ in range(requests // 10):
+        await one()  # warm-up
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(requests):
+            await one()
+        best = min(best, (time.process_time() - start) / requests)
+    await stage.aclose()
+    await store.aclose()
+    return best * 1e6
+
+
+async def run(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, stream, whole in (("json", False, False), ("stream, 1 event a block", True, False),
+                                    ("stream, 1 block", True, True)):
+            none = await measure("", stream, args.requests, args.rounds, tmp, whole)
+            ten = await measure(TEN_RULES, stream, args.requests, args.rounds, tmp, whole)
+            print(f"{name:24s} stage CPU: none {none:6.1f} us/req, ten rules {ten:6.1f} us/req,"
+                  f" rules cost {ten - none:6.1f} us/req")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
