@@ -29,8 +29,6 @@ from typing import Any
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_strings
 
-from gateway.config.cel_quick import compile_quick
-
 _MAP = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
 VARIABLES: dict[str, Any] = {
     "request": _MAP,
@@ -89,14 +87,12 @@ class CelCompileError(ValueError):
 class Condition:
     """A compiled CEL expression that yields true or false."""
 
-    __slots__ = ("_expression", "needs", "quick", "source")
+    __slots__ = ("_expression", "needs", "source")
 
     def __init__(self, source: str, expression: Any) -> None:
         self.source = source
         self._expression = expression
         self.needs = Needs.of(source)
-        # Answers simple conditions in Python where CEL's answer is certain (None: ask CEL).
-        self.quick = compile_quick(source, frozenset(VARIABLES))
 
     def holds(self, activation: Any) -> bool | None:
         """True or false; None when evaluation failed (a missing field, a type mismatch)."""

@@ -259,10 +259,8 @@ class PolicyEngine:
         return redact
 
     def _holds(self, request: ApiRequest, rule: str, condition: Condition, bindings: _Bindings) -> bool:
-        quick = condition.quick
-        result = quick(bindings.data()) if quick is not None else None
-        if result is None:
-            result = condition.holds(bindings.activation())
+        # Always the CEL library: one evaluator, so a rule means exactly what CEL says it means.
+        result = condition.holds(bindings.activation())
         if result is None:
             # A condition over a field the request lacks: the rule does not apply; say so on the trace.
             request.decide("lockgate.policy.error", rule=rule, reason="the condition could not be evaluated")
@@ -312,7 +310,8 @@ class PolicyEngine:
 
 
 class _Bindings:
-    """One phase's values, built on first use; the CEL activation only if a condition needs CEL."""
+    """One phase's values and their CEL activation, built on first use (a phase whose rules are all
+    out of scope for the request builds neither)."""
 
     __slots__ = ("_activation", "_data", "_engine", "_extra", "_needs", "_phase", "_request")
 

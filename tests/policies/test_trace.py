@@ -12,7 +12,7 @@ from gateway.config import parse_config
 from gateway.testing.server import GatewayServer
 from gateway.testing.upstream import UpstreamServer
 from tests.policies.helpers import ask, client, config
-from tests.policies.oversight import WIRE, Admin, HOLD_WIRES, sqlite_url
+from tests.policies.oversight import HOLD_WIRES, WIRE, Admin, sqlite_url
 from tests.telemetry.conftest import SpanSink
 
 
