@@ -109,6 +109,7 @@ class Approvals:
         await self._store.doc_put(BY_REQUEST, fingerprint, {"id": approval_id}, now, expires_at=keep)
         if session_id and kind == "response":
             await self._store.doc_put(BY_SESSION, session_id, {"id": approval_id}, now, expires_at=keep)
+        await self.index.changed()
         held = [c["name"] for c in calls if not c.get("decision")]
         await self._store.audit_append(
             "lockgate", "approval.hold", approval_id, "; ".join(c["message"] for c in calls if not c.get("decision")),
@@ -140,6 +141,7 @@ class Approvals:
             if index is not None and index.value.get("id") == approval.id:
                 if await self._store.doc_delete(BY_SESSION, session_id, expect_version=index.version):
                     self.index.delivered(session_id, approval.value["fingerprint"])
+                    await self.index.changed()
 
     async def list(self, status: str | None = None, limit: int = 200) -> list[Approval]:
         docs = await self._store.doc_list(APPROVALS, time.time(), limit=limit)

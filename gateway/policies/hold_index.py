@@ -14,6 +14,10 @@ memory, so the store is read only for a request whose fingerprint or session is 
   `refresh` seconds.
 - When the listing may be incomplete (more entries than `limit`, or the store could not be read),
   every key counts as listed: the store is asked, as before the index existed.
+- Listing both indexes every second would grow with the holds kept (a day's worth): instead every
+  change to them bumps a marker document's version, and a refresh reads only the marker unless it
+  moved, re-listing in full at most every `FULL_EVERY` seconds anyway (index entries that expire
+  by themselves bump nothing).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ log = logging.getLogger("lockgate.approvals")
 
 BY_REQUEST = "approval-requests"
 BY_SESSION = "approval-sessions"
+# A document whose version moves whenever a hold is listed in or taken out of the indexes.
+CHANGES, CHANGES_KEY = "approval-changes", "all"
+FULL_EVERY = 60.0
 # Seconds a hold made here stays listed regardless of the store listing (its writes are done by then).
 _RECENT = 30.0
 
@@ -45,6 +52,16 @@ class HoldIndex:
         self._lock = asyncio.Lock()
         # Holds made here, kept for a while so a listing taken before their write cannot drop them.
         self._recent: list[tuple[float, str, str | None]] = []
+        # The marker's version at the last full listing, and when that listing was taken.
+        self._listed_version = -1
+        self._listed_at = -1e9
+
+    async def changed(self) -> None:
+        """Tell every replica the indexes changed (after writing them): their next refresh re-lists."""
+        try:
+            await self._store.doc_put(CHANGES, CHANGES_KEY, {}, time.time())
+        except StoreError as exc:  # the full listing every FULL_EVERY seconds still finds the change
+            log.warning("cannot mark the approval indexes changed: %s", exc)
 
     def add(self, fingerprint: str, session_id: str | None) -> None:
         """A hold made through this replica: listed before its documents are written."""
@@ -80,6 +97,11 @@ class HoldIndex:
             started = loop.time()
             try:
                 now = time.time()
+                marker = await self._store.doc_get(CHANGES, CHANGES_KEY, now)
+                version = marker.version if marker is not None else 0
+                if self._complete and version == self._listed_version and started - self._listed_at < FULL_EVERY:
+                    self._read_at = loop.time()
+                    return  # nothing changed since the last listing
                 requests = await self._store.doc_list(BY_REQUEST, now, limit=self._limit)
                 sessions = await self._store.doc_list(BY_SESSION, now, limit=self._limit)
             except StoreError as exc:
@@ -88,6 +110,7 @@ class HoldIndex:
                 self._complete = False
             else:
                 self._complete = len(requests) < self._limit and len(sessions) < self._limit
+                self._listed_version, self._listed_at = version, started
                 self._requests = {d.key for d in requests}
                 self._sessions = {d.key for d in sessions}
                 # A hold made here while the listing was read may be missing from it.

@@ -98,3 +98,16 @@ async def test_an_unreachable_store_lists_everything() -> None:
         assert await index.may_hold_session("sess-any")
     finally:
         await down.aclose()
+
+
+async def test_a_refresh_lists_again_only_when_a_hold_was_made_or_delivered_somewhere(store: Store) -> None:
+    index = HoldIndex(store, refresh=0.0)
+    assert not await index.may_hold_request("fp-quiet")
+    # An entry that appears without the change marker moving (none of Lockgate's writers do that):
+    # the refresh reads only the marker, so it is not listed.
+    await store.doc_put("approval-requests", "fp-quiet", {"id": "x"}, 0.0)
+    assert not await index.may_hold_request("fp-quiet")
+    # Another replica makes a hold: the marker moves, the next refresh lists everything again.
+    await hold(Approvals(store, ApprovalsSection()), "fp-elsewhere", None)
+    assert await index.may_hold_request("fp-elsewhere")
+    assert await index.may_hold_request("fp-quiet")
