@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -65,9 +68,33 @@ def _evalsha_calls(client: redis.Redis) -> int:
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) + int(stats.get("cmdstat_eval", {}).get("calls", 0))
 
 
+def _paired_median(values: list[float], base: list[float]) -> float:
+    """Median over rounds of (this configuration - off): paired rounds ran seconds apart, so the
+    machine's drift mostly cancels, and the median ignores a round another process disturbed."""
+    return statistics.median(v - b for v, b in zip(values, base, strict=True))
+
+
 async def load(port: int, seconds: float, concurrency: int) -> tuple[float, int]:
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 50}
     return await closed_loop(port, body, {"Authorization": f"Bearer {KEY}"}, seconds, concurrency)
+
+
+async def profile(name: str, target: tuple[subprocess.Popen[bytes], int], args: argparse.Namespace) -> None:
+    """py-spy over one configuration's gateway during one load; prints the top functions."""
+    from profile import aggregate  # bench/profile.py (run.py's helpers come with it)
+
+    process, port = target
+    raw = HERE / "results" / f"governance-{name}.txt"
+    raw.parent.mkdir(exist_ok=True)
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    spy = subprocess.Popen([py_spy, "record", "--pid", str(process.pid), "--rate", "250", "--format", "raw",
+                            "--output", str(raw), "--duration", str(int(args.seconds)),
+                            *(["--native"] if args.native else ["--nonblocking"])],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rate, count = await load(port, args.seconds + 1, args.concurrency)
+    spy.wait(timeout=60)
+    print(f"profile of '{name}', {rate:.0f} req/s under py-spy (stacks in {raw}):")
+    print(aggregate(raw, 45))
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -86,6 +113,8 @@ async def run(args: argparse.Namespace) -> None:
             "sqlite": config_text(upstream_url, sqlite, governed=True),
             "redis": config_text(upstream_url, f"{REDIS}?prefix={prefix}", governed=True),
         }
+        if args.only:
+            configs = {name: text for name, text in configs.items() if name == "off" or name in args.only.split(",")}
         for name, text in configs.items():
             path = Path(tmp) / f"{name}.yaml"
             path.write_text(text)
@@ -98,6 +127,8 @@ async def run(args: argparse.Namespace) -> None:
             redis_cmds: list[float] = []
             for _, port in processes.values():  # warm-up (also loads the Lua scripts)
                 await load(port, min(1.0, args.seconds), args.concurrency)
+            for name in filter(None, args.profile.split(",")):
+                await profile(name, processes[name], args)
             for _ in range(args.rounds):
                 for name, (process, port) in processes.items():
                     before = cpu_seconds(process.pid)
@@ -114,9 +145,10 @@ async def run(args: argparse.Namespace) -> None:
                 mean = sum(values) / len(values)
                 per = sum(cpu[name]) / len(cpu[name])
                 print(f"  {name:8s} {mean:8.0f} req/s (x{mean / base:5.3f})   gateway CPU {per * 1e6:6.0f} us/req"
-                      f" (x{per / base_cpu:5.3f})")
-            print(f"  redis script calls (round trips) per request, upper bound as Redis is shared: "
-                  f"{min(redis_cmds):.2f} (best round), {sum(redis_cmds) / len(redis_cmds):.2f} (mean)")
+                      f" (x{per / base_cpu:5.3f}; over off: {_paired_median(cpu[name], cpu['off']) * 1e6:+4.0f} us)")
+            if redis_cmds:
+                print(f"  redis script calls (round trips) per request, upper bound as Redis is shared: "
+                      f"{min(redis_cmds):.2f} (best round), {sum(redis_cmds) / len(redis_cmds):.2f} (mean)")
         finally:
             everything = [process for process, _ in processes.values()] + helpers
             stop_all(everything)
@@ -131,6 +163,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--profile", default="", help="comma-separated configurations to py-spy once each before the rounds")
+    parser.add_argument("--native", action="store_true", help="with --profile: C frames too (e.g. the GC)")
+    parser.add_argument("--only", default="", help="comma-separated configurations besides 'off' (default: all)")
     asyncio.run(run(parser.parse_args()))
 
 
