@@ -99,6 +99,8 @@ class BudgetPlan:
     valid_until: float  # when the first of its windows ends
 
     def charges(self, cost_micros: int, tokens: int) -> list[ScopedCharge]:
+        if not self.templates:
+            return []
         return [
             ScopedCharge(Charge(c.counter, cost_micros if c.unit == USD else tokens, c.unit, c.limit, c.expires_at),
                          t.scope)

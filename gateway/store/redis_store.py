@@ -43,7 +43,7 @@ _ReserveItem = tuple[str, str, bytes, bytes]
 
 
 class RedisStore:
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 2.0, pipelined_scripts: bool = True) -> None:
         self.url = url
         parts = urlsplit(url)
         query = parse_qs(parts.query)
@@ -61,8 +61,8 @@ class RedisStore:
         self._reserve_many: Any = self._client.register_script(lua.RESERVE_MANY)
         self._settle_many: Any = self._client.register_script(lua.SETTLE_MANY)
         # The two hot scripts go over a lean pipelined connection (redis_wire.py) on plain redis://;
-        # TLS and unix sockets keep redis-py's.
-        self._wire = RedisWire(connect_url, timeout) if parts.scheme == "redis" else None
+        # TLS and unix sockets (and `pipelined_scripts=False`) send them through redis-py too.
+        self._wire = RedisWire(connect_url, timeout) if parts.scheme == "redis" and pipelined_scripts else None
         self._reserve_sha, self._settle_sha = script_sha(lua.RESERVE_MANY), script_sha(lua.SETTLE_MANY)
         # Reservations and settlements of concurrent requests share one script call each way.
         self._reservations: GroupCommit[_ReserveItem, list[Any]] = GroupCommit(self._run_reserves)
