@@ -44,7 +44,9 @@ for a = 2, #ARGV, 4 do
         local key = p .. 'c:' .. ch[i][1]
         res[i] = redis.call('HINCRBY', key, 'r', string.format('%d', ch[i][2]))
         local expires = ch[i][5]
-        if expires ~= null then
+        -- A counter's expiry is fixed by its name (its window), so it is set when the counter
+        -- appears (at 0/0) and not again: each call from Lua costs Redis a few microseconds.
+        if expires ~= null and used[i] == 0 and res[i] == ch[i][2] then
           redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
         end
       end
@@ -87,11 +89,13 @@ for k, item in ipairs(items) do
       local u = redis.call('HINCRBY', key, 'u', string.format('%d', a))
       local r = redis.call('HINCRBY', key, 'r', string.format('%d', -amount))
       if r < 0 then
+        -- The counter was gone (or out of step): repair it, and give it back its expiry, which
+        -- otherwise the reservation set when it created the counter.
         redis.call('HSET', key, 'r', '0')
         r = 0
-      end
-      if type(expires) == 'number' then
-        redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
+        if type(expires) == 'number' then
+          redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
+        end
       end
       out[#out + 1] = name
       out[#out + 1] = u

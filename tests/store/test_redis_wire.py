@@ -68,3 +68,24 @@ async def test_the_redis_py_script_path_reserves_refuses_and_settles_alike(redis
         ]
     finally:
         await store.aclose()
+
+
+async def test_counters_keep_the_expiry_of_their_window(redis_prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    store = RedisStore(f"{URL}?prefix={redis_prefix}")
+    client = aioredis.Redis.from_url(URL)
+    key = f"{redis_prefix}:c:g"
+    try:
+        for rid in ("a", "b"):  # the first reservation creates the counter, the second finds it
+            assert (await store.reserve(rid, [budget("g", 10, 100)], NOW, NOW + 60)).ok
+            assert (await store.settle(rid, {"usd_micros": 3}, NOW)).settled
+            assert await client.pexpiretime(key) == int((NOW + 3600) * 1000)
+        await client.delete(key)  # gone while a reservation is open: the settlement recreates it, expiring
+        assert (await store.reserve("c", [budget("g", 10, 100)], NOW, NOW + 60)).ok
+        await client.delete(key)
+        assert (await store.settle("c", {"usd_micros": 3}, NOW)).settled
+        assert await client.pexpiretime(key) == int((NOW + 3600) * 1000)
+    finally:
+        await client.aclose()
+        await store.aclose()
