@@ -3,17 +3,22 @@
 Starts the loopback upstream as a process and one real gateway process (`python -m gateway serve`)
 per configuration, then drives each with the same closed-loop load (N concurrent clients, JSON chat
 with a static key), interleaving rounds so drift on a shared machine hits all alike. Reports
-requests/s and the gateway's CPU time per request, each as a ratio to "off", and for Redis the
-number of script calls (round trips, INFO commandstats `evalsha`) per request; Redis is shared, so
-other clients can only inflate it.
+requests/s and the gateway's CPU time per request, each as a ratio to "off", and the median over
+rounds of (CPU per request - off's in the same round), which drift disturbs least. For Redis also
+the script calls (round trips, INFO commandstats `evalsha`) per request and the Redis CPU they
+took; Redis is shared, so other clients can only inflate both.
 
 Configurations:
   off             no budgets, no limits, record_spend false: no store call at all
-  ledger          no budgets, no limits: one ledger write per request after the call (the default)
+  ledger          no budgets, no limits: spend recorded to the ledger in background batches (the default)
   sqlite          global + team + key budgets and key rpm/tpm on SQLite: reserve + settle
-  redis           the same on Redis: one EVALSHA to reserve, one to settle
+  redis           the same on Redis: one script call to reserve, one to settle, shared by concurrent requests
 
     python bench/governance_overhead.py --seconds 3 --rounds 2 --concurrency 32
+    python bench/governance_overhead.py --only redis --profile off,redis   # py-spy each once first
+    python bench/governance_overhead.py --only redis --profile redis --native   # C frames too (the GC)
+
+`governance_micro.py` measures the budget stage alone, in process, which is steadier on a busy machine.
 """
 
 from __future__ import annotations
@@ -64,8 +69,17 @@ def config_text(upstream_url: str, store: str, governed: bool, record_spend: boo
 
 
 def _evalsha_calls(client: redis.Redis) -> int:
+    return _script_stats(client)[0]
+
+
+def _script_stats(client: redis.Redis) -> tuple[int, int]:
+    """Script calls and the microseconds Redis spent in them, so far (INFO commandstats)."""
     stats = client.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) + int(stats.get("cmdstat_eval", {}).get("calls", 0))
+    calls = usec = 0
+    for name in ("cmdstat_evalsha", "cmdstat_eval"):
+        calls += int(stats.get(name, {}).get("calls", 0))
+        usec += int(stats.get(name, {}).get("usec", 0))
+    return calls, usec
 
 
 def _paired_median(values: list[float], base: list[float]) -> float:
@@ -125,6 +139,7 @@ async def run(args: argparse.Namespace) -> None:
             rates: dict[str, list[float]] = {name: [] for name in configs}
             cpu: dict[str, list[float]] = {name: [] for name in configs}
             redis_cmds: list[float] = []
+            redis_usec: list[float] = []
             for _, port in processes.values():  # warm-up (also loads the Lua scripts)
                 await load(port, min(1.0, args.seconds), args.concurrency)
             for name in filter(None, args.profile.split(",")):
@@ -132,10 +147,12 @@ async def run(args: argparse.Namespace) -> None:
             for _ in range(args.rounds):
                 for name, (process, port) in processes.items():
                     before = cpu_seconds(process.pid)
-                    commands = _evalsha_calls(rclient)
+                    commands, usec = _script_stats(rclient)
                     rate, count = await load(port, args.seconds, args.concurrency)
                     if name == "redis":
-                        redis_cmds.append((_evalsha_calls(rclient) - commands) / max(count, 1))
+                        after_calls, after_usec = _script_stats(rclient)
+                        redis_cmds.append((after_calls - commands) / max(count, 1))
+                        redis_usec.append((after_usec - usec) / max(count, 1))
                     rates[name].append(rate)
                     cpu[name].append((cpu_seconds(process.pid) - before) / max(count, 1))
             base = sum(rates["off"]) / len(rates["off"])
@@ -149,6 +166,8 @@ async def run(args: argparse.Namespace) -> None:
             if redis_cmds:
                 print(f"  redis script calls (round trips) per request, upper bound as Redis is shared: "
                       f"{min(redis_cmds):.2f} (best round), {sum(redis_cmds) / len(redis_cmds):.2f} (mean)")
+                print(f"  Redis CPU in those scripts per request (it shares the machine's cores): "
+                      f"{statistics.median(redis_usec):.0f} us (median round)")
         finally:
             everything = [process for process, _ in processes.values()] + helpers
             stop_all(everything)
