@@ -3,23 +3,31 @@
 Starts the loopback upstream as a process and one real gateway process (`python -m gateway serve`)
 per configuration, then drives each with the same closed-loop load (N concurrent clients, JSON chat
 with a static key), interleaving rounds so drift on a shared machine hits all alike. Reports
-requests/s and the gateway's CPU time per request, each as a ratio to "off", and for Redis the
-number of script calls (round trips, INFO commandstats `evalsha`) per request; Redis is shared, so
-other clients can only inflate it.
+requests/s and the gateway's CPU time per request, each as a ratio to "off", and the median over
+rounds of (CPU per request - off's in the same round), which drift disturbs least. For Redis also
+the script calls (round trips, INFO commandstats `evalsha`) per request and the Redis CPU they
+took; Redis is shared, so other clients can only inflate both.
 
 Configurations:
   off             no budgets, no limits, record_spend false: no store call at all
-  ledger          no budgets, no limits: one ledger write per request after the call (the default)
+  ledger          no budgets, no limits: spend recorded to the ledger in background batches (the default)
   sqlite          global + team + key budgets and key rpm/tpm on SQLite: reserve + settle
-  redis           the same on Redis: one EVALSHA to reserve, one to settle
+  redis           the same on Redis: one script call to reserve, one to settle, shared by concurrent requests
 
     python bench/governance_overhead.py --seconds 3 --rounds 2 --concurrency 32
+    python bench/governance_overhead.py --only redis --profile off,redis   # py-spy each once first
+    python bench/governance_overhead.py --only redis --profile redis --native   # C frames too (the GC)
+
+`governance_micro.py` measures the budget stage alone, in process, which is steadier on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -61,13 +69,46 @@ def config_text(upstream_url: str, store: str, governed: bool, record_spend: boo
 
 
 def _evalsha_calls(client: redis.Redis) -> int:
+    return _script_stats(client)[0]
+
+
+def _script_stats(client: redis.Redis) -> tuple[int, int]:
+    """Script calls and the microseconds Redis spent in them, so far (INFO commandstats)."""
     stats = client.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) + int(stats.get("cmdstat_eval", {}).get("calls", 0))
+    calls = usec = 0
+    for name in ("cmdstat_evalsha", "cmdstat_eval"):
+        calls += int(stats.get(name, {}).get("calls", 0))
+        usec += int(stats.get(name, {}).get("usec", 0))
+    return calls, usec
+
+
+def _paired_median(values: list[float], base: list[float]) -> float:
+    """Median over rounds of (this configuration - off): paired rounds ran seconds apart, so the
+    machine's drift mostly cancels, and the median ignores a round another process disturbed."""
+    return statistics.median(v - b for v, b in zip(values, base, strict=True))
 
 
 async def load(port: int, seconds: float, concurrency: int) -> tuple[float, int]:
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 50}
     return await closed_loop(port, body, {"Authorization": f"Bearer {KEY}"}, seconds, concurrency)
+
+
+async def profile(name: str, target: tuple[subprocess.Popen[bytes], int], args: argparse.Namespace) -> None:
+    """py-spy over one configuration's gateway during one load; prints the top functions."""
+    from profile import aggregate  # bench/profile.py (run.py's helpers come with it)
+
+    process, port = target
+    raw = HERE / "results" / f"governance-{name}.txt"
+    raw.parent.mkdir(exist_ok=True)
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    spy = subprocess.Popen([py_spy, "record", "--pid", str(process.pid), "--rate", "250", "--format", "raw",
+                            "--output", str(raw), "--duration", str(int(args.seconds)),
+                            *(["--native"] if args.native else ["--nonblocking"])],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rate, count = await load(port, args.seconds + 1, args.concurrency)
+    spy.wait(timeout=60)
+    print(f"profile of '{name}', {rate:.0f} req/s under py-spy (stacks in {raw}):")
+    print(aggregate(raw, 45))
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -86,6 +127,8 @@ async def run(args: argparse.Namespace) -> None:
             "sqlite": config_text(upstream_url, sqlite, governed=True),
             "redis": config_text(upstream_url, f"{REDIS}?prefix={prefix}", governed=True),
         }
+        if args.only:
+            configs = {name: text for name, text in configs.items() if name == "off" or name in args.only.split(",")}
         for name, text in configs.items():
             path = Path(tmp) / f"{name}.yaml"
             path.write_text(text)
@@ -96,15 +139,20 @@ async def run(args: argparse.Namespace) -> None:
             rates: dict[str, list[float]] = {name: [] for name in configs}
             cpu: dict[str, list[float]] = {name: [] for name in configs}
             redis_cmds: list[float] = []
+            redis_usec: list[float] = []
             for _, port in processes.values():  # warm-up (also loads the Lua scripts)
                 await load(port, min(1.0, args.seconds), args.concurrency)
+            for name in filter(None, args.profile.split(",")):
+                await profile(name, processes[name], args)
             for _ in range(args.rounds):
                 for name, (process, port) in processes.items():
                     before = cpu_seconds(process.pid)
-                    commands = _evalsha_calls(rclient)
+                    commands, usec = _script_stats(rclient)
                     rate, count = await load(port, args.seconds, args.concurrency)
                     if name == "redis":
-                        redis_cmds.append((_evalsha_calls(rclient) - commands) / max(count, 1))
+                        after_calls, after_usec = _script_stats(rclient)
+                        redis_cmds.append((after_calls - commands) / max(count, 1))
+                        redis_usec.append((after_usec - usec) / max(count, 1))
                     rates[name].append(rate)
                     cpu[name].append((cpu_seconds(process.pid) - before) / max(count, 1))
             base = sum(rates["off"]) / len(rates["off"])
@@ -114,9 +162,12 @@ async def run(args: argparse.Namespace) -> None:
                 mean = sum(values) / len(values)
                 per = sum(cpu[name]) / len(cpu[name])
                 print(f"  {name:8s} {mean:8.0f} req/s (x{mean / base:5.3f})   gateway CPU {per * 1e6:6.0f} us/req"
-                      f" (x{per / base_cpu:5.3f})")
-            print(f"  redis script calls (round trips) per request, upper bound as Redis is shared: "
-                  f"{min(redis_cmds):.2f} (best round), {sum(redis_cmds) / len(redis_cmds):.2f} (mean)")
+                      f" (x{per / base_cpu:5.3f}; over off: {_paired_median(cpu[name], cpu['off']) * 1e6:+4.0f} us)")
+            if redis_cmds:
+                print(f"  redis script calls (round trips) per request, upper bound as Redis is shared: "
+                      f"{min(redis_cmds):.2f} (best round), {sum(redis_cmds) / len(redis_cmds):.2f} (mean)")
+                print(f"  Redis CPU in those scripts per request (it shares the machine's cores): "
+                      f"{statistics.median(redis_usec):.0f} us (median round)")
         finally:
             everything = [process for process, _ in processes.values()] + helpers
             stop_all(everything)
@@ -131,6 +182,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--profile", default="", help="comma-separated configurations to py-spy once each before the rounds")
+    parser.add_argument("--native", action="store_true", help="with --profile: C frames too (e.g. the GC)")
+    parser.add_argument("--only", default="", help="comma-separated configurations besides 'off' (default: all)")
     asyncio.run(run(parser.parse_args()))
 
 

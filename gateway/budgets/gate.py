@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.budgets.periods import WindowCache, describe_reset
-from gateway.budgets.pricing import MICROS, PriceBook
-from gateway.budgets.ratelimits import RateCharge, rate_charges, refusal_headers
-from gateway.budgets.scopes import TOKENS, USD, ScopedCharge, budget_charges, key_identity
+from gateway.budgets.periods import describe_reset
+from gateway.budgets.pricing import MICROS, Price, PriceBook
+from gateway.budgets.ratelimits import RateCharge, RatePlans, refusal_headers
+from gateway.budgets.scopes import TOKENS, USD, BudgetPlans, ScopedCharge, key_identity
 from gateway.budgets.spend_recorder import SpendRecorder
 from gateway.config.runtime import Deployment, RuntimeConfig
 from gateway.context import ApiRequest
@@ -71,13 +71,24 @@ class BudgetGate:
         self._prices = prices
         self._on_settled = on_settled
         self._on_refused = on_refused
-        self._windows = WindowCache()
+        self._plans = BudgetPlans(config.budgets)
+        self._rate_plans = RatePlans()
+        # Per model: the prices and output limits of every deployment its chain may reach.
+        self._chains: dict[str, list[Price]] = {}
+        # Nothing configured to enforce or record: reserve returns at once.
+        self._idle = not (config.budgets.record_spend or _has_budgets(config) or _any(config.rate_limits.default))
 
     # ---- estimate
 
     def _chain_deployments(self, model: str) -> list[Deployment]:
         groups = [model, *self._fallbacks.get(model, ())]
         return [d for g in groups if g in self._groups for d in self._groups[g].deployments]
+
+    def _chain_prices(self, model: str) -> list[Price]:
+        prices = self._chains.get(model)
+        if prices is None:  # the config is fixed for the gate's life: resolved once per model
+            prices = self._chains[model] = [self._prices.for_deployment(d) for d in self._chain_deployments(model)]
+        return prices
 
     def estimate(self, request: ApiRequest) -> tuple[int, int]:
         """Upper bounds (micro-dollars, tokens) over every deployment the request may reach.
@@ -88,8 +99,7 @@ class BudgetGate:
         prompt = len(request.raw)
         asked = request.body.get("max_completion_tokens") or request.body.get("max_tokens")
         cost, tokens = 0, prompt
-        for deployment in self._chain_deployments(request.model):
-            price = self._prices.for_deployment(deployment)
+        for price in self._chain_prices(request.model):
             output = 0 if request.operation == "embeddings" else price.max_output_tokens
             if isinstance(asked, int) and asked > 0:
                 output = min(asked, output) if output else asked
@@ -102,14 +112,17 @@ class BudgetGate:
     async def reserve(self, request: ApiRequest) -> Hold | None:
         principal = request.principal
         assert principal is not None
+        if self._idle and not principal.budgets and principal.rate_limit is None:
+            return None  # nothing to enforce or record: no work at all
         now = time.time()
         user = principal.user or request.user
         cost, tokens = self.estimate(request)
-        budgets = budget_charges(self._budgets, principal, user, request.session_id, cost, tokens, now, self._windows)
+        plan = self._plans.plan(principal, user, request.session_id, now)
+        budgets = plan.charges(cost, tokens)
         rate_limit = principal.rate_limit or (
             self._rate_config.default if not principal.is_master and _any(self._rate_config.default) else None
         )
-        rates = rate_charges(key_identity(principal), rate_limit, tokens, now)
+        rates = self._rate_plans.charges(key_identity(principal), rate_limit, tokens, now)
         hold = Hold(
             "res_" + os.urandom(12).hex(), budgets, rates, cost, tokens,
             meta={k: v for k, v in (("key", key_identity(principal)), ("team", principal.team), ("user", user),
@@ -123,7 +136,7 @@ class BudgetGate:
         charges = [b.charge for b in budgets] + [r.charge for r in rates]
         try:
             result = await self._store.reserve(
-                hold.reservation_id, charges, now, now + self._budgets.reservation_ttl, meta=dict(hold.meta)
+                hold.reservation_id, charges, now, now + self._budgets.reservation_ttl, meta=hold.meta
             )
         except StoreUnavailable as exc:
             self._store_down(request, hold, exc)
@@ -135,7 +148,7 @@ class BudgetGate:
             request.ratelimit_headers = refusal_headers(rates, result.states, now)
         request.decide(
             "lockgate.budget.reserve", reservation=hold.reservation_id, amount_usd_micros=cost, tokens=tokens,
-            scopes=",".join(sorted({f"{b.scope.kind}:{b.scope.id}" for b in budgets})),
+            scopes=plan.scope_names,
         )
         return hold
 
@@ -236,10 +249,10 @@ class BudgetGate:
             return  # nothing served, nothing spent
         charged = {USD: actual.get(USD, hold.cost_micros), TOKENS: actual.get(TOKENS, hold.tokens)}
         if self._spend is not None:
-            self._spend.add(hold.reservation_id, dict(hold.meta), charged, time.time())
+            self._spend.add(hold.reservation_id, hold.meta, charged, time.time())
         else:
             try:
-                await self._store.ledger_append(hold.reservation_id, dict(hold.meta), charged, time.time())
+                await self._store.ledger_append(hold.reservation_id, hold.meta, charged, time.time())
             except StoreUnavailable as exc:
                 log.warning("spend of %s not recorded (store unreachable): %s", request.request_id, exc)
                 return
@@ -256,6 +269,11 @@ def settle_in_background(gate: BudgetGate, request: ApiRequest, hold: Hold | Non
     task = asyncio.get_running_loop().create_task(gate.settle(request, hold, deployment, usage))
     tasks.add(task)
     task.add_done_callback(tasks.discard)
+
+
+def _has_budgets(config: RuntimeConfig) -> bool:
+    b = config.budgets
+    return bool(b.global_ or b.teams or b.users or b.session)
 
 
 def _any(limit: object) -> bool:

@@ -47,6 +47,28 @@ def rate_charges(
     return out
 
 
+class RatePlans:
+    """`rate_charges`, with the counters worked out once per key and minute (amounts filled per request)."""
+
+    def __init__(self) -> None:
+        # Per key: the minute's start, the limit, and that minute's charges.
+        self._last: dict[str, tuple[float, RateLimit, list[RateCharge]]] = {}
+
+    def charges(self, key: str, limit: RateLimit | None, tokens: int, now: float) -> list[RateCharge]:
+        if limit is None:
+            return []
+        start = math.floor(now / WINDOW) * WINDOW
+        cached = self._last.get(key)
+        if cached is None or cached[0] != start or cached[1] is not limit:
+            if len(self._last) >= 10_000:
+                self._last.clear()
+            built = rate_charges(key, limit, tokens, now)
+            self._last[key] = (start, limit, built)
+            return built
+        return [RateCharge(Charge(c.counter, 1 if r.kind == REQUESTS else tokens, c.unit, c.limit, c.expires_at),
+                           r.kind, r.limit, r.reset_at) for r in cached[2] for c in (r.charge,)]
+
+
 def refusal_headers(charges: list[RateCharge], states: tuple[CounterState, ...], now: float) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers for the key's limits, from the counters' current state."""
     headers: dict[str, str] = {}

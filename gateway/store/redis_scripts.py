@@ -10,15 +10,18 @@ from __future__ import annotations
 # Reservations and settlements are group-committed: concurrent calls of one process share one
 # script call (see redis_store.GroupCommit), each item still all-or-nothing on its own.
 #
-# ARGV[1]: JSON array of reservations {id, exp, meta, cj, ch} where `cj` is the charges JSON stored for
-# settlement and `ch` is [[counter, amount, limit (-1: none), counter expiry ms (0: none)], ...].
-# ARGV[2]: key prefix. Returns one {ok, refused index (1-based, 0 if ok), used1, reserved1, ...} per item.
+# ARGV[1]: key prefix, then four arguments per reservation: id, expiry (epoch seconds), meta JSON ('' none)
+# and its charges as JSON [[counter, amount, unit, limit or null, counter expiry in epoch seconds or null],
+# ...], stored as sent for settlement. Flat arguments rather than one JSON document: nothing is encoded
+# twice, and the bytes sent per reservation (a syscall's worth of the gateway's CPU) are halved.
+# Returns one {ok, refused index (1-based, 0 if ok), used1, reserved1, ...} per reservation.
 RESERVE_MANY = """
-local items = cjson.decode(ARGV[1])
-local p = ARGV[2]
+local p = ARGV[1]
 local results = {}
-for k, item in ipairs(items) do
-  local ch = item.ch
+local null = cjson.null
+for a = 2, #ARGV, 4 do
+  local id, cj = ARGV[a], ARGV[a + 3]
+  local ch = cjson.decode(cj)
   local n = #ch
   local used, res = {}, {}
   for i = 1, n do
@@ -27,11 +30,11 @@ for k, item in ipairs(items) do
     res[i] = tonumber(v[2] or '0')
   end
   local ok, idx = 1, 0
-  local rkey = p .. 'r:' .. item.id
+  local rkey = p .. 'r:' .. id
   if redis.call('EXISTS', rkey) == 0 then
     for i = 1, n do
-      local limit = ch[i][3]
-      if limit >= 0 and used[i] + res[i] + ch[i][2] > limit then
+      local limit = ch[i][4]
+      if limit ~= null and used[i] + res[i] + ch[i][2] > limit then
         ok, idx = 0, i
         break
       end
@@ -40,10 +43,15 @@ for k, item in ipairs(items) do
       for i = 1, n do
         local key = p .. 'c:' .. ch[i][1]
         res[i] = redis.call('HINCRBY', key, 'r', string.format('%d', ch[i][2]))
-        if ch[i][4] > 0 then redis.call('PEXPIREAT', key, string.format('%d', ch[i][4])) end
+        local expires = ch[i][5]
+        -- A counter's expiry is fixed by its name (its window), so it is set when the counter
+        -- appears (at 0/0) and not again: each call from Lua costs Redis a few microseconds.
+        if expires ~= null and used[i] == 0 and res[i] == ch[i][2] then
+          redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
+        end
       end
-      redis.call('HSET', rkey, 'c', item.cj, 'm', item.meta)
-      redis.call('ZADD', p .. 'rexp', item.exp, item.id)
+      redis.call('HSET', rkey, 'c', cj, 'm', ARGV[a + 2])
+      redis.call('ZADD', p .. 'rexp', ARGV[a + 1], id)
     end
   end
   local out = {ok, idx}
@@ -51,7 +59,7 @@ for k, item in ipairs(items) do
     out[#out + 1] = used[i]
     out[#out + 1] = res[i]
   end
-  results[k] = out
+  results[#results + 1] = out
 end
 return results
 """
@@ -81,11 +89,13 @@ for k, item in ipairs(items) do
       local u = redis.call('HINCRBY', key, 'u', string.format('%d', a))
       local r = redis.call('HINCRBY', key, 'r', string.format('%d', -amount))
       if r < 0 then
+        -- The counter was gone (or out of step): repair it, and give it back its expiry, which
+        -- otherwise the reservation set when it created the counter.
         redis.call('HSET', key, 'r', '0')
         r = 0
-      end
-      if type(expires) == 'number' then
-        redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
+        if type(expires) == 'number' then
+          redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
+        end
       end
       out[#out + 1] = name
       out[#out + 1] = u

@@ -34,13 +34,16 @@ from gateway.store.base import (
 )
 from gateway.store.chain import GENESIS, entry_hash
 from gateway.store.group_commit import GroupCommit
+from gateway.store.redis_wire import RedisWire, WireError, script_sha
 
 T = TypeVar("T")
 _AUDIT_RETRIES = 100
+# One reservation as the reserve script's arguments: id, expiry, meta JSON, charges JSON.
+_ReserveItem = tuple[str, str, bytes, bytes]
 
 
 class RedisStore:
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 2.0, pipelined_scripts: bool = True) -> None:
         self.url = url
         parts = urlsplit(url)
         query = parse_qs(parts.query)
@@ -57,8 +60,12 @@ class RedisStore:
         )
         self._reserve_many: Any = self._client.register_script(lua.RESERVE_MANY)
         self._settle_many: Any = self._client.register_script(lua.SETTLE_MANY)
+        # The two hot scripts go over a lean pipelined connection (redis_wire.py) on plain redis://;
+        # TLS and unix sockets (and `pipelined_scripts=False`) send them through redis-py too.
+        self._wire = RedisWire(connect_url, timeout) if parts.scheme == "redis" and pipelined_scripts else None
+        self._reserve_sha, self._settle_sha = script_sha(lua.RESERVE_MANY), script_sha(lua.SETTLE_MANY)
         # Reservations and settlements of concurrent requests share one script call each way.
-        self._reservations: GroupCommit[bytes, list[Any]] = GroupCommit(self._run_reserves)
+        self._reservations: GroupCommit[_ReserveItem, list[Any]] = GroupCommit(self._run_reserves)
         self._settlements: GroupCommit[bytes, list[Any]] = GroupCommit(self._run_settles)
         self._doc_put: Any = self._client.register_script(lua.DOC_PUT)
         self._doc_delete: Any = self._client.register_script(lua.DOC_DELETE)
@@ -71,7 +78,7 @@ class RedisStore:
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         try:
             return await fn()
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, WireError) as exc:
             # The URL may hold a password: name the host only.
             raise StoreUnavailable(f"Redis store {self._redacted}: {type(exc).__name__}: {exc}") from None
 
@@ -79,6 +86,8 @@ class RedisStore:
         pass  # connections are opened on first use; a Redis that is down is reported by the calls
 
     async def aclose(self) -> None:
+        if self._wire is not None:
+            await self._wire.aclose()
         await self._client.aclose()  # safe to call twice
 
     async def ping(self) -> None:
@@ -152,13 +161,21 @@ class RedisStore:
 
     # ---- counters
 
-    async def _run_reserves(self, items: list[bytes]) -> list[list[Any]]:
-        args = [b"[" + b",".join(items) + b"]", self._prefix]
-        return list(await self._call(lambda: self._reserve_many(keys=[], args=args)))
+    async def _script(self, script: Any, source: str, sha: str, args: list[bytes | str]) -> list[list[Any]]:
+        if self._wire is not None:
+            wire = self._wire
+            return list(await self._call(lambda: wire.evalsha(sha, source, *args)))
+        return list(await self._call(lambda: script(keys=[], args=args)))
+
+    async def _run_reserves(self, items: list[_ReserveItem]) -> list[list[Any]]:
+        args: list[bytes | str] = [self._prefix]
+        for item in items:
+            args.extend(item)
+        return await self._script(self._reserve_many, lua.RESERVE_MANY, self._reserve_sha, args)
 
     async def _run_settles(self, items: list[bytes]) -> list[list[Any]]:
-        args = [b"[" + b",".join(items) + b"]", self._prefix]
-        return list(await self._call(lambda: self._settle_many(keys=[], args=args)))
+        batch = b"[" + b",".join(items) + b"]"
+        return await self._script(self._settle_many, lua.SETTLE_MANY, self._settle_sha, [batch, self._prefix])
 
     async def reserve(
         self,
@@ -168,15 +185,9 @@ class RedisStore:
         expires_at: float,
         meta: JsonDict | None = None,
     ) -> ReserveResult:
-        item = orjson.dumps({
-            "id": reservation_id,
-            "exp": expires_at,
-            "meta": orjson.dumps(meta).decode() if meta else "",
-            # Stored as is for settlement (kept as a string so large integers never pass through a float).
-            "cj": orjson.dumps([[c.counter, c.amount, c.unit, c.limit, c.expires_at] for c in charges]).decode(),
-            "ch": [[c.counter, c.amount, -1 if c.limit is None else c.limit,
-                    0 if c.expires_at is None else int(c.expires_at * 1000)] for c in charges],
-        })
+        # The charges JSON is stored as is for settlement (read back by the settle script).
+        charges_json = orjson.dumps([[c.counter, c.amount, c.unit, c.limit, c.expires_at] for c in charges])
+        item = (reservation_id, repr(expires_at), orjson.dumps(meta) if meta else b"", charges_json)
         out = await self._reservations.submit(item)
         states = tuple(
             CounterState(c.counter, int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i, c in enumerate(charges)
