@@ -1,7 +1,9 @@
 """OTLP/HTTP (protobuf) span exporter: the lean encoder plus a POST with retries, on the export thread.
 
 Runs only on the BatchSpanProcessor's background thread, so the blocking stdlib HTTP client is fine
-here and never touches the event loop. Retries what the OTLP spec calls retryable (429, 502, 503,
+here and never touches the event loop. The connection is kept alive between batches: a new one per
+batch meant a resolve and a connect each time, every blocking call handing the GIL back and forth
+with the event loop's thread. Retries what the OTLP spec calls retryable (429, 502, 503,
 504, connection errors) with exponential backoff, within the configured timeout; then the batch is
 reported failed (and counted by the caller), never retried forever.
 """
@@ -9,12 +11,12 @@ reported failed (and counted by the caller), never retried forever.
 from __future__ import annotations
 
 import gzip
+import http.client
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -30,6 +32,12 @@ _RETRYABLE = frozenset({429, 502, 503, 504})
 class OtlpHttpSpanExporter(SpanExporter):
     def __init__(self, endpoint: str, headers: dict[str, str], timeout: float, compression: str | None) -> None:
         self._endpoint = endpoint
+        parts = urlsplit(endpoint)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (443 if self._https else 80)
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._connection: http.client.HTTPConnection | None = None
         self._headers = {"Content-Type": "application/x-protobuf", "User-Agent": "lockgate-otlp", **headers}
         if compression == "gzip":
             self._headers["Content-Encoding"] = "gzip"
@@ -66,18 +74,39 @@ class OtlpHttpSpanExporter(SpanExporter):
 
     def _post(self, body: bytes, timeout: float) -> int | None:
         """The HTTP status, or None when the collector could not be reached."""
-        request = urllib.request.Request(self._endpoint, data=body, headers=self._headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+        for attempt in (0, 1):
+            reused = self._connection is not None
+            connection = self._connection or self._connect(timeout)
+            try:
+                connection.timeout = timeout
+                if connection.sock is not None:
+                    connection.sock.settimeout(timeout)
+                connection.request("POST", self._path, body=body, headers=self._headers)
+                response = connection.getresponse()
                 response.read()
+                if response.will_close:
+                    self._close()
                 return int(response.status)
-        except urllib.error.HTTPError as error:
-            return int(error.code)
-        except (urllib.error.URLError, OSError, TimeoutError):
-            return None
+            except (OSError, http.client.HTTPException):
+                self._close()
+                if attempt or not reused:
+                    return None
+                # A kept-alive connection the collector had closed meanwhile: once more, on a new one.
+        return None
+
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        self._connection = kind(self._host, self._port, timeout=timeout)
+        return self._connection
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def shutdown(self) -> None:
         self._stopping.set()
+        self._close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
