@@ -6,8 +6,6 @@ The spend recorded must never pass the limit, however the requests interleave ac
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 from gateway.store import open_store
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY
-from tests.test_cli import free_port, wait_ready
+from tests.replicas import gateway_processes
 
 KEY = "sk-replica-budget-key-0123"
 PER_CALL = 500  # micro-dollars: 5 output tokens at $0.0001
@@ -39,31 +37,8 @@ def replicas(upstream: UpstreamServer, redis_prefix: str, tmp_path: Path) -> Ite
         f"keys: [{{name: shared-bot, key: {KEY}, budgets: [{{limit_usd: {LIMIT / 1e6}, period: total}}]}}]\n"
         f"store: 'redis://127.0.0.1:6379/0?prefix={redis_prefix}'\n"
     )
-    processes, urls = [], []
-    for i in range(3):
-        port = free_port()
-        # Output to a file: an unread pipe could fill and block a replica.
-        log = (tmp_path / f"replica-{i}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
-             "--log-level", "info"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        processes.append(process)
-        urls.append(f"http://127.0.0.1:{port}")
-    try:
-        for url, process in zip(urls, processes, strict=True):
-            wait_ready(url, process, timeout=90)  # a busy shared machine can be slow to start three
+    with gateway_processes(config, 3, "--log-level", "info") as urls:
         yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()  # a busy machine: do not leave a process behind
-                process.wait(10)
 
 
 async def _hammer(urls: list[str]) -> tuple[int, int, list[str]]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,9 +25,10 @@ from gateway.store import open_store
 from gateway.testing.server import GatewayServer
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import GatewayFactory
+from tests.replicas import gateway_processes
 from tests.routing.conftest import MESSAGES, config, deployment, sdk
 from tests.telemetry.conftest import SpanSink
-from tests.test_cli import free_port, wait_ready
+from tests.test_cli import free_port
 
 T = TypeVar("T")
 
@@ -132,28 +131,8 @@ def two_replicas(upstream: UpstreamServer, redis_prefix: str, tmp_path: Path) ->
         deployment("gpt", upstream, "shared-up", "shared", rpm=3),
         extra=f"store: 'redis://127.0.0.1:6379/0?prefix={redis_prefix}'\n",
     ))
-    processes, urls = [], []
-    for i in range(2):
-        port = free_port()
-        log = (tmp_path / f"replica-{i}.log").open("wb")  # a file: an unread pipe could block a replica
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config_file), "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT,
-        ))
-        urls.append(f"http://127.0.0.1:{port}")
-    try:
-        for url, process in zip(urls, processes, strict=True):
-            wait_ready(url, process, timeout=90)
+    with gateway_processes(config_file, 2) as urls:
         yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 def test_two_gateway_processes_on_one_redis_share_a_deployments_rpm(

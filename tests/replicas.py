@@ -1,0 +1,42 @@
+"""Several real gateway processes serving one config (replicas sharing a store), for multi-replica tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.test_cli import free_port, wait_ready
+
+
+@contextmanager
+def gateway_processes(config: Path, count: int, *extra_args: str) -> Iterator[list[str]]:
+    """`count` `lockgate serve` processes on `config`; yields their base URLs, stops them all after.
+
+    Each process writes its output to a file next to the config (an unread pipe could fill and block
+    it), kept for a failing test's post-mortem.
+    """
+    processes, urls = [], []
+    try:
+        for i in range(count):
+            port = free_port()
+            log = (config.parent / f"replica-{i}.log").open("wb")
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), *extra_args],
+                stdout=log, stderr=subprocess.STDOUT,
+            ))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, process in zip(urls, processes, strict=True):
+            wait_ready(url, process, timeout=90)  # a busy shared machine can be slow to start several
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()  # never leave a process behind
+                process.wait(10)
