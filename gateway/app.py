@@ -18,7 +18,6 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.chat import ChatApi
 from gateway.api.embeddings import EmbeddingsApi
@@ -29,7 +28,6 @@ from gateway.api.sessions import SessionsApi
 from gateway.api.traces import TracesApi
 from gateway.auth import Authenticator
 from gateway.config.runtime import RuntimeConfig
-from gateway.context import UNEXPECTED_ERROR_KEY
 from gateway.errors import (
     GatewayError,
     InternalError,
@@ -40,6 +38,7 @@ from gateway.errors import (
 )
 from gateway.governance import Governance
 from gateway.keys.resolver import KeyResolverMiddleware
+from gateway.middleware import ErrorBoundaryMiddleware, RequestIdMiddleware
 from gateway.pipeline import Pipeline
 from gateway.policies.approvals import Approvals
 from gateway.policies.audit import VerdictAudit
@@ -147,7 +146,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     app.add_middleware(ErrorBoundaryMiddleware)
     app.add_middleware(KeyResolverMiddleware, authenticator=authenticator, cache=governance.key_cache)
     app.add_middleware(TelemetryMiddleware, telemetry=telemetry)  # inside RequestIdMiddleware: sees the id
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, access_log=config.server.access_log)
     return app
 
 
@@ -188,77 +187,6 @@ def _install_error_handlers(app: FastAPI, secrets: tuple[str, ...]) -> None:
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
-
-
-class ErrorBoundaryMiddleware:
-    """Turns an unexpected exception into OpenAI's 500 shape *inside* the header-stamping middlewares.
-
-    Starlette answers an unhandled exception from its outermost layer, past every middleware, so the
-    500 would carry neither `x-request-id` nor `x-lockgate-trace-id`, the two things an operator needs
-    to find what happened. Here the answer goes out through them; the exception's type is left in the
-    scope for the SERVER span's `error.type`, and the traceback goes to the log with the request id.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def watch(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        except Exception as exc:
-            if started:
-                raise  # part of the response is out: nothing to do but close the connection
-            state = scope.setdefault("state", {})
-            rid = state.get("request_id", "?")
-            log.exception("unexpected error in request %s", rid)
-            state[UNEXPECTED_ERROR_KEY] = type(exc).__qualname__
-            error = InternalError(f"The gateway hit an unexpected error (request {rid}). It has been logged.")
-            status, body, headers = render_error(error)
-            raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
-            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-            await send({"type": "http.response.body", "body": body})
-
-
-class RequestIdMiddleware:
-    """Gives every request an id (the client's `x-request-id` if sane) and every response the header."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = _incoming_id(scope) or "req_" + os.urandom(12).hex()
-        scope.setdefault("state", {})["request_id"] = rid
-        header = (b"x-request-id", rid.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
-def _incoming_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            text = bytes(value).decode("latin-1")
-            return text if 0 < len(text) <= 128 and text.isascii() and text.isprintable() else None
-    return None
 
 
 CONFIG_ENV = "LOCKGATE_CONFIG"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -45,10 +46,27 @@ def _run(config_path: Path, host: str | None, port: int | None, workers: int | N
         workers=workers or config.server.workers,
         loop="uvloop",
         http="httptools",
-        access_log=False,
+        access_log=False,  # uvicorn's own: Lockgate's (server.access_log) carries the request and trace ids
         log_level=log_level,
+        log_config=_log_config(log_level),
         timeout_graceful_shutdown=10,
     )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, plus Lockgate's loggers (`lockgate`, `lockgate.access`) on stderr at `level`.
+
+    Given to uvicorn rather than set up here, so every worker process configures it the same way.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["lockgate"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["lockgate"] = {
+        "class": "logging.StreamHandler", "formatter": "lockgate", "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["lockgate"] = {"handlers": ["lockgate"], "level": level.upper(), "propagate": False}
+    return config
 
 
 @app.command()

@@ -229,7 +229,8 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
             cooldown_refresh=parsed.routing.cooldown_refresh,
         ),
         server=ServerConfig(
-            host=server.host, port=server.port, workers=server.workers, max_body_bytes=server.max_body_bytes
+            host=server.host, port=server.port, workers=server.workers, max_body_bytes=server.max_body_bytes,
+            access_log=server.access_log,
         ),
         master_key=parsed.general_settings.master_key,
         keys=keys,

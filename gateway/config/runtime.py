@@ -102,6 +102,7 @@ class ServerConfig:
     port: int = 4000
     workers: int = 1
     max_body_bytes: int = 4 * 1024 * 1024
+    access_log: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,8 @@ class ServerSection(Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Seconds a request may take overall, unless the deployment or router says otherwise.
     request_timeout: float | None = Field(default=None, gt=0)
+    # One INFO line per request on the `lockgate.access` logger (ids, status, model, deployment, cost).
+    access_log: bool = False
 
 
 class StaticKey(Strict):

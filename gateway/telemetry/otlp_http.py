@@ -16,8 +16,8 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
