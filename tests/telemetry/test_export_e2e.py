@@ -103,6 +103,9 @@ def test_spans_and_metrics_reach_an_otlp_http_receiver_from_a_real_gateway_proce
     assert call.attributes["server.port"] == upstream.port
     assert reply.usage is not None and call.attributes["gen_ai.usage.output_tokens"] == reply.usage.completion_tokens
     assert {"gen_ai.client.token.usage", "lockgate.requests"} <= got.metric_names
+    # Decisions travel as events of the SERVER span (here: the spend recorded for the request).
+    (settle,) = [attrs for name, attrs in server.events if name == "lockgate.budget.settle"]
+    assert settle["tokens"] == reply.usage.total_tokens
     everything = repr([(s.attributes, s.events) for s in spans])
     assert UPSTREAM_KEY not in everything and MASTER_KEY not in everything
 
