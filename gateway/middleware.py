@@ -106,7 +106,7 @@ class RequestIdMiddleware:
 
 
 def access_line(scope: Scope, rid: str, seen: dict[str, object], seconds: float) -> str:
-    """`key=value` fields, values without spaces: easy to grep and to parse."""
+    """`key=value` fields, values without spaces or control characters: easy to grep and to parse."""
     fields = [f"request_id={rid}", f"trace_id={seen['trace']}", f"method={scope['method']}",
               f"path={scope['path']}", f"status={seen['status']}", f"duration_ms={seconds * 1000:.1f}"]
     request = scope.get("state", {}).get(SCOPE_KEY)
@@ -120,7 +120,15 @@ def access_line(scope: Scope, rid: str, seen: dict[str, object], seconds: float)
             fields.append(f"session={request.session_id}")
         if request.cost_micros is not None:
             fields.append(f"cost_usd={request.cost_micros / 1_000_000:.6f}")
-    return " ".join(f.replace(" ", "_") for f in fields)
+    return " ".join(_clean(f) for f in fields)
+
+
+# Spaces, control characters (a newline in a client's model name could forge a log line) and DEL.
+_UNSAFE = {c: "_" for c in (*range(33), 127)}
+
+
+def _clean(field: str) -> str:
+    return field[:256].translate(_UNSAFE)
 
 
 def _incoming_id(scope: Scope) -> str | None:

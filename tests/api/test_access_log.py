@@ -24,8 +24,8 @@ def test_each_request_is_one_line_with_its_ids_status_model_and_deployment(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
             extra_headers={"x-lockgate-session-id": "sess 9"},
         )
-        with pytest.raises(openai.NotFoundError):
-            client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.NotFoundError):  # a newline in a client's value cannot forge a line
+            client.chat.completions.create(model="no-such\nstatus=200", messages=[{"role": "user", "content": "hi"}])
         stream = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
                                                 stream=True)
         assert [chunk for chunk in stream]
@@ -39,7 +39,7 @@ def test_each_request_is_one_line_with_its_ids_status_model_and_deployment(
                                                                                               "gpt-4o#0", "1")
     assert served["method"] == "POST" and served["path"] == "/v1/chat/completions" and served["key"] == "master"
     assert served["session"] == "sess_9"  # no spaces in a value: a line splits on them
-    assert missing["status"] == "404" and missing["deployment"] == "-"
+    assert missing["status"] == "404" and missing["deployment"] == "-" and missing["model"] == "no-such_status=200"
     assert streamed["stream"] == "true" and streamed["status"] == "200" and float(streamed["duration_ms"]) > 0
 
 
