@@ -141,13 +141,13 @@ class GatewayMetrics:
         for attempt in attempts:
             # A served stream's operation lasts until its last byte, which is now.
             whole = time.time() - attempt.started if request.stream and attempt is served else attempt.duration
-            self._record_attempt(request, attempt, previous, whole)
+            self._record_attempt(request, attempt, previous, whole, attempt is served)
             previous = attempt
         for decision in request.decisions:
             self._record_decision(decision)
 
     def _record_attempt(
-        self, request: ApiRequest, attempt: Attempt, previous: Attempt | None, duration: float
+        self, request: ApiRequest, attempt: Attempt, previous: Attempt | None, duration: float, served: bool
     ) -> None:
         d = attempt.deployment
         failure = attempt.failure
@@ -155,7 +155,9 @@ class GatewayMetrics:
         summary = attempt.summary
         response_model = summary.response_model if summary and summary.response_model else None
         op_key = ("op", request.operation, d.id, err, response_model)
-        base = self._attrs(op_key, lambda: self._deployments.metric_attrs(d, request.operation, err, response_model))
+        base = self._attrs(
+            op_key, lambda: self._deployments.metric_attrs(d, request.operation, err, response_model)
+        )
         self._duration.record(op_key, lambda: base, duration)
         self._attempts.add(("outcome", d.id, err), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_OUTCOME: err or "ok"})
         if previous is not None:
@@ -172,7 +174,9 @@ class GatewayMetrics:
                 (*op_key, "in"), lambda: {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT}, usage.input_tokens)
             self._token_usage.record(
                 (*op_key, "out"), lambda: {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT}, usage.output_tokens)
-            cost = attempt_cost(attempt)
+            # The served call's settled cost (the budgets' price book, litellm's map included) when known.
+            settled = request.cost_micros if served else None
+            cost = settled / 1_000_000 if settled is not None else attempt_cost(attempt)
             if cost is not None:
                 self._cost.add((d.id,), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_MODEL_GROUP: d.group}, cost)
 

@@ -58,3 +58,4 @@ def test_verdicts_refusals_and_spend_are_counted(upstream: UpstreamServer, gatew
     assert raw.headers["x-lockgate-cost-usd"] == f"{first:.6f}"
     spent = sum(u.prompt_tokens * 10 + u.completion_tokens * 100 for u in (reply.usage, again.usage)) / 1e6
     assert abs(series(text, "lockgate_budget_spend_total") - spent) < 1e-9
+    assert abs(series(text, "lockgate_cost_total", 'lockgate_deployment_id="gpt-4o#0"') - spent) < 1e-9
