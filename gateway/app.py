@@ -30,6 +30,7 @@ from gateway.auth import Authenticator
 from gateway.config.runtime import RuntimeConfig
 from gateway.errors import (
     GatewayError,
+    GovernanceUnavailable,
     InternalError,
     InvalidRequest,
     NotFound,
@@ -51,8 +52,8 @@ from gateway.providers import Providers
 from gateway.routing.capacity import Capacity
 from gateway.routing.router import Router
 from gateway.routing.shared_cooldowns import StoreCooldowns
-from gateway.sessions.service import Sessions
-from gateway.store import open_store
+from gateway.sessions.service import SessionBusy, Sessions
+from gateway.store import StoreUnavailable, open_store
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 
 log = logging.getLogger("lockgate")
@@ -184,6 +185,17 @@ def _install_error_handlers(app: FastAPI, secrets: tuple[str, ...]) -> None:
         log.exception("unexpected error in request %s", rid)
         return respond(InternalError(f"The gateway hit an unexpected error (request {rid}). It has been logged."))
 
+    async def store_down(request: Request, exc: Exception) -> Response:
+        # Any route (admin, oversight, sessions) while the store is down: a clear 503 to retry, never a 500.
+        if isinstance(exc, SessionBusy):
+            message = "Other writers kept changing this session's state; try again."
+        else:
+            message = (f"The gateway's store is unreachable, so {request.method} {request.url.path} cannot be "
+                       f"served right now: {exc}")
+        return respond(GovernanceUnavailable(message, retry_after=1.0))
+
+    app.add_exception_handler(StoreUnavailable, store_down)
+    app.add_exception_handler(SessionBusy, store_down)
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

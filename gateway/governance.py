@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-
-from starlette.requests import Request
-from starlette.responses import Response
 
 from gateway.alerts.dispatcher import AlertDispatcher
 from gateway.api.admin import AdminGuard
@@ -31,27 +27,10 @@ from gateway.budgets.spend_recorder import SpendRecorder
 from gateway.budgets.status import budget_status
 from gateway.config.runtime import RuntimeConfig
 from gateway.context import ApiRequest
-from gateway.errors import GovernanceUnavailable
 from gateway.keys.cache import KeyCache
 from gateway.keys.records import principal_of
 from gateway.keys.registry import KeyRegistry
 from gateway.store import Store, StoreUnavailable
-
-
-def _store_errors_as_503(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """An admin call while the store is down is a clear 503, never a 500."""
-
-    @functools.wraps(endpoint)
-    async def call(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except StoreUnavailable as exc:
-            raise GovernanceUnavailable(
-                f"The gateway's store is unreachable, so this admin action cannot run: {exc}", retry_after=1.0
-            ) from None
-
-    return call
-
 
 log = logging.getLogger("lockgate.governance")
 
@@ -101,7 +80,7 @@ class Governance:
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
         routes = [*AdminKeysApi(self.guard, self.keys).routes(),
                   *AdminReportsApi(self.guard, self.audit, self.store, self.spend.flush, self.budget_report).routes()]
-        return [(path, _store_errors_as_503(endpoint), methods) for path, endpoint, methods in routes]
+        return routes
 
     async def start(self) -> None:
         await self.store.start()

@@ -20,7 +20,6 @@ and is shared by replicas on one Redis.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,11 +29,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.common import json_response, parse_object, read_body
-from gateway.errors import GovernanceUnavailable, InvalidRequest, NotFound, StateConflict
+from gateway.errors import InvalidRequest, NotFound, StateConflict
 from gateway.pipeline import Pipeline
 from gateway.policies.approvals import Approvals
-from gateway.sessions.service import SessionBusy, Sessions, VersionMismatch
-from gateway.store import StoreUnavailable
+from gateway.sessions.service import Sessions, VersionMismatch
 
 PREFIX = "/v1/lockgate/sessions/{session_id}"
 MAX_ID = 256
@@ -68,26 +66,6 @@ def _conflict(key: str, expected: int, current: int) -> StateConflict:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _store_errors(endpoint: Endpoint) -> Endpoint:
-    """The store down, or a session too busy to commit: a clear 503 the client may retry."""
-
-    @functools.wraps(endpoint)
-    async def call(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except StoreUnavailable as exc:
-            raise GovernanceUnavailable(
-                f"The gateway's store is unreachable, so session state cannot be read or written: {exc}",
-                retry_after=1.0,
-            ) from None
-        except SessionBusy:
-            raise GovernanceUnavailable(
-                "Other writers kept changing this session's state; try again.", retry_after=1.0
-            ) from None
-
-    return call
-
-
 class SessionsApi:
     def __init__(
         self, pipeline: Pipeline, sessions: Sessions, max_body_bytes: int, approvals: Approvals | None = None
@@ -99,7 +77,7 @@ class SessionsApi:
 
     def install(self, app: Any) -> None:
         def add(path: str, endpoint: Endpoint, methods: list[str]) -> None:
-            app.router.add_route(path, _store_errors(endpoint), methods=methods)
+            app.router.add_route(path, endpoint, methods=methods)
 
         add(f"{PREFIX}/state", self.get_all, methods=["GET"])
         add(f"{PREFIX}/state/{{key:path}}", self.get_key, methods=["GET"])

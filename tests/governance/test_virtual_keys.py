@@ -142,3 +142,8 @@ def test_static_keys_keep_working_and_a_dead_store_is_a_clear_503(
         f"{gateway.url}/admin/keys", json={"name": "x"}, headers={"authorization": f"Bearer {MASTER_KEY}"}
     )
     assert admin.status_code == 503 and "unreachable" in admin.json()["error"]["message"]
+    # Every route that needs the store says so the same way: the approvals and session APIs too.
+    for path in ("/admin/approvals", "/v1/lockgate/sessions/s-1/state"):
+        down = httpx.get(f"{gateway.url}{path}", headers={"authorization": f"Bearer {MASTER_KEY}"})
+        assert down.status_code == 503 and "unreachable" in down.json()["error"]["message"], (path, down.text)
+        assert down.headers["retry-after"] and down.headers["x-request-id"]
