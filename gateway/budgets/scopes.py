@@ -121,10 +121,6 @@ class BudgetPlans:
         self._windows = WindowCache()
         self._plans: dict[tuple[str, str | None, str | None], BudgetPlan] = {}
 
-    @property
-    def windows(self) -> WindowCache:
-        return self._windows
-
     def plan(self, principal: Principal, user: str | None, session: str | None, now: float) -> BudgetPlan:
         key = (principal.identity, user, session)
         plan = self._plans.get(key)
