@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import KEY, MESSAGES, MODEL, Target, free_port, gateway_config, pinned, run_wrk, stop, wait_http
+from run import run_wrk
+from single import loaded_gateway
 
 
 def aggregate(raw: Path, top: int) -> str:
@@ -77,47 +75,19 @@ def main() -> None:
                         help="also print the share of samples whose stack contains TEXT (repeatable)")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    stub_port, receiver_port, port = free_port(), free_port(), free_port()
-    processes = [subprocess.Popen(pinned([sys.executable, str(HERE / "stub.py"), "--port", str(stub_port)], "1"))]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    if args.otlp:
-        processes.append(subprocess.Popen(pinned(
-            [sys.executable, "-m", "gateway.testing.otlp_receiver", "--port", str(receiver_port)], "1")))
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{receiver_port}"
-        wait_http(f"http://127.0.0.1:{receiver_port}/v1/traces", method="POST", data=b"")
-    with tempfile.TemporaryDirectory(prefix="lockgate-profile-") as tmp:
-        workdir = Path(tmp)
-        body: dict[str, object] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 64}
-        if args.stream:
-            body["stream"] = True
-        body_path = workdir / "body.json"
-        body_path.write_text(json.dumps(body))
-        config = workdir / "config.yaml"
-        config.write_text(gateway_config(stub_port, args.config_extra.replace("\\n", "\n")))
-        try:
-            gateway = subprocess.Popen(pinned(
-                [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
-                 "--log-level", "warning"], "0"), env=env, cwd=workdir)
-            processes.append(gateway)
-            wait_http(f"http://127.0.0.1:{port}/readyz")
-            target = Target("gateway", f"http://127.0.0.1:{port}/v1", KEY)
-            run_wrk(target, body_path, args.concurrency, 2, "1")  # warm-up
-            raw = HERE / "results" / "profile.txt"
-            raw.parent.mkdir(exist_ok=True)
-            spy = subprocess.Popen([py_spy, "record", "--pid", str(gateway.pid), "--rate", str(args.rate),
-                                    "--format", "raw", "--output", str(raw), "--nonblocking",
-                                    "--duration", str(int(args.seconds))],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            cell = run_wrk(target, body_path, args.concurrency, args.seconds + 1, "1")
-            spy.wait(timeout=60)
-            print(f"{cell['rps']:.0f} req/s under py-spy; stacks in {raw}")
-            print(aggregate(raw, args.top))
-            for text in args.share:
-                print(f"{100 * share(raw, text):6.1f}% of samples have a frame containing {text!r}")
-        finally:
-            for process in processes:
-                stop(process)
-
+    with loaded_gateway(args.config_extra, args.otlp, args.stream, args.concurrency) as gateway:
+        raw = HERE / "results" / "profile.txt"
+        raw.parent.mkdir(exist_ok=True)
+        spy = subprocess.Popen([py_spy, "record", "--pid", str(gateway.process.pid), "--rate", str(args.rate),
+                                "--format", "raw", "--output", str(raw), "--nonblocking",
+                                "--duration", str(int(args.seconds))],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cell = run_wrk(gateway.target, gateway.body, args.concurrency, args.seconds + 1, "1")
+        spy.wait(timeout=60)
+    print(f"{cell['rps']:.0f} req/s under py-spy; stacks in {raw}")
+    print(aggregate(raw, args.top))
+    for text in args.share:
+        print(f"{100 * share(raw, text):6.1f}% of samples have a frame containing {text!r}")
 
 if __name__ == "__main__":
     main()

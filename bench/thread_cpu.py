@@ -12,17 +12,15 @@ thread...), read from /proc/PID/task. Run it alternately for two settings to see
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import KEY, MESSAGES, MODEL, Target, free_port, gateway_config, pinned, run_wrk, stop, wait_http
+from run import run_wrk
+from single import loaded_gateway
 
 
 def thread_times(pid: int) -> dict[str, tuple[float, float]]:
@@ -45,43 +43,17 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--stream", action="store_true")
     args = parser.parse_args()
-    stub, receiver, port = free_port(), free_port(), free_port()
-    processes = [subprocess.Popen(pinned([sys.executable, str(HERE / "stub.py"), "--port", str(stub)], "1"))]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    if args.otlp:
-        processes.append(subprocess.Popen(pinned(
-            [sys.executable, "-m", "gateway.testing.otlp_receiver", "--port", str(receiver)], "1")))
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{receiver}"
-    with tempfile.TemporaryDirectory(prefix="lockgate-threads-") as tmp:
-        body: dict[str, object] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 64}
-        if args.stream:
-            body["stream"] = True
-        body_path = Path(tmp) / "body.json"
-        body_path.write_text(json.dumps(body))
-        config = Path(tmp) / "config.yaml"
-        config.write_text(gateway_config(stub, args.config_extra))
-        try:
-            gateway = subprocess.Popen(pinned(
-                [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
-                 "--log-level", "warning"], "0"), env=env, cwd=tmp)
-            processes.append(gateway)
-            wait_http(f"http://127.0.0.1:{port}/readyz")
-            target = Target("gateway", f"http://127.0.0.1:{port}/v1", KEY)
-            run_wrk(target, body_path, args.concurrency, 2, "1")  # warm-up
-            before = thread_times(gateway.pid)
-            cell = run_wrk(target, body_path, args.concurrency, args.seconds, "1")
-            after = thread_times(gateway.pid)
-            requests = max(cell["requests"], 1)
-            print(f"{cell['rps']:.0f} req/s; CPU per request by thread (user + system):")
-            for name, (user, system) in after.items():
-                u = user - before.get(name, (0.0, 0.0))[0]
-                s = system - before.get(name, (0.0, 0.0))[1]
-                if u + s > 0:
-                    print(f"  {name:28s} {u / requests * 1e6:7.1f} + {s / requests * 1e6:6.1f} us")
-        finally:
-            for process in processes:
-                stop(process)
-
+    with loaded_gateway(args.config_extra, args.otlp, args.stream, args.concurrency) as gateway:
+        before = thread_times(gateway.process.pid)
+        cell = run_wrk(gateway.target, gateway.body, args.concurrency, args.seconds, "1")
+        after = thread_times(gateway.process.pid)
+    requests = max(cell["requests"], 1)
+    print(f"{cell['rps']:.0f} req/s; CPU per request by thread (user + system):")
+    for name, (user, system) in after.items():
+        u = user - before.get(name, (0.0, 0.0))[0]
+        s = system - before.get(name, (0.0, 0.0))[1]
+        if u + s > 0:
+            print(f"  {name:28s} {u / requests * 1e6:7.1f} + {s / requests * 1e6:6.1f} us")
 
 if __name__ == "__main__":
     main()
