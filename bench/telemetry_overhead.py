@@ -8,6 +8,9 @@ Rounds are interleaved so drift on a shared machine hits every setting alike. Re
 second and the gateway's CPU time per request, each as a ratio to "off" (target: tracing < 15%).
 
     python bench/telemetry_overhead.py [--seconds 3] [--rounds 2] [--concurrency 50] [--no-pin]
+
+`--compare PATH` adds "tracing+metrics" run from another checkout of the repository (`git worktree
+add /tmp/base HEAD`), so a change to tracing is measured against the code before it, in the same run.
 """
 
 from __future__ import annotations
@@ -55,7 +58,17 @@ def main() -> None:
     parser.add_argument("--gateway-cpus", default="0")
     parser.add_argument("--load-cpus", default="1")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--compare", metavar="PATH", help="also run tracing+metrics from this checkout")
+    parser.add_argument("--only", help="comma-separated settings to run (off is always run)")
     args = parser.parse_args()
+    settings = dict(SETTINGS)
+    if args.only:
+        keep = {"off", *args.only.split(",")}
+        settings = {name: value for name, value in settings.items() if name in keep}
+    trees: dict[str, str] = {}
+    if args.compare:
+        settings["tracing @compare"] = SETTINGS["tracing+metrics"]
+        trees["tracing @compare"] = str(Path(args.compare).resolve())
     gateway_cpus = None if args.no_pin else args.gateway_cpus
     load_cpus = None if args.no_pin else args.load_cpus
 
@@ -79,22 +92,24 @@ def main() -> None:
         gateways: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         try:
             wait_http(f"http://127.0.0.1:{stub_port}/v1/chat/completions", method="POST", data=b'{"model":"x"}')
-            for name, (section, export) in SETTINGS.items():
+            for name, (section, export) in settings.items():
                 config = workdir / f"{name.replace(' ', '_').replace('%', 'pct')}.yaml"
                 config.write_text(gateway_config(stub_port) + section)
                 port = free_port()
                 env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
                 if export:
                     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{receiver_port}"
+                if name in trees:
+                    env["PYTHONPATH"] = trees[name]
                 gateways[name] = (subprocess.Popen(pinned(
                     [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
                      "--log-level", "warning"], gateway_cpus,
-                ), env=env), port)
+                ), env=env, cwd=trees.get(name)), port)  # `-m` puts the working directory first on sys.path
             for _, port in gateways.values():
                 wait_http(f"http://127.0.0.1:{port}/readyz")
             for kind in ("json", "stream"):
-                rates: dict[str, list[float]] = {name: [] for name in SETTINGS}
-                cpu: dict[str, list[float]] = {name: [] for name in SETTINGS}
+                rates: dict[str, list[float]] = {name: [] for name in settings}
+                cpu: dict[str, list[float]] = {name: [] for name in settings}
                 for name, (_, port) in gateways.items():  # warm-up
                     run_wrk(Target(name, f"http://127.0.0.1:{port}/v1", KEY), bodies[kind], args.concurrency, 1, load_cpus)
                 for _ in range(args.rounds):
@@ -108,7 +123,7 @@ def main() -> None:
                 base_rps = sum(rates["off"]) / len(rates["off"])
                 base_cpu = sum(cpu["off"]) / len(cpu["off"])
                 print(f"\n{kind} chat, concurrency {args.concurrency}, {args.rounds} x {args.seconds:g} s:")
-                for name in SETTINGS:
+                for name in settings:
                     rps = sum(rates[name]) / len(rates[name])
                     per = sum(cpu[name]) / len(cpu[name])
                     print(f"  {name:16s} {rps:8.0f} req/s (x{rps / base_rps:5.3f})   "

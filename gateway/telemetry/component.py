@@ -1,7 +1,7 @@
 """The telemetry component one app owns: tracer, meter, span recorder, metrics, `/metrics` endpoint.
 
 Built in `create_app` from the runtime config and the environment; `shutdown()` (the app's lifespan
-end) flushes what is queued. Tracing off means `recorder is None`: the middleware then creates no
+end) flushes what is queued. Tracing off means `spans is None`: the middleware then creates no
 span at all.
 """
 
@@ -14,7 +14,6 @@ from typing import Any
 
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway.config.runtime import RuntimeConfig
@@ -24,6 +23,7 @@ from gateway.telemetry.metrics import GatewayMetrics
 from gateway.telemetry.prometheus import PrometheusEndpoint
 from gateway.telemetry.sdk import SCOPE, ExportCounts, build_metering, build_tracing, telemetry_resource
 from gateway.telemetry.settings import TelemetrySettings, resolve
+from gateway.telemetry.span_batches import ImmediateSpans, SpanBatcher
 from gateway.telemetry.spans import SpanRecorder
 
 log = logging.getLogger("lockgate.telemetry")
@@ -45,14 +45,19 @@ class Telemetry:
         self.propagator = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
         deployments = DeploymentAttributes(config)
         self._shutdowns = []
-        self.tracer: Tracer | None = None
         self.recorder: SpanRecorder | None = None
+        self.spans: SpanBatcher | ImmediateSpans | None = None
         self.counts: ExportCounts | None = None
         if settings.tracing or span_exporter is not None:
             tracing = build_tracing(settings, span_exporter)
-            self.tracer, self.counts = tracing.tracer, tracing.counts
-            self.recorder = SpanRecorder(tracing.finished, deployments, config.secrets(), settings.capture_content)
-            self._shutdowns.append(tracing.shutdown)
+            self.counts = tracing.counts
+            self.recorder = recorder = SpanRecorder(
+                tracing.factory, deployments, config.secrets(), settings.capture_content)
+            self.spans = SpanBatcher(
+                recorder.build, tracing.exporter, tracing.counts,
+                settings.batch_delay, settings.max_batch, settings.max_queue,
+            ) if tracing.batched else ImmediateSpans(recorder.build, tracing.exporter, tracing.counts)
+            self._shutdowns.append(self.spans.shutdown)
         self.prometheus: PrometheusEndpoint | None = None
         self.metrics: GatewayMetrics | None = None
         if settings.metrics:

@@ -2,9 +2,9 @@
 
 It extracts the caller's `traceparent` and `baggage` (W3C), opens the SERVER span, stamps every
 response with `x-lockgate-trace-id`, and when the response's last byte has gone (a stream's end
-included) hands the request's recorded values to the span recorder and the metrics. With tracing
-off it creates no span and builds no attributes: the header carries the caller's trace id, or a
-fresh one so logs can still be correlated.
+included) records the metrics and queues the request for its spans (`span_batches`: they are built
+and exported off the event loop). With tracing off it creates no span and builds no attributes: the
+header carries the caller's trace id, or a fresh one so logs can still be correlated.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import baggage as otel_baggage
-from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.context import SCOPE_KEY, TRACE_KEY, UNEXPECTED_ERROR_KEY, ApiRequest
 from gateway.telemetry import semconv as sc
 from gateway.telemetry.content import OutputCollector
-from gateway.telemetry.spans import ServerSpan
+from gateway.telemetry.spans import FinishedRequest, ServerSpan
 
 if TYPE_CHECKING:
     from gateway.telemetry.component import Telemetry
@@ -56,7 +54,6 @@ def _carries_context(headers: Headers) -> bool:
 
 
 _CONTEXT_HEADERS = frozenset({b"traceparent", b"baggage"})
-_EMPTY_CONTEXT = Context()
 
 
 def incoming_trace_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -83,7 +80,7 @@ class TelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._t.recorder is None or scope["path"] in _QUIET_PATHS:
+        if self._t.spans is None or scope["path"] in _QUIET_PATHS:
             await self._untraced(scope, receive, send)
         else:
             await self._traced(scope, receive, send)
@@ -114,7 +111,7 @@ class TelemetryMiddleware:
         assert t.recorder is not None
         headers: Headers = scope["headers"]
         # Most callers send no trace context: skip the propagators' work (a fifth of tracing's cost).
-        ctx = t.propagator.extract(headers, getter=_GETTER) if _carries_context(headers) else _EMPTY_CONTEXT
+        ctx = t.propagator.extract(headers, getter=_GETTER) if _carries_context(headers) else None
         method = scope["method"]
         attrs: dict[str, Any] = {
             sc.HTTP_REQUEST_METHOD: method,
@@ -161,8 +158,10 @@ class TelemetryMiddleware:
     ) -> None:
         t = self._t
         request = scope.get("state", {}).get(SCOPE_KEY)
+        if not isinstance(request, ApiRequest):
+            request = None
         route = _route(scope)
-        if span is not None and t.recorder is not None:
+        if span is not None and t.spans is not None:
             ended = time.time_ns()
             attrs = span.attributes
             if route:
@@ -173,15 +172,6 @@ class TelemetryMiddleware:
                 attrs[sc.OLD_HTTP_STATUS_CODE] = status
             if scope.get("state", {}).get("request_id"):
                 attrs[sc.LOCKGATE_REQUEST_ID] = scope["state"]["request_id"]
-            if isinstance(request, ApiRequest):
-                output = collector[0].output_messages() if collector else None
-                entries = {k: str(v) for k, v in otel_baggage.get_all(ctx).items()}
-                t.recorder.record(span, request, ended, entries, output)
-                last = request.attempts[-1] if request.attempts else None
-                if status < 400 and last is not None and last.failure is not None:
-                    # The stream broke after its first byte: the client got an error event.
-                    attrs[sc.ERROR_TYPE] = last.failure.kind
-                    span.status = Status(StatusCode.ERROR, "the upstream stream failed mid-way")
             if failure is not None and not isinstance(failure, Exception):
                 attrs[sc.ERROR_TYPE] = "cancelled"
             elif failure is not None:
@@ -191,10 +181,9 @@ class TelemetryMiddleware:
                 unexpected = scope.get("state", {}).get(UNEXPECTED_ERROR_KEY)
                 attrs[sc.ERROR_TYPE] = unexpected or str(status)
                 span.status = Status(StatusCode.ERROR, unexpected) if unexpected else Status(StatusCode.ERROR)
-            t.recorder.emit(span, ended)
+            t.spans.write(FinishedRequest(span, request, ended, ctx, collector[0] if collector else None))
         if t.metrics is not None:
-            t.metrics.record(request if isinstance(request, ApiRequest) else None, status,
-                             time.perf_counter() - started, route)
+            t.metrics.record(request, status, time.perf_counter() - started, route)
 
 
 def _route(scope: Scope) -> str:

@@ -1,14 +1,15 @@
-"""The OpenTelemetry SDK and OTLP exporters enter here: tracer and meter providers for one app.
+"""The OpenTelemetry SDK and OTLP exporters enter here: span factory, exporters and meter provider for one app.
 
-Nothing here is global: the providers belong to the app that built them (no `set_tracer_provider`),
-so two gateways in one process (tests) never share spans. Export runs on the SDK's background
-threads (BatchSpanProcessor, PeriodicExportingMetricReader): a slow or dead collector costs dropped
-spans, counted in `ExportCounts`, never request latency.
+Nothing here is global: everything belongs to the app that built it (no `set_tracer_provider`), so
+two gateways in one process (tests) never share spans. Export runs on background threads (spans:
+`span_batches.SpanBatcher`; metrics: the SDK's PeriodicExportingMetricReader): a slow or dead
+collector costs dropped spans, counted in `ExportCounts`, never request latency.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,17 +19,11 @@ from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SimpleSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-)
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, TraceFlags, Tracer, get_current_span
+from opentelemetry.trace import SpanContext, SpanKind, Status, TraceFlags, get_current_span
 
 from gateway import __version__
 from gateway.telemetry.histograms import LeanHistograms
@@ -38,21 +33,18 @@ from gateway.telemetry.settings import GRPC_PROTOCOL, TelemetrySettings
 
 log = logging.getLogger("lockgate.telemetry")
 
-MAX_QUEUE = 2048
-
 
 @dataclass(slots=True)
 class ExportCounts:
     """Spans by fate. Updated from the export thread and the event loop; approximate under races."""
 
-    ended: int = 0
     exported: int = 0
     failed: int = 0
     dropped: int = 0
 
 
 class _CountingExporter(SpanExporter):
-    """Delegates to the real exporter and counts what reached the collector and what did not."""
+    """Delegates to the real exporter and counts what reached the collector and what did not; never raises."""
 
     def __init__(self, inner: SpanExporter, counts: ExportCounts) -> None:
         self._inner = inner
@@ -75,21 +67,6 @@ class _CountingExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._inner.force_flush(timeout_millis)
-
-
-class _CountingBatchProcessor(BatchSpanProcessor):
-    """Counts spans the full queue pushes out (the SDK drops the oldest and only logs it)."""
-
-    def __init__(self, exporter: SpanExporter, counts: ExportCounts) -> None:
-        super().__init__(exporter, max_queue_size=MAX_QUEUE)
-        self._counts = counts
-
-    def on_end(self, span: ReadableSpan) -> None:
-        counts = self._counts
-        counts.ended += 1
-        if counts.ended - counts.exported - counts.failed - counts.dropped > MAX_QUEUE:
-            counts.dropped += 1
-        super().on_end(span)
 
 
 def _otlp_span_exporter(settings: TelemetrySettings) -> SpanExporter:
@@ -136,78 +113,87 @@ def telemetry_resource(settings: TelemetrySettings) -> Resource:
 
 SCOPE = InstrumentationScope(INSTRUMENTATION_NAME, __version__, SCHEMA_URL)
 _SAMPLED, _NOT_SAMPLED = TraceFlags(TraceFlags.SAMPLED), TraceFlags(TraceFlags.DEFAULT)
+_LOW_64 = TraceIdRatioBased.TRACE_ID_LIMIT
 
 
-class FinishedSpans:
-    """Makes span contexts, and writes finished spans straight to the span processor.
+class SpanFactory:
+    """Makes span contexts, and finished spans as the SDK's `ReadableSpan`s.
 
-    A request's spans are written once it is over, with their real start and end times: building
+    A request's spans are built once it is over, with their real start and end times: building
     them as finished `ReadableSpan`s skips the live span machinery (a lock and a validation per
-    attribute), which was most of tracing's cost. Attribute values are Lockgate's own and already of
-    valid types. The sampler decides for the SERVER span; its children follow it (ParentBased).
+    attribute). Attribute values are Lockgate's own and already of valid types. The sampler is the
+    SDK's `ParentBased(TraceIdRatioBased)`; a request without a caller's context (nearly all) takes
+    the same decision inline: the ratio sampler's test on the trace id's low 64 bits.
     """
 
-    def __init__(
-        self, processor: SpanProcessor, resource: Resource, scope: InstrumentationScope, sampler: Sampler
-    ) -> None:
-        self._processor = processor
+    def __init__(self, resource: Resource, scope: InstrumentationScope, sample_ratio: float) -> None:
         self._resource = resource
         self._scope = scope
-        self._sampler = sampler
-        self._ids = RandomIdGenerator()
+        self._sampler = ParentBased(TraceIdRatioBased(sample_ratio))
+        self._bound = TraceIdRatioBased.get_bound_for_rate(sample_ratio)
+        self._bits = random.getrandbits
 
-    def root(self, incoming: Context, name: str) -> tuple[SpanContext, SpanContext | None]:
-        """The SERVER span's context (sampled or not) and the caller's span context, if any."""
-        parent = get_current_span(incoming).get_span_context()
-        remote = parent if parent.is_valid else None
-        trace_id = parent.trace_id if remote else self._ids.generate_trace_id()
-        result = self._sampler.should_sample(incoming, trace_id, name, SpanKind.SERVER)
-        flags = _SAMPLED if result.decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED
-        return SpanContext(trace_id, self._ids.generate_span_id(), False, flags, result.trace_state), remote
+    def root(self, incoming: Context | None, name: str) -> tuple[SpanContext, SpanContext | None]:
+        """The SERVER span's context (sampled or not) and the caller's span context, if any.
+
+        `incoming` None: the caller sent no trace context (the common case, decided without the SDK).
+        """
+        if incoming is not None:
+            parent = get_current_span(incoming).get_span_context()
+            if parent.is_valid:
+                result = self._sampler.should_sample(incoming, parent.trace_id, name, SpanKind.SERVER)
+                flags = _SAMPLED if result.decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED
+                return SpanContext(parent.trace_id, self._span_id(), False, flags, result.trace_state), parent
+        trace_id = self._bits(128) or 1
+        flags = _SAMPLED if trace_id & _LOW_64 < self._bound else _NOT_SAMPLED
+        return SpanContext(trace_id, self._span_id(), False, flags), None
+
+    def _span_id(self) -> int:
+        return self._bits(64) or 1
 
     def child(self, parent: SpanContext, span_id: int | None = None) -> SpanContext:
         """A child's context: with `span_id` when one was chosen (and sent upstream) already."""
-        span_id = span_id or self._ids.generate_span_id()
-        return SpanContext(parent.trace_id, span_id, False, parent.trace_flags, parent.trace_state)
+        return SpanContext(parent.trace_id, span_id or self._span_id(), False, parent.trace_flags, parent.trace_state)
 
     @staticmethod
     def event(name: str, attributes: dict[str, Any], timestamp: int) -> Event:
         return Event(name, attributes, timestamp)
 
-    def emit(
+    def span(
         self, context: SpanContext, parent: SpanContext | None, name: str, kind: SpanKind,
         attributes: dict[str, Any], start: int, end: int, status: Status, events: Sequence[Event] = (),
-    ) -> None:
-        self._processor.on_end(ReadableSpan(
+    ) -> ReadableSpan:
+        return ReadableSpan(
             name, context, parent, self._resource, attributes, events, kind=kind, status=status,
             start_time=start, end_time=end, instrumentation_scope=self._scope,
-        ))
+        )
 
 
 @dataclass(slots=True)
 class Tracing:
-    tracer: Tracer
-    finished: FinishedSpans
+    factory: SpanFactory
+    exporter: SpanExporter
+    # Export in batches on a background thread (OTLP), or at once on the caller's thread (a given
+    # exporter, as tests pass an in-memory one).
+    batched: bool
     counts: ExportCounts
-    shutdown: Callable[[], None]
 
 
 def build_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = None) -> Tracing:
-    """A tracer for this app. A given `exporter` (tests: in-memory) is exported to synchronously."""
+    """How this app's spans are made and where they go. A given `exporter` (tests) is exported to at once;
+    otherwise the OTLP exporter, or none (tracing on with nowhere to send: spans are dropped unbuilt)."""
     counts = ExportCounts()
-    resource = telemetry_resource(settings)
-    sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
-    provider = TracerProvider(resource=resource, sampler=sampler)
-    processor: SpanProcessor
+    factory = SpanFactory(telemetry_resource(settings), SCOPE, settings.sample_ratio)
     if exporter is not None:
-        processor = SimpleSpanProcessor(_CountingExporter(exporter, counts))
-    elif settings.traces_endpoint:
-        processor = _CountingBatchProcessor(_CountingExporter(_otlp_span_exporter(settings), counts), counts)
-    else:
-        processor = SpanProcessor()  # tracing on with nowhere to send: spans are made and dropped
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL)
-    return Tracing(tracer, FinishedSpans(processor, resource, SCOPE, sampler), counts, provider.shutdown)
+        return Tracing(factory, _CountingExporter(exporter, counts), False, counts)
+    if settings.traces_endpoint:
+        return Tracing(factory, _CountingExporter(_otlp_span_exporter(settings), counts), True, counts)
+    return Tracing(factory, _CountingExporter(_NowhereExporter(), counts), False, counts)
+
+
+class _NowhereExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
 
 
 @dataclass(slots=True)

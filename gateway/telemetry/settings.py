@@ -3,7 +3,8 @@
 The config file wins where it says something; otherwise the standard variables apply
 (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`,
 `OTEL_SERVICE_NAME`, `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER=none`,
-`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, `OTEL_SEMCONV_STABILITY_OPT_IN`).
+`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, `OTEL_SEMCONV_STABILITY_OPT_IN`,
+`OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_MAX_QUEUE_SIZE`).
 
 Tracing is on when the config says `tracing: true`, or when it says nothing and an OTLP endpoint is
 known (config or environment): a user who points the gateway at a collector expects traces; one who
@@ -44,6 +45,11 @@ class TelemetrySettings:
     metrics_export_interval: float
     resource_attributes: tuple[tuple[str, str], ...]
     stability: StabilityOptIn
+    # Span batching (the standard OTEL_BSP_* variables): at most every `batch_delay` seconds, or as
+    # soon as `max_batch` spans wait; beyond `max_queue` waiting spans, new ones are dropped (counted).
+    batch_delay: float = 5.0
+    max_batch: int = 512
+    max_queue: int = 2048
 
 
 def resolve(config: TelemetryConfig, environ: Mapping[str, str]) -> TelemetrySettings:
@@ -74,6 +80,9 @@ def resolve(config: TelemetryConfig, environ: Mapping[str, str]) -> TelemetrySet
         metrics_export_interval=config.metrics_export_interval,
         resource_attributes=config.resource_attributes,
         stability=StabilityOptIn.from_env(environ),
+        batch_delay=_positive(environ.get("OTEL_BSP_SCHEDULE_DELAY"), 5000) / 1000,
+        max_batch=int(_positive(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512)),
+        max_queue=int(_positive(environ.get("OTEL_BSP_MAX_QUEUE_SIZE"), 2048)),
     )
 
 
@@ -118,3 +127,12 @@ def _seconds(value: str | None, default: float) -> float:
         return float(value) / 1000 if value else default
     except ValueError:
         return default
+
+
+def _positive(value: str | None, default: float) -> float:
+    """A positive number from an environment variable; the default when absent or not a positive number."""
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        return default
+    return number if number > 0 else default

@@ -1,9 +1,10 @@
 """Turns a finished request's values into spans: a CLIENT span per attempt, an event per decision.
 
 Business code records `Attempt`s and `Decision`s on the `ApiRequest` as plain values while it
-runs; this module writes them afterwards with their real start and end times, under the request's
-SERVER span. Any decision becomes a span event named as it was recorded, with its attributes, so
-new stages (retries, breakers, budgets, policies, holds) show up in traces without code here.
+runs; this module builds the spans afterwards with their real start and end times, under the
+request's SERVER span, on the export thread (`span_batches`). Any decision becomes a span event
+named as it was recorded, with its attributes, so new stages (retries, breakers, budgets, policies,
+holds) show up in traces without code here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import baggage as otel_baggage
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from gateway.context import ApiRequest, Attempt
@@ -24,8 +28,8 @@ from gateway.telemetry.attributes import (
     request_params,
     time_to_first_chunk,
 )
-from gateway.telemetry.content import input_messages
-from gateway.telemetry.sdk import FinishedSpans
+from gateway.telemetry.content import OutputCollector, input_messages
+from gateway.telemetry.sdk import SpanFactory
 
 _UNSET_STATUS = Status(StatusCode.UNSET)
 
@@ -46,34 +50,60 @@ class ServerSpan:
     status: Status = _UNSET_STATUS
 
 
+@dataclass(slots=True)
+class FinishedRequest:
+    """What one request leaves for its spans; once queued, only the export thread reads it."""
+
+    server: ServerSpan
+    request: ApiRequest | None
+    ended_ns: int
+    incoming: Context | None  # the caller's trace context (for baggage), None when it sent none
+    collector: OutputCollector | None  # the response's text, when content capture is on
+
+    @property
+    def span_count(self) -> int:
+        return 1 + (len(self.request.attempts) if self.request is not None else 0)
+
+
 class SpanRecorder:
     def __init__(
-        self, finished: FinishedSpans, deployments: DeploymentAttributes, secrets: tuple[str, ...], capture: bool
+        self, factory: SpanFactory, deployments: DeploymentAttributes, secrets: tuple[str, ...], capture: bool
     ) -> None:
-        self._finished = finished
+        self._factory = factory
         self._deployments = deployments
         self._secrets = secrets
         self._capture = capture
 
-    def start(self, incoming: Any, name: str) -> tuple[SpanContext, SpanContext | None]:
-        """The SERVER span's context for a request whose caller's context is `incoming`."""
-        return self._finished.root(incoming, name)
+    def start(self, incoming: Context | None, name: str) -> tuple[SpanContext, SpanContext | None]:
+        """The SERVER span's context for a request whose caller's context is `incoming` (None: it sent none)."""
+        return self._factory.root(incoming, name)
 
-    def emit(self, server: ServerSpan, end: int) -> None:
-        self._finished.emit(
-            server.context, server.parent, server.name, SpanKind.SERVER, server.attributes, server.start, end,
-            server.status, server.events,
-        )
+    def build(self, finished: FinishedRequest) -> list[ReadableSpan]:
+        """The request's spans: one CLIENT span per attempt, then the SERVER span with the decision events."""
+        server = finished.server
+        spans: list[ReadableSpan] = []
+        request = finished.request
+        if request is not None:
+            baggage = {k: str(v) for k, v in otel_baggage.get_all(finished.incoming).items()} \
+                if finished.incoming is not None else {}
+            output = finished.collector.output_messages() if finished.collector is not None else None
+            self._record(server, request, finished.ended_ns, baggage, output, spans)
+        spans.append(self._factory.span(
+            server.context, server.parent, server.name, SpanKind.SERVER, server.attributes, server.start,
+            finished.ended_ns, server.status, server.events,
+        ))
+        return spans
 
-    def record(
+    def _record(
         self,
         server: ServerSpan,
         request: ApiRequest,
         ended_ns: int,
         baggage: dict[str, str],
         output: str | None,
+        spans: list[ReadableSpan],
     ) -> None:
-        """Annotate the SERVER span and write the attempt spans and decision events under it."""
+        """Annotate the SERVER span and build the attempt spans and decision events under it."""
         operation = request.operation
         own: Attrs = {
             sc.GEN_AI_OPERATION_NAME: operation,
@@ -114,7 +144,7 @@ class SpanRecorder:
             served = index == last and attempt.failure is None
             # A served stream's span lasts until its last byte: the request's end.
             end = ended_ns if served and request.stream else None
-            self._attempt(parent, attempt, index, common, end, output if served else None)
+            spans.append(self._attempt(parent, attempt, index, common, end, output if served else None))
             cost = attempt_cost(attempt)
             if cost is not None:
                 total_cost = (total_cost or 0.0) + cost
@@ -125,13 +155,20 @@ class SpanRecorder:
         elif total_cost is not None:
             own[sc.LOCKGATE_COST_USD] = total_cost
         server.attributes.update(own)
-        event = self._finished.event
+        event = self._factory.event
         for decision in request.decisions:
             server.events.append(event(decision.name, self._clean(decision.attributes), int(decision.at * _NS)))
+        final = request.attempts[-1] if request.attempts else None
+        if final is not None and final.failure is not None and server.status.status_code is not StatusCode.ERROR:
+            status = server.attributes.get(sc.HTTP_RESPONSE_STATUS_CODE)
+            if isinstance(status, int) and status < 400:
+                # The stream broke after its first byte: the client got an error event.
+                server.attributes.setdefault(sc.ERROR_TYPE, final.failure.kind)  # "cancelled" stays
+                server.status = Status(StatusCode.ERROR, "the upstream stream failed mid-way")
 
     def _attempt(
         self, parent: SpanContext, attempt: Attempt, index: int, common: Attrs, end_ns: int | None, output: str | None
-    ) -> None:
+    ) -> ReadableSpan:
         d = attempt.deployment
         attrs = self._deployments.span_attrs(d)
         attrs.update(common)
@@ -156,8 +193,8 @@ class SpanRecorder:
         status = _UNSET_STATUS if failure is None else Status(
             StatusCode.ERROR, scrub_secrets(failure.message, self._secrets)
         )
-        self._finished.emit(
-            self._finished.child(parent, attempt.span_id), parent, f"{common[sc.GEN_AI_OPERATION_NAME]} {d.upstream_model}",
+        return self._factory.span(
+            self._factory.child(parent, attempt.span_id), parent, f"{common[sc.GEN_AI_OPERATION_NAME]} {d.upstream_model}",
             SpanKind.CLIENT, attrs, start, end_ns if end_ns is not None else start + int(attempt.duration * _NS),
             status,
         )
