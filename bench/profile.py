@@ -79,7 +79,7 @@ def main() -> None:
         raw = HERE / "results" / "profile.txt"
         raw.parent.mkdir(exist_ok=True)
         spy = subprocess.Popen([py_spy, "record", "--pid", str(gateway.process.pid), "--rate", str(args.rate),
-                                "--format", "raw", "--output", str(raw), "--nonblocking",
+                                "--format", "raw", "--output", str(raw), "--nonblocking", "--threads",
                                 "--duration", str(int(args.seconds))],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cell = run_wrk(gateway.target, gateway.body, args.concurrency, args.seconds + 1, "1")

@@ -46,6 +46,7 @@ from gateway.policies.audit import VerdictAudit
 from gateway.policies.engine import PolicyEngine
 from gateway.policies.holds import HoldDesk
 from gateway.policies.pauses import Pauses
+from gateway.policies.pending import PendingHolds
 from gateway.policies.stage import PolicyStage
 from gateway.policies.webhook import WebhookAnnouncer
 from gateway.providers import Providers
@@ -82,6 +83,9 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     approvals = Approvals(store, config.approvals)
     pauses = Pauses(store)
     policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)), VerdictAudit(store))
+    pending = PendingHolds(approvals, telemetry.metrics.set_pending_holds) if telemetry.metrics else None
+    if pending is not None and telemetry.prometheus is not None:
+        telemetry.prometheus.before_scrape.append(pending.refresh)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +93,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         await providers.start(config)
         await traces.start()
         started["providers"] = True
+        if pending is not None:
+            pending.start(min(telemetry.settings.metrics_export_interval, 15.0))
         log.info(telemetry.describe())
         # Everything built so far lives as long as the process: move it out of the collector's
         # sight, so a full collection under load scans only request garbage (measured in
@@ -105,6 +111,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
             yield
         finally:
             started["providers"] = False
+            if pending is not None:
+                await pending.aclose()
             await providers.aclose()
             await traces.aclose()
             await policies.aclose()

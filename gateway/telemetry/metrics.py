@@ -100,6 +100,12 @@ class GatewayMetrics:
             meter.create_observable_counter(
                 counter.metric, callbacks=[tally.observe], unit=counter.unit, description=counter.description
             )
+        # Holds awaiting a decision, store-wide: published by the approvals' counter (policies/pending.py).
+        self._pending_holds: int | None = None
+        meter.create_observable_gauge(
+            sc.METRIC_PENDING_HOLDS, callbacks=[self._observe_pending_holds], unit="{hold}",
+            description="Held responses awaiting a reviewer's decision, as the store lists them (same on every replica).",
+        )
         meter.create_observable_gauge(
             sc.METRIC_BREAKER_STATE, callbacks=[self._observe_breakers], unit="1",
             description="Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.",
@@ -200,6 +206,12 @@ class GatewayMetrics:
         state = _breaker_state(transition.new)
         if state is not None:
             self._breakers[transition.deployment_id] = state
+
+    def set_pending_holds(self, count: int) -> None:
+        self._pending_holds = count
+
+    def _observe_pending_holds(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [] if self._pending_holds is None else [Observation(self._pending_holds)]
 
     def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(state, {sc.LOCKGATE_DEPLOYMENT: d}) for d, state in list(self._breakers.items())]

@@ -8,6 +8,7 @@ in one process never mix. Rendering happens off the event loop: collection walks
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -34,10 +35,14 @@ class PrometheusEndpoint:
         self._registry = CollectorRegistry(auto_describe=False)
         # target_info carries the resource (service.name) as Prometheus' convention has it.
         self.reader = _Reader(self._registry, histograms)
+        # Figures read from elsewhere (the store) just before a scrape, so the scrape is current.
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []
 
     def render(self) -> bytes:
         return generate_latest(self._registry)
 
     async def handle(self, request: Request) -> Response:
+        for refresh in self.before_scrape:
+            await refresh()
         body = await asyncio.to_thread(self.render)
         return Response(body, media_type=CONTENT_TYPE_LATEST)

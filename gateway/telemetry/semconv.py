@@ -140,6 +140,7 @@ METRIC_BUDGET_ALERTS = "lockgate.budget.alerts"
 METRIC_RATELIMIT_REFUSALS = "lockgate.ratelimit.refusals"
 METRIC_CAPACITY_EXHAUSTED = "lockgate.capacity.exhausted"
 METRIC_HOLDS = "lockgate.approval.holds"
+METRIC_PENDING_HOLDS = "lockgate.approval.pending"
 
 # The conventions' ExplicitBucketBoundaries.
 TOKEN_BUCKETS: tuple[float, ...] = tuple(float(4**i) for i in range(14))  # 1, 4, 16, ... 67108864

@@ -3,19 +3,26 @@ and a response says what it cost."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
 
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY, GatewayFactory
+from tests.policies.helpers import ask, client
+from tests.policies.oversight import WIRE, Admin, hold_config, sqlite_url
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 def series(text: str, name: str, *labels: str) -> float:
     """The value of the one Prometheus sample named `name` carrying every label given."""
-    (line,) = [line for line in text.splitlines() if line.startswith(name + "{") and all(x in line for x in labels)]
+    (line,) = [line for line in text.splitlines()
+               if line.startswith((name + "{", name + " ")) and all(x in line for x in labels)]
     return float(line.rsplit(" ", 1)[1])
 
 
@@ -59,3 +66,28 @@ def test_verdicts_refusals_and_spend_are_counted(upstream: UpstreamServer, gatew
     spent = sum(u.prompt_tokens * 10 + u.completion_tokens * 100 for u in (reply.usage, again.usage)) / 1e6
     assert abs(series(text, "lockgate_budget_spend_total") - spent) < 1e-9
     assert abs(series(text, "lockgate_cost_total", 'lockgate_deployment_id="gpt-4o#0"') - spent) < 1e-9
+
+
+def test_pending_holds_are_a_gauge_that_falls_when_a_reviewer_decides(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path)))
+    admin = Admin(gateway)
+    pending_gauge = "lockgate_approval_pending"
+    assert series(httpx.get(f"{gateway.url}/metrics").text, pending_gauge) == 0
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(client(gateway).chat.completions.create, model="gpt-4o", messages=ask("pay it"),
+                             tools=[WIRE])
+        [held] = admin.wait_for_pending()
+        # A scrape reads the store's figure (at most once a second): wait out that second, no longer.
+        assert series(_scrape_after_refresh(gateway.url), pending_gauge) == 1
+        assert admin.decide(held["id"], "approve", reason="ok", by="alice").status_code == 200
+        future.result(10)
+    assert series(_scrape_after_refresh(gateway.url), pending_gauge) == 0
+
+
+def _scrape_after_refresh(url: str) -> str:
+    """A scrape taken once the gauge's one-second read limit has passed since the previous scrape
+    (a documented rate limit, not an event to wait for)."""
+    time.sleep(1.05)
+    return httpx.get(f"{url}/metrics").text
