@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,8 +127,13 @@ def main() -> None:
                 for name in settings:
                     rps = sum(rates[name]) / len(rates[name])
                     per = sum(cpu[name]) / len(cpu[name])
-                    print(f"  {name:16s} {rps:8.0f} req/s (x{rps / base_rps:5.3f})   "
-                          f"gateway CPU {per * 1e6:6.0f} us/req (x{per / base_cpu:5.3f})", flush=True)
+                    # Paired rounds ran seconds apart: per-round ratios and differences cancel most drift,
+                    # and their median ignores a round another process disturbed.
+                    paired = statistics.median(r / b for r, b in zip(rates[name], rates["off"], strict=True))
+                    over = statistics.median(c - b for c, b in zip(cpu[name], cpu["off"], strict=True))
+                    print(f"  {name:16s} {rps:8.0f} req/s (x{rps / base_rps:5.3f}, paired median x{paired:5.3f})   "
+                          f"gateway CPU {per * 1e6:6.0f} us/req (x{per / base_cpu:5.3f}, over off {over * 1e6:+4.0f} us)",
+                          flush=True)
         finally:
             for process, _ in gateways.values():
                 stop(process)
