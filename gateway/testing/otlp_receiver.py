@@ -1,5 +1,7 @@
 """A small OTLP/HTTP receiver on loopback: decodes what a gateway exports, for tests and the benchmark.
 
+(`Receiver.record_traces` also serves the tests' OTLP/gRPC receiver, so both transports decode alike.)
+
 Accepts `POST /v1/traces` and `POST /v1/metrics` (protobuf, optionally gzip) and keeps the spans as
 plain dicts and the metric names seen, so a test can wait for a span and read its attributes. Run
 standalone with `python -m gateway.testing.otlp_receiver --port 4318` (it only counts, then).
@@ -69,7 +71,11 @@ class Receiver:
         return gzip.decompress(body) if request.headers.get("Content-Encoding") == "gzip" else body
 
     async def traces(self, request: web.Request) -> web.Response:
-        message = ExportTraceServiceRequest.FromString(await self._body(request))
+        self.record_traces(ExportTraceServiceRequest.FromString(await self._body(request)))
+        return web.Response(body=ExportTraceServiceResponse().SerializeToString(), content_type=PROTOBUF)
+
+    def record_traces(self, message: ExportTraceServiceRequest) -> None:
+        """Keep (or count) the spans of one export, whichever transport brought it."""
         received: list[ReceivedSpan | None] = []
         for resource_spans in message.resource_spans:
             resource = _attrs(resource_spans.resource.attributes) if self.keep else {}
@@ -89,7 +95,6 @@ class Receiver:
             if self.keep:
                 self.spans.extend(s for s in received if s is not None)
             self.changed.notify_all()
-        return web.Response(body=ExportTraceServiceResponse().SerializeToString(), content_type=PROTOBUF)
 
     async def metrics(self, request: web.Request) -> web.Response:
         message = ExportMetricsServiceRequest.FromString(await self._body(request))
