@@ -23,7 +23,7 @@ from gateway.telemetry.metrics import GatewayMetrics
 from gateway.telemetry.prometheus import PrometheusEndpoint
 from gateway.telemetry.sdk import SCOPE, ExportCounts, build_metering, build_tracing, telemetry_resource
 from gateway.telemetry.settings import TelemetrySettings, resolve
-from gateway.telemetry.span_batches import ImmediateSpans, SpanBatcher
+from gateway.telemetry.span_batches import DiscardedSpans, ImmediateSpans, SpanBatcher
 from gateway.telemetry.spans import SpanRecorder
 
 log = logging.getLogger("lockgate.telemetry")
@@ -46,17 +46,22 @@ class Telemetry:
         deployments = DeploymentAttributes(config)
         self._shutdowns = []
         self.recorder: SpanRecorder | None = None
-        self.spans: SpanBatcher | ImmediateSpans | None = None
+        self.spans: SpanBatcher | ImmediateSpans | DiscardedSpans | None = None
         self.counts: ExportCounts | None = None
         if settings.tracing or span_exporter is not None:
             tracing = build_tracing(settings, span_exporter)
             self.counts = tracing.counts
             self.recorder = recorder = SpanRecorder(
                 tracing.factory, deployments, config.secrets(), settings.capture_content)
-            self.spans = SpanBatcher(
-                recorder.build, tracing.exporter, tracing.counts,
-                settings.batch_delay, settings.max_batch, settings.max_queue,
-            ) if tracing.batched else ImmediateSpans(recorder.build, tracing.exporter, tracing.counts)
+            if tracing.exporter is None:
+                self.spans = DiscardedSpans()
+            elif tracing.batched:
+                self.spans = SpanBatcher(
+                    recorder.build, tracing.exporter, tracing.counts,
+                    settings.batch_delay, settings.max_batch, settings.max_queue,
+                )
+            else:
+                self.spans = ImmediateSpans(recorder.build, tracing.exporter, tracing.counts)
             self._shutdowns.append(self.spans.shutdown)
         self.prometheus: PrometheusEndpoint | None = None
         self.metrics: GatewayMetrics | None = None

@@ -172,7 +172,8 @@ class SpanFactory:
 @dataclass(slots=True)
 class Tracing:
     factory: SpanFactory
-    exporter: SpanExporter
+    # None: tracing is on with nowhere to send (no endpoint): spans are dropped unbuilt.
+    exporter: SpanExporter | None
     # Export in batches on a background thread (OTLP), or at once on the caller's thread (a given
     # exporter, as tests pass an in-memory one).
     batched: bool
@@ -188,12 +189,7 @@ def build_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = N
         return Tracing(factory, _CountingExporter(exporter, counts), False, counts)
     if settings.traces_endpoint:
         return Tracing(factory, _CountingExporter(_otlp_span_exporter(settings), counts), True, counts)
-    return Tracing(factory, _CountingExporter(_NowhereExporter(), counts), False, counts)
-
-
-class _NowhereExporter(SpanExporter):
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
+    return Tracing(factory, None, False, counts)
 
 
 @dataclass(slots=True)

@@ -56,6 +56,16 @@ class ImmediateSpans:
         self._exporter.shutdown()
 
 
+class DiscardedSpans:
+    """Tracing on with nowhere to send the spans: requests get trace ids, and nothing is built."""
+
+    def write(self, finished: FinishedRequest) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+
 class SpanBatcher:
     """A bounded queue of finished requests and the thread that builds and exports them in batches."""
 

@@ -11,6 +11,7 @@ from gateway.config import parse_config
 from gateway.config.loader import ConfigError
 from gateway.telemetry import Telemetry
 from gateway.telemetry.settings import resolve
+from gateway.telemetry.span_batches import DiscardedSpans
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import MASTER_KEY, GatewayFactory, openai_model
 
@@ -99,3 +100,16 @@ def test_grpc_export_is_selectable_and_shuts_down_cleanly() -> None:
     assert telemetry.recorder is not None
     assert "(grpc)" in telemetry.describe() and "http://127.0.0.1:1" in telemetry.describe()
     telemetry.shutdown()
+
+
+def test_tracing_on_with_nowhere_to_send_builds_no_spans_and_still_answers_with_a_trace_id(
+    gateway_factory: GatewayFactory, upstream: UpstreamServer
+) -> None:
+    config_text = ("model_list:\n" + openai_model("gpt-4o", upstream)
+                   + f"general_settings: {{master_key: {MASTER_KEY}}}\ntelemetry: {{tracing: true}}\n")
+    telemetry = Telemetry(parse_config(config_text), environ={})
+    assert isinstance(telemetry.spans, DiscardedSpans) and "tracing on" in telemetry.describe()
+    gateway = gateway_factory(config_text)
+    reply = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                       json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", reply.headers["x-lockgate-trace-id"])
