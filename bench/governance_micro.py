@@ -63,6 +63,7 @@ async def drive(gov: Governance, config_keys: dict[str, object], requests: int, 
     cpu = time.process_time()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     await gov.spend.flush()  # the batched ledger writes are part of the cost
+    await gov.budgets.flush()  # and so are the leases' syncs
     return (time.process_time() - cpu) / requests
 
 
@@ -85,6 +86,8 @@ async def run(args: argparse.Namespace) -> None:
                 gov = Governance.create(config, open_store(config.store.url))
                 await gov.store.start()
                 gov.spend.start()
+                if gov.budgets.leases is not None:
+                    gov.budgets.leases.start()
                 govs[name] = (gov, dict(config.keys))
                 await drive(gov, dict(config.keys), 500, args.concurrency)  # warm-up, scripts loaded
             rclient = redis.Redis.from_url(REDIS)
@@ -99,6 +102,8 @@ async def run(args: argparse.Namespace) -> None:
             rclient.close()
         finally:
             for gov, _ in govs.values():
+                if gov.budgets.leases is not None:
+                    await gov.budgets.leases.aclose()
                 await gov.spend.aclose()
                 await gov.store.aclose()
             client = redis.Redis.from_url(REDIS)
