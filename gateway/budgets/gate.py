@@ -191,7 +191,8 @@ class BudgetGate:
 
     def _from_lease(self, request: ApiRequest, plan: BudgetPlan, lease: Lease, taken: tuple[int, ...], cost: int,
                     tokens: int, meta: dict[str, str], now: float) -> Hold:
-        hold = Hold("res_" + os.urandom(12).hex(), [], [], cost, tokens, meta={**meta, "model": request.model},
+        # "lres_": taken from a lease, not a reservation in the store (the ledger entry says so too).
+        hold = Hold("lres_" + os.urandom(12).hex(), [], [], cost, tokens, meta={**meta, "model": request.model},
                     lease=lease, taken=taken)
         if lease.rates:  # from the lease's last sync, and what this replica may still take from it
             offset = len(plan.templates)

@@ -167,9 +167,13 @@ class Lease:
 
     def _resize(self, now: float, sizing: Sizing, give_back: bool) -> None:
         elapsed = now - self._sized_at
-        if elapsed >= sizing.interval / 2:
+        if give_back:
+            # Asked to give everything back (status, shutdown): demand counts again from now on.
+            self.rate, self._requests, self._sums, self._sized_at = 0.0, 0, [0] * len(self.units), now
+        elif elapsed >= sizing.interval / 2:
+            # Up at once, down by half per tick; a tick without a request is a plan gone quiet.
             rate = self._requests / elapsed
-            self.rate = rate if rate > self.rate else 0.5 * self.rate + 0.5 * rate
+            self.rate = rate if rate > self.rate or not rate else 0.5 * self.rate + 0.5 * rate
             if self._requests:
                 self.mean = [s / self._requests for s in self._sums]
             self._requests, self._sums, self._sized_at = 0, [0] * len(self.units), now
