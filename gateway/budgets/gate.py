@@ -194,12 +194,8 @@ class BudgetGate:
         # "lres_": taken from a lease, not a reservation in the store (the ledger entry says so too).
         hold = Hold("lres_" + os.urandom(12).hex(), [], [], cost, tokens, meta={**meta, "model": request.model},
                     lease=lease, taken=taken)
-        if lease.rates:  # from the lease's last sync, and what this replica may still take from it
-            offset = len(plan.templates)
-            request.ratelimit_headers = {
-                header: value for i, rate in enumerate(lease.rates)
-                for header, value in _rate_headers(rate, lease.remaining(rate, offset + i), now)
-            }
+        if lease.rates:
+            request.ratelimit_headers = lease.rate_headers(now)
         request.decide(
             "lockgate.budget.reserve", reservation=hold.reservation_id, amount_usd_micros=cost, tokens=tokens,
             scopes=plan.scope_names, lease=True,
@@ -341,12 +337,6 @@ def settle_in_background(gate: BudgetGate, request: ApiRequest, hold: Hold | Non
     task = asyncio.get_running_loop().create_task(gate.settle(request, hold, deployment, usage))
     tasks.add(task)
     task.add_done_callback(tasks.discard)
-
-
-def _rate_headers(rate: RateCharge, remaining: int, now: float) -> tuple[tuple[str, str], ...]:
-    return ((f"x-ratelimit-limit-{rate.kind}", str(rate.limit)),
-            (f"x-ratelimit-remaining-{rate.kind}", str(remaining)),
-            (f"x-ratelimit-reset-{rate.kind}", f"{max(0.0, rate.reset_at - now):.3f}s"))
 
 
 def _has_budgets(config: RuntimeConfig) -> bool:

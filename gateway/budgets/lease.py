@@ -63,6 +63,8 @@ class Lease:
         self.units: tuple[str, ...] = tuple(u for u in _UNIT_ORDER if u in present)
         self._codes = tuple(_UNIT_ORDER.index(u) for u in self.units)
         self._unit_of = tuple(self.units.index(c.unit) for c in self.counters)
+        self._header_names = tuple((f"x-ratelimit-limit-{r.kind}", str(r.limit), f"x-ratelimit-remaining-{r.kind}",
+                                    f"x-ratelimit-reset-{r.kind}") for r in rates)
         n = len(self.units)
         self.held, self.in_flight, self.spent = [0] * n, [0] * n, [0] * n
         self.sending, self.releasing, self.target = [0] * n, [0] * n, [0] * n
@@ -96,23 +98,28 @@ class Lease:
 
         Every request of the plan is counted (taken or not): that is the demand that sizes the lease.
         """
-        amounts = tuple((cost, tokens, 1)[c] for c in self._codes)
+        amounts = tuple([(cost, tokens, 1)[c] for c in self._codes])
         self._requests += 1
         self.last_used = now
+        sums = self._sums
         for k, amount in enumerate(amounts):
-            self._sums[k] += amount
+            sums[k] += amount
         if not self.usable or self.retired or self.dead or self.seq == 0:
             return None
-        for k, amount in enumerate(amounts):
-            if self.free(k) < amount:
+        held, in_flight, spent, sending, releasing = self.held, self.in_flight, self.spent, self.sending, self.releasing
+        for k, amount in enumerate(amounts):  # `free`, inline: this runs for every request
+            if held[k] - in_flight[k] - spent[k] - sending[k] - releasing[k] < amount:
                 return None
         for k, amount in enumerate(amounts):
-            self.in_flight[k] += amount
+            in_flight[k] += amount
         return amounts
 
     def low(self) -> bool:
         """Below a third of its target in some unit: worth a sync before the next tick."""
-        return any(self.free(k) * 3 < t for k, t in enumerate(self.target))
+        for k, target in enumerate(self.target):
+            if target and 3 * self.free(k) < target:
+                return True
+        return False
 
     def settle(self, taken: tuple[int, ...], actual: dict[str, int], entry: tuple[str, JsonDict, float]) -> dict[str, int]:
         """Give a request back: `actual[unit]` (the reserved amount for a unit not given) is spent."""
@@ -126,12 +133,21 @@ class Lease:
         self.entries.append((rid, meta, charged, now))
         return charged
 
-    def remaining(self, rate: RateCharge, index: int) -> int:
-        """What this replica may still take from a rate counter: the store's room, plus its own free part."""
-        if index >= len(self.states):
-            return rate.limit
-        state = self.states[index]
-        return max(0, rate.limit - state.used - state.reserved + self.free(self._unit_of[index]))
+    def rate_headers(self, now: float) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers for the key's limits: the store's room at the last sync, plus
+        what this replica still holds unused (what it may take without asking)."""
+        headers = {}
+        offset = len(self.plan.templates)
+        for i, rate in enumerate(self.rates):
+            remaining = rate.limit
+            if offset + i < len(self.states):
+                state = self.states[offset + i]
+                remaining = max(0, rate.limit - state.used - state.reserved + self.free(self._unit_of[offset + i]))
+            limit_name, limit_text, remaining_name, reset_name = self._header_names[i]
+            headers[limit_name] = limit_text
+            headers[remaining_name] = str(remaining)
+            headers[reset_name] = f"{max(0.0, rate.reset_at - now):.3f}s"
+        return headers
 
     # ---- syncing
 
