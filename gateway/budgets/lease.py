@@ -124,10 +124,11 @@ class Lease:
     def settle(self, taken: tuple[int, ...], actual: dict[str, int], entry: tuple[str, JsonDict, float]) -> dict[str, int]:
         """Give a request back: `actual[unit]` (the reserved amount for a unit not given) is spent."""
         charged = {unit: actual.get(unit, taken[k]) for k, unit in enumerate(self.units)}
+        for k in range(len(self.units)):
+            self.in_flight[k] -= taken[k]
         if self.dead:
             return charged  # the sweep charged all the lease held, this request included
         for k, unit in enumerate(self.units):
-            self.in_flight[k] -= taken[k]
             self.spent[k] += charged[unit]
         rid, meta, now = entry
         self.entries.append((rid, meta, charged, now))
@@ -155,6 +156,8 @@ class Lease:
         """The update to send now (resizing the lease), or None when there is nothing to say."""
         if self.unacked is not None:
             return self.unacked  # its fate is unknown: the same update again (applied at most once)
+        if self.dead:
+            return None
         self._resize(now, sizing, give_back)
         n = len(self.units)
         free = [self.free(k) for k in range(n)]
@@ -233,7 +236,7 @@ class Lease:
         n = len(self.units)
         if result.status == "gone":  # swept (expired): all it held was charged there
             self.dead = True
-            self.held = self.sending = self.releasing = self.spent = [0] * n
+            self.held, self.sending, self.releasing, self.spent = [0] * n, [0] * n, [0] * n, [0] * n
             self.entries = []
             return []
         self.held = list(result.held)
