@@ -60,7 +60,8 @@ class RatePlans:
             return ()
         start = math.floor(now / WINDOW) * WINDOW
         cached = self._last.get(key)
-        if cached is None or cached[0] != start or cached[1] is not limit:
+        # An equal limit (a virtual key read again) keeps the same charges: a lease's plan is this object.
+        if cached is None or cached[0] != start or (cached[1] is not limit and cached[1] != limit):
             if len(self._last) >= 10_000:
                 self._last.clear()
             cached = self._last[key] = (start, limit, tuple(rate_charges(key, limit, 0, now)))

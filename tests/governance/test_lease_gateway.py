@@ -145,3 +145,54 @@ async def ask_raw(client: openai.AsyncOpenAI) -> dict[str, str]:
         model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=5
     )
     return dict(raw.headers)
+
+
+def test_a_lease_whose_key_changed_drains_into_the_store(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, redis_prefix: str
+) -> None:
+    gateway = gateway_factory(config(upstream, f"{REDIS}?prefix={redis_prefix}", 1_000_000))
+    admin = httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {MASTER_KEY}"})
+    created = admin.post("/admin/keys", json={"name": "nightly", "rpm": 1_000_000,
+                                              "budgets": [{"limit_usd": 100, "period": "total"}]}).json()
+    counter = f"b:key:{created['id']}:total:total:usd"
+
+    async def run() -> None:
+        client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=created["key"], max_retries=0)
+        stop = asyncio.Event()
+
+        async def worker() -> None:
+            while not stop.is_set():
+                await ask(client)
+
+        workers = [asyncio.create_task(worker()) for _ in range(16)]
+        store = open_store(f"{REDIS}?prefix={redis_prefix}")
+        deadline = time.monotonic() + 60
+        while not (await store.counters([counter], time.time()))[0].leased:
+            assert time.monotonic() < deadline and not any(w.done() for w in workers), "no lease was taken"
+            await asyncio.sleep(0.02)  # polling the store: no event crosses from the gateway to the test
+        await store.aclose()
+        # A new budget is a new plan: the busy lease is retired while its requests are in flight.
+        changed = await asyncio.to_thread(admin.patch, f"/admin/keys/{created['id']}",
+                                          json={"budgets": [{"limit_usd": 200, "period": "total"}]})
+        assert changed.status_code == 200, changed.text
+        for _ in range(50):
+            await ask(client)
+        stop.set()
+        await asyncio.gather(*workers)
+        await client.close()
+
+    asyncio.run(run())
+    assert admin.get("/admin/budgets").status_code == 200  # flushes: the retired lease is synced too
+    admin.close()
+
+    async def read() -> tuple[int, int, int, int]:
+        store = open_store(f"{REDIS}?prefix={redis_prefix}")
+        try:
+            (state,) = await store.counters([counter], time.time())
+            ledger = await store.ledger_range(0, time.time() + 60)
+            return state.used, state.reserved, state.leased, sum(e.charged["usd_micros"] for e in ledger)
+        finally:
+            await store.aclose()
+
+    served = len(upstream.upstream.received)
+    assert asyncio.run(read()) == (served * PER_CALL, 0, 0, served * PER_CALL)
