@@ -4,9 +4,10 @@ Starts the loopback upstream as a process and one real gateway process (`python 
 per configuration, then drives each with the same closed-loop load (N concurrent clients, JSON chat
 with a static key), interleaving rounds so drift on a shared machine hits all alike. Reports
 requests/s and the gateway's CPU time per request, each as a ratio to "off", and the median over
-rounds of (CPU per request - off's in the same round), which drift disturbs least. For Redis also
-the script calls (round trips, INFO commandstats `evalsha`) per request and the Redis CPU they
-took; Redis is shared, so other clients can only inflate both.
+rounds of (CPU per request - off's in the same round), which drift disturbs least; likewise the
+throughput's "paired median" is the median over rounds of (requests/s / off's in the same round).
+For Redis also the script calls (round trips, INFO commandstats `evalsha`) per request and the Redis
+CPU they took; Redis is shared, so other clients can only inflate both.
 
 Configurations:
   off             no budgets, no limits, record_spend false: no store call at all
@@ -187,8 +188,10 @@ async def run(args: argparse.Namespace) -> None:
             for name, values in rates.items():
                 mean = sum(values) / len(values)
                 per = sum(cpu[name]) / len(cpu[name])
-                print(f"  {name:13s} {mean:8.0f} req/s (x{mean / base:5.3f})   gateway CPU {per * 1e6:6.0f} us/req"
-                      f" (x{per / base_cpu:5.3f}; over off: {_paired_median(cpu[name], cpu['off']) * 1e6:+4.0f} us)")
+                paired = statistics.median(v / o for v, o in zip(values, rates["off"], strict=True))
+                print(f"  {name:13s} {mean:8.0f} req/s (x{mean / base:5.3f}, paired median x{paired:5.3f})   "
+                      f"gateway CPU {per * 1e6:6.0f} us/req (x{per / base_cpu:5.3f}; "
+                      f"over off: {_paired_median(cpu[name], cpu['off']) * 1e6:+4.0f} us)")
             for name, calls in redis_cmds.items():
                 leased, total = _leased_share(rclient, prefixes[name])
                 print(f"  {name}: script calls (round trips) per request {min(calls):.3f} (best round), "
