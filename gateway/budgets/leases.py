@@ -109,7 +109,8 @@ class Leases:
             if update is not None:
                 work.append((lease, update))
         if work:
-            await asyncio.gather(*(self._start_sync(lease, update) for lease, update in work))
+            # Shielded: stopping the ticker (shutdown) must not cut a sync off half way; `flush` waits for it.
+            await asyncio.shield(asyncio.gather(*(self._start_sync(lease, update) for lease, update in work)))
         self._draining = [d for d in self._draining if not d.idle(now, 0.0)]
         for family in [f for f, lease in self._by_family.items() if lease.idle(now, _IDLE)]:
             del self._by_family[family]
@@ -138,6 +139,9 @@ class Leases:
     async def _sync(self, lease: Lease, update: LeaseUpdate) -> None:
         try:
             result = await self._store.lease(update, time.time())
+        except asyncio.CancelledError:
+            lease.failed(update)  # it may have been applied or not: sent again, applied at most once
+            raise
         except StoreUnavailable as exc:
             lease.failed(update)
             if not self._failing:
