@@ -55,6 +55,7 @@ class Leases:
         self._draining: list[Lease] = []  # retired (windows turned): synced until they hold nothing
         self._syncs: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._started = False  # the ticker runs from the first plan on: a gateway without any, never
         self._failing = False  # log a store outage once, not on every tick
 
     # ---- the request path
@@ -65,6 +66,8 @@ class Leases:
         lease = self._by_family.get(family)
         if lease is not None and lease.plan is plan and lease.rates is rates and not lease.dead:
             return lease
+        if self._started and self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
         fresh = Lease(plan, rates, meta, now)
         if lease is not None:
             fresh.inherit(lease)
@@ -88,7 +91,7 @@ class Leases:
     # ---- syncing
 
     def start(self) -> None:
-        self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        self._started = True
 
     async def _tick_forever(self) -> None:
         while True:
@@ -172,6 +175,7 @@ class Leases:
             await self.sync_all(give_back)
 
     async def aclose(self) -> None:
+        self._started = False
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
