@@ -127,7 +127,7 @@ def test_an_alert_found_by_a_lease_sync_fires_once(
             return replies
 
         headers = asyncio.run(load())
-        (path, alert), = receiver.wait_for(1)
+        ((_, alert),) = receiver.wait_for(1)
         assert alert["threshold"] == 0.25 and alert["spent_usd"] >= 0.25 * 2000 * PER_CALL / 1e6
         # Served from leases or not, every response says where the key's rpm stands.
         assert all(h["x-ratelimit-limit-requests"] == "1000000" for h in headers)
