@@ -237,8 +237,11 @@ def budgets_status(
         if r.get("max_tokens") is not None:
             used += f" · {r['tokens_used']:,}/{r['max_tokens']:,} tok"
         window = r["period"] if r["window"] == r["period"] else f"{r['period']} {r['window']}"
+        reserved = _usd(r["reserved_usd"])
+        if r.get("leased_usd"):  # other replicas' leases: room they hold, their recent spend included
+            reserved += f" ({_usd(r['leased_usd'])} leased)"
         table.add_row(r["scope"], r["id"], window, _usd(r["limit_usd"]), _usd(r["spent_usd"]),
-                      _usd(r["reserved_usd"]), _usd(r["remaining_usd"]), used, _when(r["resets_at"]))
+                      reserved, _usd(r["remaining_usd"]), used, _when(r["resets_at"]))
     out.print(table)
 
 

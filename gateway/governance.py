@@ -73,20 +73,28 @@ class Governance:
 
         async def report(session: str | None) -> list[dict[str, Any]]:
             virtual = [principal_of(k) for k in await keys.list() if k.get("budgets") and k["status"] == "active"]
+            await gate.flush(give_back=True)  # this replica's leased spend and unused room, into the store first
             return await budget_status(config.budgets, store, static + virtual, session, time.time())
 
         return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, spend, report, sweep)
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
         routes = [*AdminKeysApi(self.guard, self.keys).routes(),
-                  *AdminReportsApi(self.guard, self.audit, self.store, self.spend.flush, self.budget_report).routes()]
+                  *AdminReportsApi(self.guard, self.audit, self.store, self._flush_spend, self.budget_report).routes()]
         return routes
+
+    async def _flush_spend(self) -> None:
+        """Everything this replica has served into the ledger (a spend report reads it next)."""
+        await self.spend.flush()
+        await self.budgets.flush()
 
     async def start(self) -> None:
         await self.store.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         self.alerts.start()
         self.spend.start()
+        if self.budgets.leases is not None:
+            self.budgets.leases.start()
 
     async def _sweep_forever(self) -> None:
         """Charge expired reservations (crashed requests) at their reserved amounts, on every replica."""
@@ -98,13 +106,19 @@ class Governance:
                 log.warning("sweeping expired reservations failed; will retry: %s", exc)
             await asyncio.sleep(self.sweep_interval)
 
+    async def _close_leases(self) -> None:
+        if self.budgets.leases is not None:
+            await self.budgets.leases.aclose()
+
     async def aclose(self) -> None:
         """Stop background work, flush what can be flushed; bounded so a sick store cannot hang shutdown."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        steps = ((self.alerts.aclose, 5.0), (self.spend.aclose, 5.0), (self.audit.drain, 5.0), (self.store.aclose, 5.0))
+        # Leases first: their last sync gives unused room back and may cross alert thresholds.
+        steps = ((self._close_leases, 5.0), (self.alerts.aclose, 5.0), (self.spend.aclose, 5.0),
+                 (self.audit.drain, 5.0), (self.store.aclose, 5.0))
         for step, seconds in steps:
             try:
                 await asyncio.wait_for(step(), seconds)

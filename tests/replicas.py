@@ -13,12 +13,20 @@ from tests.test_cli import free_port, wait_ready
 
 @contextmanager
 def gateway_processes(config: Path, count: int, *extra_args: str) -> Iterator[list[str]]:
-    """`count` `lockgate serve` processes on `config`; yields their base URLs, stops them all after.
+    """`count` `lockgate serve` processes on `config`; yields their base URLs, stops them all after."""
+    with gateway_replicas(config, count, *extra_args) as replicas:
+        yield [url for url, _ in replicas]
+
+
+@contextmanager
+def gateway_replicas(config: Path, count: int, *extra_args: str) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """Like `gateway_processes`, with each process too (a test may stop or kill one itself).
 
     Each process writes its output to a file next to the config (an unread pipe could fill and block
     it), kept for a failing test's post-mortem.
     """
-    processes, urls = [], []
+    processes: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
     try:
         for i in range(count):
             port = free_port()
@@ -30,7 +38,7 @@ def gateway_processes(config: Path, count: int, *extra_args: str) -> Iterator[li
             urls.append(f"http://127.0.0.1:{port}")
         for url, process in zip(urls, processes, strict=True):
             wait_ready(url, process, timeout=90)  # a busy shared machine can be slow to start several
-        yield urls
+        yield list(zip(urls, processes, strict=True))
     finally:
         for process in processes:
             process.terminate()

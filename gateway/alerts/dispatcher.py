@@ -39,7 +39,8 @@ class AlertDispatcher:
 
     # ---- the request path: compare, record, enqueue
 
-    def settled(self, request: ApiRequest, moved: list[tuple[ScopedCharge, int, int]]) -> None:
+    def settled(self, request: ApiRequest | None, moved: list[tuple[ScopedCharge, int, int]]) -> None:
+        """Dollar counters a settlement (or a lease's sync, `request` None) moved from before to after."""
         for scoped, before, after in moved:
             limit = scoped.charge.limit
             if not limit:
@@ -55,7 +56,8 @@ class AlertDispatcher:
             if threshold <= 1.0:
                 self._emit(request, scoped, threshold, used, "refused")
 
-    def _emit(self, request: ApiRequest, scoped: ScopedCharge, threshold: float, spent: int, reason: str) -> None:
+    def _emit(self, request: ApiRequest | None, scoped: ScopedCharge, threshold: float, spent: int,
+              reason: str) -> None:
         scope = scoped.scope
         alert = Alert(scope.kind, scope.id, scope.limit.period, scope.label, threshold, scoped.charge.limit or 0,
                       spent, scope.reset_at, time.time(), reason)
@@ -65,7 +67,7 @@ class AlertDispatcher:
         if len(self._seen) > 100_000:
             self._seen.clear()
         self._seen.add(key)
-        if reason == "crossed":
+        if reason == "crossed" and request is not None:
             request.decide("lockgate.budget.alert", scope=f"{scope.kind}:{scope.id}", threshold=threshold,
                            spent_usd_micros=spent, limit_usd_micros=alert.limit_micros)
         try:

@@ -1,4 +1,4 @@
-"""Reserve-then-settle: the budget and rate-limit stage of the pipeline, one store call per phase.
+"""Reserve-then-settle: the budget and rate-limit stage of the pipeline, one store call per phase at most.
 
 Before routing, `reserve` puts an upper bound of the request's cost and tokens on every budget
 that applies (global, team, key, user, session) and on the key's per-minute rate counters, in one
@@ -6,6 +6,13 @@ atomic store call: all fit or nothing is taken. After the call, `settle` charges
 at the serving deployment's price and releases the rest; it is idempotent, and a reservation that is
 never settled (a crash) expires and is charged in full by the sweeper. A call that failed before any
 byte was served is settled at zero (`release`).
+
+A busy plan (one key's counters, far from their limits) takes its requests' upper bounds from a
+lease instead (`lease.py`, `leases.py`, `budgets.leases`): no store call in either phase, the spend
+reaches the store with the next sync. Whatever does not fit in the lease reserves exactly as above.
+A request refused while other replicas hold leases on the refusing counter waits for them to give
+their unused room back (they do within about one sync interval once the counter nears its limit)
+and is checked once more, so a refusal means the room is really taken, as without leases.
 
 If the store cannot be reached, `budgets.on_store_error` decides: `closed` (default) refuses with 503,
 `open` serves the request uncounted. Both say so in a decision on the request and in the log.
@@ -20,10 +27,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gateway.budgets.lease import Lease, Moved, Sizing
+from gateway.budgets.leases import Leases
 from gateway.budgets.periods import describe_reset
 from gateway.budgets.pricing import MICROS, Price, PriceBook
 from gateway.budgets.ratelimits import RateCharge, RatePlans, refusal_headers
-from gateway.budgets.scopes import TOKENS, USD, BudgetPlans, ScopedCharge, key_identity
+from gateway.budgets.scopes import TOKENS, USD, BudgetPlan, BudgetPlans, ScopedCharge, key_identity
 from gateway.budgets.spend_recorder import SpendRecorder
 from gateway.config.runtime import Deployment, RuntimeConfig
 from gateway.context import ApiRequest
@@ -33,8 +42,12 @@ from gateway.store import Store, StoreUnavailable
 
 log = logging.getLogger("lockgate.budgets")
 
-# (scope charge, counter used before, used after) for every dollar counter a settlement moved.
-SettledHook = Callable[[ApiRequest, list[tuple[ScopedCharge, int, int]]], None]
+# (scope charge, counter used before, used after) for every dollar counter a settlement moved; the
+# request that settled it, or None for a lease's sync no request was there to report.
+SettledHook = Callable[[ApiRequest | None, list[Moved]], None]
+# A lease holds this many sync intervals of its plan's demand; it expires this long after its last sync.
+LEASE_HORIZON_INTERVALS = 3
+LEASE_TTL = 30.0
 RefusedHook = Callable[[ApiRequest, ScopedCharge, int, int], None]
 
 
@@ -49,6 +62,9 @@ class Hold:
     meta: dict[str, str] = field(default_factory=dict)
     # No budget or limit applied: nothing was reserved, settlement only records the spend.
     ledger_only: bool = False
+    # Taken from this lease (amounts per lease unit) instead of reserved in the store.
+    lease: Lease | None = None
+    taken: tuple[int, ...] = ()
 
 
 class BudgetGate:
@@ -77,6 +93,10 @@ class BudgetGate:
         self._chains: dict[str, list[Price]] = {}
         # Nothing configured to enforce or record: reserve returns at once.
         self._idle = not (config.budgets.record_spend or _has_budgets(config) or _any(config.rate_limits.default))
+        interval = config.budgets.lease_interval
+        self.leases = Leases(
+            store, Sizing(interval, LEASE_HORIZON_INTERVALS * interval, 16, LEASE_TTL), on_settled
+        ) if config.budgets.leases else None
 
     # ---- estimate
 
@@ -118,26 +138,43 @@ class BudgetGate:
         user = principal.user or request.user
         cost, tokens = self.estimate(request)
         plan = self._plans.plan(principal, user, request.session_id, now)
-        budgets = plan.charges(cost, tokens)
         rate_limit = principal.rate_limit or (
             self._rate_config.default if not principal.is_master and _any(self._rate_config.default) else None
         )
-        rates = self._rate_plans.charges(key_identity(principal), rate_limit, tokens, now)
-        hold = Hold(
-            "res_" + os.urandom(12).hex(), budgets, rates, cost, tokens,
-            meta={k: v for k, v in (("key", key_identity(principal)), ("team", principal.team), ("user", user),
-                                    ("session", request.session_id), ("model", request.model)) if v},
-        )
-        if not budgets and not rates:
+        identity = key_identity(principal)
+        rate_plan = self._rate_plans.templates(identity, rate_limit, now)
+        meta = {k: v for k, v in (("key", identity), ("team", principal.team), ("user", user),
+                                  ("session", request.session_id)) if v}
+        if not plan.templates and not rate_plan:
             if not self._budgets.record_spend:
                 return None  # nothing to enforce or record: no store round trip at all
-            hold.ledger_only = True  # nothing to enforce: no round trip now, the spend is recorded at settle
-            return hold
+            meta["model"] = request.model
+            # Nothing to enforce: no round trip now, the spend is recorded at settle.
+            return Hold("res_" + os.urandom(12).hex(), [], [], cost, tokens, meta=meta, ledger_only=True)
+        lease = None
+        if self.leases is not None:
+            lease = self.leases.lease_for((identity, user, request.session_id), plan, rate_plan, meta, now)
+            taken = lease.take(cost, tokens, now)
+            self.leases.taken(lease, now)
+            if taken is not None:
+                return self._from_lease(request, plan, lease, taken, cost, tokens, meta, now)
+        meta = {**meta, "model": request.model}
+        budgets = plan.charges(cost, tokens)
+        rates = self._rate_plans.fill(rate_plan, tokens)
+        hold = Hold("res_" + os.urandom(12).hex(), budgets, rates, cost, tokens, meta=meta)
         charges = [b.charge for b in budgets] + [r.charge for r in rates]
         try:
             result = await self._store.reserve(
                 hold.reservation_id, charges, now, now + self._budgets.reservation_ttl, meta=hold.meta
             )
+            if not result.ok and self.leases is not None and result.states[result.refused_index or 0].leased:
+                # Leases hold part of the room: they give it back within about a sync interval now
+                # that the counter is near its limit (their next sync sees it). Then decide for good.
+                await asyncio.sleep(2 * self.leases.sizing.interval)
+                now = time.time()
+                result = await self._store.reserve(
+                    hold.reservation_id, charges, now, now + self._budgets.reservation_ttl, meta=hold.meta
+                )
         except StoreUnavailable as exc:
             self._store_down(request, hold, exc)
             return None
@@ -149,6 +186,19 @@ class BudgetGate:
         request.decide(
             "lockgate.budget.reserve", reservation=hold.reservation_id, amount_usd_micros=cost, tokens=tokens,
             scopes=plan.scope_names,
+        )
+        return hold
+
+    def _from_lease(self, request: ApiRequest, plan: BudgetPlan, lease: Lease, taken: tuple[int, ...], cost: int,
+                    tokens: int, meta: dict[str, str], now: float) -> Hold:
+        # "lres_": taken from a lease, not a reservation in the store (the ledger entry says so too).
+        hold = Hold("lres_" + os.urandom(12).hex(), [], [], cost, tokens, meta={**meta, "model": request.model},
+                    lease=lease, taken=taken)
+        if lease.rates:
+            request.ratelimit_headers = lease.rate_headers(now)
+        request.decide(
+            "lockgate.budget.reserve", reservation=hold.reservation_id, amount_usd_micros=cost, tokens=tokens,
+            scopes=plan.scope_names, lease=True,
         )
         return hold
 
@@ -226,6 +276,9 @@ class BudgetGate:
         if hold.ledger_only:
             await self._record_spend(request, hold, actual)
             return
+        if hold.lease is not None:
+            self._settle_leased(request, hold, hold.lease, actual)
+            return
         try:
             result = await self._store.settle(hold.reservation_id, actual, time.time())
         except StoreUnavailable as exc:
@@ -243,6 +296,21 @@ class BudgetGate:
                 if scoped.charge.unit == USD:
                     moved.append((scoped, state.used - amount, state.used))
             self._on_settled(request, moved)
+
+    def _settle_leased(self, request: ApiRequest, hold: Hold, lease: Lease, actual: dict[str, int]) -> None:
+        """Settled locally: the spend goes back to the lease, and to the store with its next sync."""
+        charged = lease.settle(hold.taken, actual, (hold.reservation_id, hold.meta, time.time()))
+        request.decide(
+            "lockgate.budget.settle", reservation=hold.reservation_id, charged_usd_micros=charged.get(USD, 0),
+            reserved_usd_micros=hold.cost_micros, tokens=charged.get(TOKENS, hold.tokens), settled=True, lease=True,
+        )
+        if self.leases is not None:
+            self.leases.report(lease, request)
+
+    async def flush(self, give_back: bool = False) -> None:
+        """This replica's leased spend into the store now (status and reports read it next)."""
+        if self.leases is not None:
+            await self.leases.flush(give_back)
 
     async def _record_spend(self, request: ApiRequest, hold: Hold, actual: dict[str, int]) -> None:
         if not actual.get(USD) and not actual.get(TOKENS):

@@ -51,22 +51,30 @@ class RatePlans:
     """`rate_charges`, with the counters worked out once per key and minute (amounts filled per request)."""
 
     def __init__(self) -> None:
-        # Per key: the minute's start, the limit, and that minute's charges.
-        self._last: dict[str, tuple[float, RateLimit, list[RateCharge]]] = {}
+        # Per key: the minute's start, the limit, and that minute's charges (amounts 0).
+        self._last: dict[str, tuple[float, RateLimit, tuple[RateCharge, ...]]] = {}
 
-    def charges(self, key: str, limit: RateLimit | None, tokens: int, now: float) -> list[RateCharge]:
+    def templates(self, key: str, limit: RateLimit | None, now: float) -> tuple[RateCharge, ...]:
+        """The key's charges this minute with amount 0; the same object all minute (a lease's plan)."""
         if limit is None:
-            return []
+            return ()
         start = math.floor(now / WINDOW) * WINDOW
         cached = self._last.get(key)
-        if cached is None or cached[0] != start or cached[1] is not limit:
+        # An equal limit (a virtual key read again) keeps the same charges: a lease's plan is this object.
+        if cached is None or cached[0] != start or (cached[1] is not limit and cached[1] != limit):
             if len(self._last) >= 10_000:
                 self._last.clear()
-            built = rate_charges(key, limit, tokens, now)
-            self._last[key] = (start, limit, built)
-            return built
+            cached = self._last[key] = (start, limit, tuple(rate_charges(key, limit, 0, now)))
+        return cached[2]
+
+    @staticmethod
+    def fill(templates: tuple[RateCharge, ...], tokens: int) -> list[RateCharge]:
+        """One request's charges: one request, and its tokens."""
         return [RateCharge(Charge(c.counter, 1 if r.kind == REQUESTS else tokens, c.unit, c.limit, c.expires_at),
-                           r.kind, r.limit, r.reset_at) for r in cached[2] for c in (r.charge,)]
+                           r.kind, r.limit, r.reset_at) for r in templates for c in (r.charge,)]
+
+    def charges(self, key: str, limit: RateLimit | None, tokens: int, now: float) -> list[RateCharge]:
+        return self.fill(self.templates(key, limit, now), tokens)
 
 
 def refusal_headers(charges: list[RateCharge], states: tuple[CounterState, ...], now: float) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Where every budget stands right now: spent, reserved by requests in flight, left, and when it resets.
 
 Read from the same counters that enforce the budgets (one store call for all of them), so what an
-operator sees is exactly what the next request will be checked against. Scopes listed: global,
+operator sees is exactly what the next request will be checked against. `reserved` counts requests in
+flight and the room replicas hold in leases (`leased`, part of it), whose spend reaches `spent` within
+a sync interval; the caller flushes this replica's leases first (`Governance.budget_report`). Scopes listed: global,
 each configured team and user, each key that carries budgets (static and virtual), and the session
 budget for a session the caller names (sessions are too many to list).
 """
@@ -62,7 +64,7 @@ async def budget_status(
         entry: dict[str, Any] = {
             "scope": row.kind, "id": row.scope_id, "period": row.limit.period, "window": row.label,
             "resets_at": row.reset_at, "limit_usd": row.limit.limit_usd,
-            "spent_usd": usd.used / MICROS, "reserved_usd": usd.reserved / MICROS,
+            "spent_usd": usd.used / MICROS, "reserved_usd": usd.reserved / MICROS, "leased_usd": usd.leased / MICROS,
             "remaining_usd": max(0, limit_micros - usd.used - usd.reserved) / MICROS,
             "used_pct": round(100 * usd.used / limit_micros, 2) if limit_micros else None,
         }

@@ -3,6 +3,8 @@
 ```yaml
 budgets:
   on_store_error: closed           # closed (refuse, the default) or open (serve, uncounted)
+  leases: true                     # busy keys spend from leased room, synced every lease_interval
+  lease_interval: 0.05             # seconds
   global: [{limit_usd: 100, period: monthly}]
   teams: {eng: [{limit_usd: 20, period: daily, max_tokens: 2000000}]}
   users: {alice: [{limit_usd: 5, period: daily}]}
@@ -79,6 +81,10 @@ class BudgetsSection(_Strict):
     record_spend: bool = True
     # Seconds after which an unsettled reservation expires and is charged by the sweeper.
     reservation_ttl: float = Field(default=900.0, gt=0)
+    # Busy plans far from their limits spend from leases (no store call per request; see
+    # gateway/budgets/leases.py); their spend reaches the store every `lease_interval` seconds.
+    leases: bool = True
+    lease_interval: float = Field(default=0.05, gt=0, le=5)
     global_: list[BudgetLimit] = Field(default=[], alias="global")
     teams: dict[str, list[BudgetLimit]] = {}
     users: dict[str, list[BudgetLimit]] = {}

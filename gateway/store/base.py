@@ -16,6 +16,11 @@ embedded default, and `redis_store.py`, shared by replicas) pass one contract su
    (the call may have happened; charging the upper bound keeps limits safe). Use for budgets
    (unit "usd_micros", "tokens") and rate limits ("requests", "tokens" on per-minute counters).
    Settling also appends the reservation's `meta` to the spend ledger (`ledger_range`).
+   A lease (`lease`) is a reservation a replica resizes over time: it reports what it spent from
+   the lease (moved into `used`, with the ledger entries of that spend, atomically), gives back room
+   it no longer needs, and asks for more, which the store grants only while the counters are far
+   from their limits (`LeaseUpdate.headroom`). Expired, it is swept like any reservation: charged
+   in full. `CounterState.leased` says how much of `reserved` is held by leases.
 3. An append-only, hash-chained audit log (`audit_append` / `audit_range` / `audit_head`).
 4. Cooldowns: deployment id -> until (epoch seconds), shared by every replica.
 5. `ping`, for readiness.
@@ -85,6 +90,8 @@ class CounterState:
     counter: str
     used: int
     reserved: int
+    # The part of `reserved` held by leases (room a replica may still hand out without asking).
+    leased: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,46 @@ class SettleResult:
     # Counter states after settlement, with the amount each was charged (same order as reserved).
     states: tuple[CounterState, ...] = ()
     charged: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseUpdate:
+    """One step of a lease: a reservation on `counters` that its holder resizes.
+
+    Amounts are per unit, in the order of `units` (every counter's unit is one of them). In order:
+    `spent` moves out of the lease into each counter's `used` (a spend larger than the lease charges
+    the difference to `used` alone, as a settlement above its reservation does) and `entries` go to
+    the ledger with it; `release` gives room back; then `want` more is granted per unit, at most
+    1/(headroom + 1) of each counter's room left (limit - used - reserved), so the rest of the room
+    stays with everyone else, and nothing at all if any unit's grant would fall below its
+    `min_grant`. `seq` numbers the updates of a lease from 1: an update whose `seq` was already
+    applied is not applied again (a retry after a lost reply). A lease held at zero is deleted.
+    """
+
+    lease_id: str
+    seq: int
+    counters: tuple[Charge, ...]  # name, unit, limit and counter expiry; `amount` is not used
+    units: tuple[str, ...]
+    spent: tuple[int, ...]
+    release: tuple[int, ...]
+    want: tuple[int, ...]
+    min_grant: tuple[int, ...]
+    expires_at: float
+    entries: tuple[LedgerAppend, ...] = ()
+    # The lease's meta: the ledger entry written if it expires and is swept.
+    meta: JsonDict | None = None
+    headroom: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseResult:
+    """`status`: "applied"; "repeat" (this `seq` was applied before: nothing done now, the lease as
+    it stands is returned); "gone" (expired and swept, or deleted: nothing was done)."""
+
+    status: str
+    held: tuple[int, ...] = ()  # per unit: what the lease holds now
+    granted: tuple[int, ...] = ()  # per unit: what this update added
+    states: tuple[CounterState, ...] = ()  # the counters after the update, in `counters` order
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +232,9 @@ class Store(Protocol):
         """Settle expired reservations at their reserved amounts; returns how many."""
 
     async def counters(self, names: Sequence[str], now: float) -> list[CounterState]: ...
+
+    async def lease(self, update: LeaseUpdate, now: float) -> LeaseResult:
+        """Apply one step of a lease atomically (see `LeaseUpdate`)."""
 
     async def ledger_range(self, since: float, until: float, limit: int = 100_000) -> list[LedgerEntry]: ...
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 # and its charges as JSON [[counter, amount, unit, limit or null, counter expiry in epoch seconds or null],
 # ...], stored as sent for settlement. Flat arguments rather than one JSON document: nothing is encoded
 # twice, and the bytes sent per reservation (a syscall's worth of the gateway's CPU) are halved.
-# Returns one {ok, refused index (1-based, 0 if ok), used1, reserved1, ...} per reservation.
+# Returns one {ok, refused index (1-based, 0 if ok), used1, reserved1, leased1, ...} per reservation.
 RESERVE_MANY = """
 local p = ARGV[1]
 local results = {}
@@ -24,10 +24,12 @@ for a = 2, #ARGV, 4 do
   local ch = cjson.decode(cj)
   local n = #ch
   local used, res = {}, {}
+  local leased = {}
   for i = 1, n do
-    local v = redis.call('HMGET', p .. 'c:' .. ch[i][1], 'u', 'r')
+    local v = redis.call('HMGET', p .. 'c:' .. ch[i][1], 'u', 'r', 'l')
     used[i] = tonumber(v[1] or '0')
     res[i] = tonumber(v[2] or '0')
+    leased[i] = tonumber(v[3] or '0')
   end
   local ok, idx = 1, 0
   local rkey = p .. 'r:' .. id
@@ -58,6 +60,7 @@ for a = 2, #ARGV, 4 do
   for i = 1, n do
     out[#out + 1] = used[i]
     out[#out + 1] = res[i]
+    out[#out + 1] = leased[i]
   end
   results[#results + 1] = out
 end
@@ -74,7 +77,8 @@ local results = {}
 for k, item in ipairs(items) do
   local id, actual, swept, now = item[1], item[2], item[3] == 1, item[4]
   local rkey = p .. 'r:' .. id
-  local data = redis.call('HMGET', rkey, 'c', 'm')
+  local data = redis.call('HMGET', rkey, 'c', 'm', 'k')
+  local lease = data[3] == '1'
   if not data[1] then
     results[k] = {0}
   else
@@ -88,6 +92,9 @@ for k, item in ipairs(items) do
       local key = p .. 'c:' .. name
       local u = redis.call('HINCRBY', key, 'u', string.format('%d', a))
       local r = redis.call('HINCRBY', key, 'r', string.format('%d', -amount))
+      if lease and amount ~= 0 and redis.call('HINCRBY', key, 'l', string.format('%d', -amount)) < 0 then
+        redis.call('HSET', key, 'l', '0')  -- a lease swept: its room is no longer leased
+      end
       if r < 0 then
         -- The counter was gone (or out of step): repair it, and give it back its expiry, which
         -- otherwise the reservation set when it created the counter.
@@ -114,6 +121,144 @@ for k, item in ipairs(items) do
       redis.call('ZADD', p .. 'ledger', now, entry)
     end
     results[k] = out
+  end
+end
+return results
+"""
+
+# Leases (see base.LeaseUpdate), group-committed like reservations. ARGV[1]: key prefix; then per
+# update: its spec as JSON [id, seq, record expiry, meta JSON or '', headroom, units, spent, release,
+# want, min_grant, counters [[name, unit index (1-based), limit or null, counter expiry or null], ...]],
+# the number n of its ledger entries, and 2n arguments (score, entry JSON) for ZADD.
+# The lease record has the reservations' shape (charges with the amount the lease holds on each
+# counter, meta), plus its last seq and k=1, so the sweeper charges an expired lease like any
+# reservation. Amounts are formatted with %d: cjson would print 14 significant digits.
+# Returns one {status (1 applied, 2 repeat, 0 gone), held per unit..., granted per unit...,
+# used1, reserved1, leased1, ...} per update.
+LEASE_MANY = """
+local p = ARGV[1]
+local null = cjson.null
+local results = {}
+local function num(x)
+  if x == null or x == nil then return 'null' end
+  if x == math.floor(x) then return string.format('%d', x) end
+  return string.format('%.17g', x)
+end
+local a = 2
+while a <= #ARGV do
+  local spec = cjson.decode(ARGV[a])
+  local n = tonumber(ARGV[a + 1])
+  local e1 = a + 2
+  a = e1 + 2 * n
+  local id, seq, expires, meta, headroom = spec[1], spec[2], spec[3], spec[4], spec[5]
+  local units, spent, release, want, mins, ch = spec[6], spec[7], spec[8], spec[9], spec[10], spec[11]
+  local nu, nc = #units, #ch
+  local rkey = p .. 'r:' .. id
+  local rec = redis.call('HMGET', rkey, 'c', 's')
+  local held, granted = {}, {}
+  for k = 1, nu do held[k] = 0; granted[k] = 0 end
+  local status = 1
+  if rec[1] then
+    for _, c in ipairs(cjson.decode(rec[1])) do
+      for k = 1, nu do
+        if units[k] == c[3] then held[k] = c[2] end
+      end
+    end
+    if seq <= tonumber(rec[2] or '0') then status = 2 end
+  elseif seq > 1 then
+    status = 0
+  end
+  if status == 0 then
+    results[#results + 1] = {0}
+  else
+    local u, r, l, fresh = {}, {}, {}, {}
+    for i = 1, nc do
+      local v = redis.call('HMGET', p .. 'c:' .. ch[i][1], 'u', 'r', 'l')
+      u[i], r[i], l[i] = tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0')
+      fresh[i] = not v[1] and not v[2]
+    end
+    if status == 1 then
+      -- Spent leaves the lease for `used`; released room leaves it; then the optional growth.
+      local du, dr = {}, {}
+      for k = 1, nu do
+        local from = math.min(spent[k], held[k])
+        local rel = math.max(0, math.min(release[k], held[k] - from))
+        held[k] = held[k] - from - rel
+        du[k], dr[k] = spent[k], -from - rel
+      end
+      local asked = false
+      for k = 1, nu do
+        granted[k] = want[k]
+        if want[k] > 0 then asked = true end
+      end
+      if asked then
+        for i = 1, nc do
+          local limit = ch[i][3]
+          if limit ~= null then
+            local k = ch[i][2]
+            local room = limit - (u[i] + du[k]) - (r[i] + dr[k])
+            local allowed = math.max(0, math.floor(room / (headroom + 1)))
+            if allowed < granted[k] then granted[k] = allowed end
+          end
+        end
+        for k = 1, nu do
+          if want[k] > 0 and granted[k] < mins[k] then asked = false end
+        end
+        if not asked then
+          for k = 1, nu do granted[k] = 0 end
+        end
+      end
+      for i = 1, nc do
+        local k = ch[i][2]
+        local key = p .. 'c:' .. ch[i][1]
+        local d = dr[k] + granted[k]
+        if du[k] ~= 0 then u[i] = redis.call('HINCRBY', key, 'u', string.format('%d', du[k])) end
+        if d ~= 0 then
+          r[i] = redis.call('HINCRBY', key, 'r', string.format('%d', d))
+          l[i] = redis.call('HINCRBY', key, 'l', string.format('%d', d))
+          if r[i] < 0 or l[i] < 0 then
+            -- The counter was gone (expired with its window) or out of step: repair it.
+            r[i], l[i] = math.max(0, r[i]), math.max(0, l[i])
+            redis.call('HSET', key, 'r', string.format('%d', r[i]), 'l', string.format('%d', l[i]))
+          end
+        end
+        if fresh[i] and (du[k] ~= 0 or d ~= 0) and ch[i][4] ~= null then
+          redis.call('PEXPIREAT', key, string.format('%d', math.floor(ch[i][4] * 1000)))
+        end
+      end
+      local total = 0
+      for k = 1, nu do
+        held[k] = held[k] + granted[k]
+        total = total + held[k]
+      end
+      if total == 0 then
+        redis.call('DEL', rkey)
+        redis.call('ZREM', p .. 'rexp', id)
+      else
+        local parts = {}
+        for i = 1, nc do
+          local k = ch[i][2]
+          parts[i] = '[' .. cjson.encode(ch[i][1]) .. ',' .. num(held[k]) .. ',' .. cjson.encode(units[k]) .. ','
+            .. num(ch[i][3]) .. ',' .. num(ch[i][4]) .. ']'
+        end
+        redis.call('HSET', rkey, 'c', '[' .. table.concat(parts, ',') .. ']', 'm', meta, 's', string.format('%d', seq),
+          'k', '1')
+        redis.call('ZADD', p .. 'rexp', num(expires), id)
+      end
+      local last = e1 + 2 * n - 1
+      for j = e1, last, 1000 do
+        redis.call('ZADD', p .. 'ledger', unpack(ARGV, j, math.min(j + 999, last)))
+      end
+    end
+    local out = {status}
+    for k = 1, nu do out[#out + 1] = held[k] end
+    for k = 1, nu do out[#out + 1] = granted[k] end
+    for i = 1, nc do
+      out[#out + 1] = u[i]
+      out[#out + 1] = r[i]
+      out[#out + 1] = l[i]
+    end
+    results[#results + 1] = out
   end
 end
 return results

@@ -25,6 +25,8 @@ from gateway.store.base import (
     CounterState,
     Doc,
     JsonDict,
+    LeaseResult,
+    LeaseUpdate,
     LedgerAppend,
     LedgerEntry,
     ReserveResult,
@@ -60,13 +62,16 @@ class RedisStore:
         )
         self._reserve_many: Any = self._client.register_script(lua.RESERVE_MANY)
         self._settle_many: Any = self._client.register_script(lua.SETTLE_MANY)
+        self._lease_many: Any = self._client.register_script(lua.LEASE_MANY)
         # The two hot scripts go over a lean pipelined connection (redis_wire.py) on plain redis://;
         # TLS and unix sockets (and `pipelined_scripts=False`) send them through redis-py too.
         self._wire = RedisWire(connect_url, timeout) if parts.scheme == "redis" and pipelined_scripts else None
         self._reserve_sha, self._settle_sha = script_sha(lua.RESERVE_MANY), script_sha(lua.SETTLE_MANY)
+        self._lease_sha = script_sha(lua.LEASE_MANY)
         # Reservations and settlements of concurrent requests share one script call each way.
         self._reservations: GroupCommit[_ReserveItem, list[Any]] = GroupCommit(self._run_reserves)
         self._settlements: GroupCommit[bytes, list[Any]] = GroupCommit(self._run_settles)
+        self._leases: GroupCommit[list[bytes | str], list[Any]] = GroupCommit(self._run_leases)
         self._doc_put: Any = self._client.register_script(lua.DOC_PUT)
         self._doc_delete: Any = self._client.register_script(lua.DOC_DELETE)
         self._audit_append: Any = self._client.register_script(lua.AUDIT_APPEND)
@@ -190,7 +195,8 @@ class RedisStore:
         item = (reservation_id, repr(expires_at), orjson.dumps(meta) if meta else b"", charges_json)
         out = await self._reservations.submit(item)
         states = tuple(
-            CounterState(c.counter, int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i, c in enumerate(charges)
+            CounterState(c.counter, int(out[2 + 3 * i]), int(out[3 + 3 * i]), int(out[4 + 3 * i]))
+            for i, c in enumerate(charges)
         )
         if out[0] == 1:
             return ReserveResult(True, states)
@@ -224,11 +230,31 @@ class RedisStore:
         async def fetch() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
             for name in names:
-                pipe.hmget(self._k("c", name), "u", "r")
+                pipe.hmget(self._k("c", name), "u", "r", "l")
             return list(await pipe.execute())
 
         rows = await self._call(fetch)
-        return [CounterState(n, int(r[0] or 0), int(r[1] or 0)) for n, r in zip(names, rows)]
+        return [CounterState(n, int(r[0] or 0), int(r[1] or 0), int(r[2] or 0)) for n, r in zip(names, rows)]
+
+    async def _run_leases(self, items: list[list[bytes | str]]) -> list[list[Any]]:
+        args: list[bytes | str] = [self._prefix]
+        for item in items:
+            args.extend(item)
+        return await self._script(self._lease_many, lua.LEASE_MANY, self._lease_sha, args)
+
+    async def lease(self, update: LeaseUpdate, now: float) -> LeaseResult:
+        units = {unit: i + 1 for i, unit in enumerate(update.units)}
+        spec = orjson.dumps([
+            update.lease_id, update.seq, update.expires_at, orjson.dumps(update.meta).decode() if update.meta else "",
+            update.headroom, update.units, update.spent, update.release, update.want, update.min_grant,
+            [[c.counter, units[c.unit], c.limit, c.expires_at] for c in update.counters],
+        ])
+        item: list[bytes | str] = [spec, str(len(update.entries))]
+        for rid, meta, charged, ts in update.entries:
+            item.append(repr(ts))
+            item.append(orjson.dumps({"ts": ts, "id": rid, "meta": meta, "charged": charged, "swept": False}))
+        out = await self._leases.submit(item)
+        return lease_result(out, update)
 
     async def ledger_range(self, since: float, until: float, limit: int = 100_000) -> list[LedgerEntry]:
         rows = await self._call(
@@ -296,6 +322,22 @@ class RedisStore:
             lambda: self._client.zrangebyscore(self._k("cool"), f"({now!r}", "+inf", withscores=True)
         )
         return {name.decode(): float(score) for name, score in rows}
+
+
+def lease_result(out: list[Any], update: LeaseUpdate) -> LeaseResult:
+    """The lease script's reply for one update as a `LeaseResult`."""
+    status = int(out[0])
+    if status == 0:
+        return LeaseResult("gone")
+    n = len(update.units)
+    held = tuple(int(x) for x in out[1 : 1 + n])
+    granted = tuple(int(x) for x in out[1 + n : 1 + 2 * n])
+    base = 1 + 2 * n
+    states = tuple(
+        CounterState(c.counter, int(out[base + 3 * i]), int(out[base + 3 * i + 1]), int(out[base + 3 * i + 2]))
+        for i, c in enumerate(update.counters)
+    )
+    return LeaseResult("applied" if status == 1 else "repeat", held, granted, states)
 
 
 def _record_dict(r: AuditRecord) -> JsonDict:

@@ -29,7 +29,7 @@ class WireError(Exception):
 
 
 def script_sha(script: str) -> str:
-    return hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
 def pack(args: tuple[bytes | str | int, ...]) -> bytes:

@@ -13,16 +13,19 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
+from gateway.store import sqlite_counters
 from gateway.store.base import (
     AuditRecord,
     Charge,
     CounterState,
     Doc,
     JsonDict,
+    LeaseResult,
+    LeaseUpdate,
     LedgerAppend,
     LedgerEntry,
     ReserveResult,
@@ -40,11 +43,6 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
   namespace TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, value BLOB NOT NULL,
   expires_at REAL, PRIMARY KEY (namespace, key));
-CREATE TABLE IF NOT EXISTS counters (
-  name TEXT PRIMARY KEY, used INTEGER NOT NULL, reserved INTEGER NOT NULL, expires_at REAL);
-CREATE TABLE IF NOT EXISTS reservations (
-  id TEXT PRIMARY KEY, charges BLOB NOT NULL, meta BLOB, expires_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS reservations_expiry ON reservations (expires_at);
 CREATE TABLE IF NOT EXISTS ledger (
   id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, reservation_id TEXT NOT NULL,
   meta BLOB NOT NULL, charged BLOB NOT NULL, swept INTEGER NOT NULL);
@@ -74,6 +72,7 @@ class SqliteStore:
         # Concurrent reservations (and settlements) share one transaction on the store's thread.
         self._reserves: GroupCommit[_ReserveArgs, ReserveResult] = GroupCommit(self._run_reserves)
         self._settles: GroupCommit[tuple[str, dict[str, int], float], SettleResult] = GroupCommit(self._run_settles)
+        self._leases: GroupCommit[tuple[LeaseUpdate, float], LeaseResult] = GroupCommit(self._run_leases)
 
     # ---- plumbing
 
@@ -85,7 +84,8 @@ class SqliteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=10000")
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + sqlite_counters.SCHEMA)
+            sqlite_counters.migrate(db)
             self._db = db
         return self._db
 
@@ -197,47 +197,10 @@ class SqliteStore:
 
         return await self._run(listing, write=False)
 
-    # ---- counters
-
-    @staticmethod
-    def _counter(db: sqlite3.Connection, name: str, now: float) -> tuple[int, int]:
-        row = db.execute("SELECT used, reserved, expires_at FROM counters WHERE name=?", (name,)).fetchone()
-        if row is None or (row[2] is not None and row[2] <= now):
-            return 0, 0
-        return row[0], row[1]
-
-    def _reserve_tx(
-        self,
-        db: sqlite3.Connection,
-        reservation_id: str,
-        charges: Sequence[Charge],
-        now: float,
-        expires_at: float,
-        meta: JsonDict | None,
-    ) -> ReserveResult:
-        current = [self._counter(db, c.counter, now) for c in charges]
-        if db.execute("SELECT 1 FROM reservations WHERE id=?", (reservation_id,)).fetchone():
-            states = tuple(CounterState(c.counter, u, r) for c, (u, r) in zip(charges, current, strict=True))
-            return ReserveResult(True, states)
-        for i, (charge, (used, reserved)) in enumerate(zip(charges, current, strict=True)):
-            if charge.limit is not None and used + reserved + charge.amount > charge.limit:
-                states = tuple(CounterState(c.counter, u, r) for c, (u, r) in zip(charges, current, strict=True))
-                return ReserveResult(False, states, i)
-        states_after = []
-        for charge, (used, reserved) in zip(charges, current, strict=True):
-            db.execute(
-                "INSERT OR REPLACE INTO counters (name, used, reserved, expires_at) VALUES (?,?,?,?)",
-                (charge.counter, used, reserved + charge.amount, charge.expires_at),
-            )
-            states_after.append(CounterState(charge.counter, used, reserved + charge.amount))
-        db.execute(
-            "INSERT INTO reservations (id, charges, meta, expires_at) VALUES (?,?,?,?)",
-            (reservation_id, _dump_charges(charges), orjson.dumps(meta) if meta else None, expires_at),
-        )
-        return ReserveResult(True, tuple(states_after))
+    # ---- counters (the transactions themselves are in sqlite_counters.py)
 
     async def _run_reserves(self, items: list[_ReserveArgs]) -> list[ReserveResult]:
-        return await self._run(lambda db: [self._reserve_tx(db, *item) for item in items])
+        return await self._run(lambda db: [sqlite_counters.reserve(db, *item) for item in items])
 
     async def reserve(
         self,
@@ -249,58 +212,23 @@ class SqliteStore:
     ) -> ReserveResult:
         return await self._reserves.submit((reservation_id, tuple(charges), now, expires_at, meta))
 
-    @classmethod
-    def _settle(
-        cls, db: sqlite3.Connection, reservation_id: str, actual: Mapping[str, int] | None, now: float
-    ) -> SettleResult:
-        row = db.execute("SELECT charges, meta FROM reservations WHERE id=?", (reservation_id,)).fetchone()
-        if row is None:
-            return SettleResult(False)
-        charges = _load_charges(row[0])
-        states: list[CounterState] = []
-        charged_list: list[int] = []
-        by_unit: dict[str, int] = {}
-        for charge in charges:
-            amount = charge.amount if actual is None else actual.get(charge.unit, charge.amount)
-            used, reserved = cls._counter(db, charge.counter, now)
-            used, reserved = used + amount, max(0, reserved - charge.amount)
-            db.execute(
-                "INSERT OR REPLACE INTO counters (name, used, reserved, expires_at) VALUES (?,?,?,?)",
-                (charge.counter, used, reserved, charge.expires_at),
-            )
-            states.append(CounterState(charge.counter, used, reserved))
-            charged_list.append(amount)
-            by_unit.setdefault(charge.unit, amount)
-        db.execute("DELETE FROM reservations WHERE id=?", (reservation_id,))
-        if row[1] is not None:
-            db.execute(
-                "INSERT INTO ledger (ts, reservation_id, meta, charged, swept) VALUES (?,?,?,?,?)",
-                (now, reservation_id, row[1], orjson.dumps(by_unit), int(actual is None)),
-            )
-        return SettleResult(True, tuple(states), tuple(charged_list))
-
     async def _run_settles(self, items: list[tuple[str, dict[str, int], float]]) -> list[SettleResult]:
-        return await self._run(lambda db: [self._settle(db, rid, actual, now) for rid, actual, now in items])
+        return await self._run(lambda db: [sqlite_counters.settle(db, rid, actual, now) for rid, actual, now in items])
 
     async def settle(self, reservation_id: str, actual: Mapping[str, int], now: float) -> SettleResult:
         return await self._settles.submit((reservation_id, dict(actual), now))
 
     async def sweep(self, now: float, limit: int = 100) -> int:
-        def sweep(db: sqlite3.Connection) -> int:
-            ids = [r[0] for r in db.execute(
-                "SELECT id FROM reservations WHERE expires_at <= ? ORDER BY expires_at LIMIT ?", (now, limit)
-            )]
-            for reservation_id in ids:
-                self._settle(db, reservation_id, None, now)
-            return len(ids)
-
-        return await self._run(sweep)
+        return await self._run(lambda db: sqlite_counters.sweep(db, now, limit))
 
     async def counters(self, names: Sequence[str], now: float) -> list[CounterState]:
-        def read(db: sqlite3.Connection) -> list[CounterState]:
-            return [CounterState(n, *self._counter(db, n, now)) for n in names]
+        return await self._run(lambda db: sqlite_counters.read(db, names, now), write=False)
 
-        return await self._run(read, write=False)
+    async def _run_leases(self, items: list[tuple[LeaseUpdate, float]]) -> list[LeaseResult]:
+        return await self._run(lambda db: [sqlite_counters.lease(db, u, now, _LEDGER_FROM_JSON) for u, now in items])
+
+    async def lease(self, update: LeaseUpdate, now: float) -> LeaseResult:
+        return await self._leases.submit((update, now))
 
     async def ledger_range(self, since: float, until: float, limit: int = 100_000) -> list[LedgerEntry]:
         def read(db: sqlite3.Connection) -> list[LedgerEntry]:
@@ -384,10 +312,3 @@ class SqliteStore:
 
         return await self._run(read, write=False)
 
-
-def _dump_charges(charges: Sequence[Charge]) -> bytes:
-    return orjson.dumps([[c.counter, c.amount, c.unit, c.limit, c.expires_at] for c in charges])
-
-
-def _load_charges(blob: Any) -> list[Charge]:
-    return [Charge(c[0], c[1], c[2], c[3], c[4]) for c in orjson.loads(blob)]
