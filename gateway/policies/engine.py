@@ -22,6 +22,7 @@ from gateway.config.cel import CelEnvironment, Condition, Needs
 from gateway.config.policies import ALL_PII_KINDS, PoliciesSection
 from gateway.context import ApiRequest
 from gateway.errors import PolicyViolation
+from gateway.policies.literals import Haystack
 from gateway.policies.loops import Loop, detect, history
 from gateway.policies.messages import message_texts, rewrite_messages
 from gateway.policies.pii import PiiDetector, replace
@@ -73,11 +74,11 @@ class PolicyEngine:
             self._check_max_tokens(request)
         rules = self._rules
         if rules.patterns_pre:
-            text: str | None = None
+            text: Haystack | None = None
             for pattern in rules.patterns_pre:
                 if pattern.scope.covers(principal, model):
-                    text = text if text is not None else "\n".join(message_texts(request.body.get("messages")))
-                    if pattern.regex.search(text):
+                    text = text or Haystack("\n".join(message_texts(request.body.get("messages"))))
+                    if pattern.found_in(text):
                         self._deny(request, pattern.name, pattern.message or "the request matches a denied pattern")
         pii, scope = self._pii, self._pii_scope
         if pii is not None and pii.requests and scope is not None and scope.covers(principal, model):
@@ -183,8 +184,10 @@ class PolicyEngine:
         self, request: ApiRequest, text: str, finish_reason: str, tool_names: list[str]
     ) -> bool:
         """Deny patterns and CEL rules over a whole response's text. True: a rule asks to redact it."""
+        haystack = Haystack(text) if self._rules.patterns_post else None
         for pattern in self._rules.patterns_post:
-            if pattern.scope.covers(request.principal, request.model) and pattern.regex.search(text):
+            assert haystack is not None
+            if pattern.scope.covers(request.principal, request.model) and pattern.found_in(haystack):
                 self._deny(request, pattern.name, pattern.message or "the response matches a denied pattern", "post_call")
         if not self._rules.cel_post:
             return False

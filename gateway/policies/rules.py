@@ -17,6 +17,7 @@ import orjson
 from gateway.config.cel import CelEnvironment, Condition, Needs
 from gateway.config.policies import DenyPattern, PoliciesSection, PolicyRule, Scope, ToolRule
 from gateway.config.runtime import Principal
+from gateway.policies.literals import Haystack, LiteralFilter
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,11 @@ class PatternRule:
     message: str
     scope: CompiledScope
     regex: re.Pattern[str]
+    # Rules out, with substring tests, most texts the regex cannot match (see literals.py).
+    literals: LiteralFilter
+
+    def found_in(self, haystack: Haystack) -> bool:
+        return self.literals.may_match(haystack) and self.regex.search(haystack.text) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +144,8 @@ def _cel_rule(rule: PolicyRule, env: CelEnvironment) -> CelRule:
 
 
 def _pattern_rule(rule: DenyPattern) -> PatternRule:
-    flags = re.IGNORECASE if rule.ignore_case else 0
-    return PatternRule(rule.name, rule.phase, rule.message, CompiledScope.of(rule.scope), re.compile(rule.pattern, flags))
+    regex = re.compile(rule.pattern, re.IGNORECASE if rule.ignore_case else 0)
+    return PatternRule(rule.name, rule.phase, rule.message, CompiledScope.of(rule.scope), regex, LiteralFilter(regex))
 
 
 def _tool_rule(rule: ToolRule, env: CelEnvironment) -> CompiledToolRule:
