@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from gateway.config.cel import CelEnvironment, Condition, Needs
+from gateway.config.cel import CelEnvironment, ConditionGroup, Needs
 from gateway.config.policies import ALL_PII_KINDS, PoliciesSection
 from gateway.context import ApiRequest
 from gateway.errors import PolicyViolation
@@ -26,7 +26,7 @@ from gateway.policies.literals import Haystack
 from gateway.policies.loops import Loop, detect, history
 from gateway.policies.messages import message_texts, rewrite_messages
 from gateway.policies.pii import PiiDetector, replace
-from gateway.policies.rules import CompiledScope, RuleSet, Verdict
+from gateway.policies.rules import CelRule, CompiledScope, RuleSet, Verdict
 from gateway.providers.base import ToolCall
 
 VERDICT = "lockgate.policy.verdict"
@@ -84,7 +84,7 @@ class PolicyEngine:
         if pii is not None and pii.requests and scope is not None and scope.covers(principal, model):
             self._pii_in_request(request, "pii", pii.action)
         if rules.cel_pre:
-            self._run_cel(request, rules.cel_pre, "pre_call", {}, rules.needs_pre)
+            self._run_cel(request, rules.cel_pre, "pre_call", {}, rules.needs_pre, rules.group_pre)
         return self._check_loops(request) if self._loops is not None else None
 
     def _check_loops(self, request: ApiRequest) -> Loop | None:
@@ -192,7 +192,8 @@ class PolicyEngine:
         if not self._rules.cel_post:
             return False
         facts = {"response": {"content": text, "finish_reason": finish_reason, "tool_names": tool_names}}
-        return self._run_cel(request, self._rules.cel_post, "post_call", facts, self._rules.needs_post)
+        rules = self._rules
+        return self._run_cel(request, rules.cel_post, "post_call", facts, rules.needs_post, rules.group_post)
 
     def redact_text(self, text: str) -> tuple[str, list[str]]:
         return self._detector.redact(text)
@@ -203,14 +204,14 @@ class PolicyEngine:
         """Deny raises; holds are returned; logs are recorded."""
         held: list[HeldCall] = []
         principal, model = request.principal, request.model
-        needs = self._rules.needs_tool
+        needs, group = self._rules.needs_tool, self._rules.group_tool
         for index, call in enumerate(calls):
             args = _parse_args(call.arguments)
-            bindings = _Bindings(self, request, "tool_call", _tool_facts(call, args), needs)
+            bindings = _Bindings(self, request, "tool_call", _tool_facts(call, args), needs, group)
             for rule in self._rules.tools:
                 if not rule.scope.covers(principal, model) or not rule.matches_call(call.name, args):
                     continue
-                if rule.condition is not None and not self._holds(request, rule.name, rule.condition, bindings):
+                if rule.slot >= 0 and not self._holds(request, rule.name, rule.slot, bindings):
                     continue
                 message = rule.message or f"the tool '{call.name}' is not allowed here"
                 if rule.action == "deny":
@@ -222,9 +223,7 @@ class PolicyEngine:
             for cel_rule in self._rules.cel_tool:
                 if not cel_rule.scope.covers(principal, model):
                     continue
-                if cel_rule.condition is not None and not self._holds(
-                    request, cel_rule.name, cel_rule.condition, bindings
-                ):
+                if cel_rule.slot >= 0 and not self._holds(request, cel_rule.name, cel_rule.slot, bindings):
                     continue
                 if cel_rule.action == "allow":
                     self._record(request, Verdict(cel_rule.name, "allow", "tool_call", call.name))
@@ -239,15 +238,16 @@ class PolicyEngine:
     # ------------------------------------------------------------------ shared
 
     def _run_cel(
-        self, request: ApiRequest, rules: Iterable[Any], phase: str, facts: dict[str, Any], needs: Needs
+        self, request: ApiRequest, rules: Iterable[CelRule], phase: str, facts: dict[str, Any], needs: Needs,
+        group: ConditionGroup,
     ) -> bool:
         """Run CEL rules in order; True when one asked to redact (post_call). `allow` stops the phase."""
-        bindings = _Bindings(self, request, phase, facts, needs)
+        bindings = _Bindings(self, request, phase, facts, needs, group)
         redact = False
         for rule in rules:
             if not rule.scope.covers(request.principal, request.model):
                 continue
-            if rule.condition is not None and not self._holds(request, rule.name, rule.condition, bindings):
+            if rule.slot >= 0 and not self._holds(request, rule.name, rule.slot, bindings):
                 continue
             action = rule.action
             if action == "deny":
@@ -261,9 +261,9 @@ class PolicyEngine:
             redact = redact or action == "redact"
         return redact
 
-    def _holds(self, request: ApiRequest, rule: str, condition: Condition, bindings: _Bindings) -> bool:
+    def _holds(self, request: ApiRequest, rule: str, slot: int, bindings: _Bindings) -> bool:
         # Always the CEL library: one evaluator, so a rule means exactly what CEL says it means.
-        result = condition.holds(bindings.activation())
+        result = bindings.results()[slot]
         if result is None:
             # A condition over a field the request lacks: the rule does not apply; say so on the trace.
             request.decide("lockgate.policy.error", rule=rule, reason="the condition could not be evaluated")
@@ -280,7 +280,7 @@ class PolicyEngine:
         for name in wanted:
             if name == "request":
                 fields, body = needs.request_fields, request.body
-                data[name] = body if fields is None else {f: body[f] for f in fields if f in body}
+                data[name] = body if fields is None else {f: needs.stand_in(f, body[f]) for f in fields if f in body}
             elif name == "model":
                 data[name] = request.model
             elif name == "key":
@@ -313,15 +313,27 @@ class PolicyEngine:
 
 
 class _Bindings:
-    """One phase's values and their CEL activation, built on first use (a phase whose rules are all
-    out of scope for the request builds neither)."""
+    """One phase's values, their CEL activation and its conditions' results, built on first use (a
+    phase whose rules are all out of scope for the request builds none of them). Every condition of
+    the phase is evaluated then, with one call: a rule reached later reads the result it would have
+    had, as the values are the same and CEL has no side effects."""
 
-    __slots__ = ("_activation", "_data", "_engine", "_extra", "_needs", "_phase", "_request")
+    __slots__ = ("_activation", "_data", "_engine", "_extra", "_group", "_needs", "_phase", "_request", "_results")
 
-    def __init__(self, engine: PolicyEngine, request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs):
+    def __init__(
+        self, engine: PolicyEngine, request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs,
+        group: ConditionGroup,
+    ):
         self._engine, self._request, self._phase, self._extra, self._needs = engine, request, phase, extra, needs
+        self._group = group
         self._data: dict[str, Any] | None = None
         self._activation: Any = None
+        self._results: list[bool | None] | None = None
+
+    def results(self) -> list[bool | None]:
+        if self._results is None:
+            self._results = self._group.results(self.activation())
+        return self._results
 
     def data(self) -> dict[str, Any]:
         if self._data is None:
