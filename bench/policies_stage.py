@@ -85,22 +85,33 @@ async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: 
     # Every request of the warm-up and of every round is a new one (conversations move on).
     prepared = exchanges(turn, stream, warm + rounds * requests, whole)
 
-    async def upstream(events: list[bytes]) -> AsyncIterator[bytes]:
-        for event in events:
-            yield event
+    async def upstream(events: list[bytes], summary: Summary) -> AsyncIterator[bytes]:
+        # As the OpenAI-compatible provider relays a stream: each chunk parsed once, for the summary,
+        # and the block's parsed events left on it for the policies (the same work with no rules).
+        for block in events:
+            parsed = []
+            for event in block.split(b"\n\n"):
+                if event.startswith(b"data: {"):
+                    chunk = orjson.loads(event[6:])
+                    summary.read_chunk(chunk)
+                    parsed.append((event + b"\n\n", chunk))
+            if len(parsed) == block.count(b"\n\n"):  # a block with [DONE] in it is parsed by the guard
+                summary.last_block, summary.last_events = block, parsed
+            yield block
 
     async def one(exchange: Exchange) -> None:
         raw = exchange.raw
         request = ApiRequest("bench", "chat", {}, orjson.loads(raw), raw, "gpt-4o", stream=stream,
                              principal=MASTER, session_id=exchange.session)
         assert await stage.before_call(request) is None
+        summary = Summary()
         if stream:
-            async for _ in stage.filter_stream(request, upstream(exchange.events), "d"):
+            async for _ in stage.filter_stream(request, upstream(exchange.events, summary), "d", summary):
                 pass
         else:
-            summary = Summary()
-            summary.read_completion(orjson.loads(exchange.completion))
-            await stage.after_json(request, JsonReply(exchange.completion, summary), "d")
+            parsed = orjson.loads(exchange.completion)
+            summary.read_completion(parsed)
+            await stage.after_json(request, JsonReply(exchange.completion, summary, parsed), "d")
 
     best = float("inf")
     for exchange in prepared[:warm]:

@@ -24,8 +24,8 @@ from gateway.context import ApiRequest
 from gateway.errors import PolicyViolation
 from gateway.policies.literals import Haystack
 from gateway.policies.loops import Loop, detect, history
-from gateway.policies.messages import message_texts, rewrite_messages
-from gateway.policies.pii import PiiDetector, replace
+from gateway.policies.messages import MessageTexts
+from gateway.policies.pii import PiiDetector
 from gateway.policies.rules import CelRule, CompiledScope, RuleSet, Verdict
 from gateway.providers.base import ToolCall
 
@@ -68,21 +68,32 @@ class PolicyEngine:
 
     def before_call(self, request: ApiRequest) -> Loop | None:
         """Refuses (raises) or rewrites the request; returns a loop that must be held for a human."""
+        body = request.body
+        try:
+            return self._before_call(request)
+        finally:
+            # Rules replace the body (clamp, redact, a loop note); it is encoded once, at the end.
+            if request.body is not body:
+                request.raw = orjson.dumps(request.body)
+
+    def _before_call(self, request: ApiRequest) -> Loop | None:
         principal, model = request.principal, request.model
         self._check_models(request)
         if self._max_tokens is not None:
             self._check_max_tokens(request)
         rules = self._rules
+        messages = request.body.get("messages")
+        texts = MessageTexts(messages) if isinstance(messages, list) else None
         if rules.patterns_pre:
-            text: Haystack | None = None
+            haystack: Haystack | None = None
             for pattern in rules.patterns_pre:
                 if pattern.scope.covers(principal, model):
-                    text = text or Haystack("\n".join(message_texts(request.body.get("messages"))))
-                    if pattern.found_in(text):
+                    haystack = haystack or Haystack(texts.joined() if texts is not None else "")
+                    if pattern.found_in(haystack):
                         self._deny(request, pattern.name, pattern.message or "the request matches a denied pattern")
         pii, scope = self._pii, self._pii_scope
         if pii is not None and pii.requests and scope is not None and scope.covers(principal, model):
-            self._pii_in_request(request, "pii", pii.action)
+            self._pii_in_request(request, "pii", pii.action, texts)
         if rules.cel_pre:
             self._run_cel(request, rules.cel_pre, "pre_call", {}, rules.needs_pre, rules.group_pre)
         return self._check_loops(request) if self._loops is not None else None
@@ -150,26 +161,25 @@ class PolicyEngine:
         self._replace_body(request, {**body, field: cap.limit})
         self._record(request, Verdict("max_tokens", "clamp", "pre_call", f"{field} set to {cap.limit}"))
 
-    def _pii_in_request(self, request: ApiRequest, rule: str, action: str) -> None:
+    def _pii_in_request(self, request: ApiRequest, rule: str, action: str, texts: MessageTexts | None = None) -> None:
         messages = request.body.get("messages")
         if not isinstance(messages, list):
             return
-        texts = list(message_texts(messages))
-        found = self._detector.find_each(texts)  # one scan of every text
-        kinds = sorted({m.kind for matches in found for m in matches})
-        if not kinds:
+        if texts is None or texts.messages is not messages:  # a CEL `redact` rule, after another rewrite
+            texts = MessageTexts(messages)
+        scans = self._detector.scan_each(texts.texts)
+        found = {i: scan for i, scan in enumerate(scans) if scan.matches}
+        if not found:
             return  # nothing to redact: the body is not rewritten nor re-encoded
+        kinds = sorted({m.kind for scan in found.values() for m in scan.matches})
         if action != "redact":
             if action == "deny":
                 self._deny(request, rule, f"the request contains personal data or secrets ({', '.join(kinds)})")
             self._record(request, Verdict(rule, action, "pre_call", ", ".join(kinds)))
             return
-        # `rewrite_messages` visits the texts in the order `message_texts` listed them.
-        pending = iter(found)
-        rewritten = rewrite_messages(messages, lambda text: replace(text, next(pending)))
-        if rewritten is not None:
-            self._replace_body(request, {**request.body, "messages": rewritten})
-            self._record(request, Verdict(rule, "redact", "pre_call", ", ".join(kinds)))
+        rewritten = texts.replaced({i: scan.redacted for i, scan in found.items()})
+        self._replace_body(request, {**request.body, "messages": rewritten})
+        self._record(request, Verdict(rule, "redact", "pre_call", ", ".join(kinds)))
 
     # ------------------------------------------------------------------ post_call
 
@@ -300,8 +310,7 @@ class PolicyEngine:
 
     @staticmethod
     def _replace_body(request: ApiRequest, body: dict[str, Any]) -> None:
-        request.body = body
-        request.raw = orjson.dumps(body)
+        request.body = body  # `before_call` encodes `request.raw` again once it is done
 
     @staticmethod
     def _record(request: ApiRequest, verdict: Verdict) -> None:

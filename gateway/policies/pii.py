@@ -74,6 +74,13 @@ class Match(NamedTuple):
     end: int
 
 
+class Scan(NamedTuple):
+    """What scanning one text found, and the text with it redacted (the text itself when nothing)."""
+
+    matches: tuple[Match, ...]
+    redacted: str
+
+
 # Cheap tests that rule a kind out before its (slower) pattern runs: most text has no '@', most has
 # no digit run shaped like a number of ours, almost none has a key prefix. Substring tests beat a
 # regex search for the key prefixes (an alternation of prefixes tries every position: ~1 us).
@@ -193,7 +200,7 @@ class PiiDetector:
     def __init__(self, kinds: Iterable[str]) -> None:
         wanted = set(kinds)
         # A request's texts, scanned: agents resend their conversation, so most texts come back.
-        self._seen: TextCache[tuple[Match, ...]] = TextCache()
+        self._seen: TextCache[Scan] = TextCache()
         self.kinds = tuple(k for k in _PATTERNS if k in wanted)
         digit_kinds = [k for k in _DIGIT_KINDS if k in wanted]
         # Passes in priority order; within a combined regex, alternation order is priority order.
@@ -227,20 +234,26 @@ class PiiDetector:
         return found
 
     def find_each(self, texts: list[str]) -> list[Sequence[Match]]:
-        """`find` over each text: texts scanned before from the cache, the others in one scan."""
+        """`find` over each text."""
+        return [scan.matches for scan in self.scan_each(texts)]
+
+    def scan_each(self, texts: list[str]) -> list[Scan]:
+        """Each text's matches and redaction: texts seen before from the cache, the others in one scan."""
         seen = self._seen
-        found: list[Sequence[Match]] = []
+        found: list[Scan] = []
         new: list[int] = []
         for i, text in enumerate(texts):
-            matches = seen.get(text)
-            if matches is None:
+            scan = seen.get(text)
+            if scan is None:
                 new.append(i)
-            found.append(matches or ())
+                scan = _NOTHING
+            found.append(scan)
         if new:
-            for i, scanned in zip(new, self._find_joined([texts[i] for i in new]), strict=True):
-                kept = tuple(scanned)
-                seen.put(texts[i], kept)
-                found[i] = kept
+            for i, matches in zip(new, self._find_joined([texts[i] for i in new]), strict=True):
+                text = texts[i]
+                scan = Scan(tuple(matches), replace(text, matches)) if matches else Scan((), text)
+                seen.put(text, scan)
+                found[i] = scan
         return found
 
     def _find_joined(self, texts: list[str]) -> list[list[Match]]:
@@ -269,6 +282,9 @@ class PiiDetector:
         if not matches:
             return text, []
         return replace(text, matches), [m.kind for m in matches]
+
+
+_NOTHING = Scan((), "")
 
 
 def replace(text: str, matches: Sequence[Match]) -> str:
