@@ -27,9 +27,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def spawn(args: list[str]) -> subprocess.Popen[bytes]:
-    """`python -m <args>`, quiet."""
-    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def spawn(args: list[str], tree: str | None = None) -> subprocess.Popen[bytes]:
+    """`python -m <args>`, quiet; `tree`: run the code of that checkout (`-m` puts the working
+    directory first on sys.path)."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=tree, env=env)
 
 
 def start(path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:

@@ -7,6 +7,10 @@ rules, two tool rules, loop detection). Drives each with the same closed-loop lo
 clients, JSON and streaming chat, interleaved rounds so drift hits both alike) and reports requests
 per second and the gateway's CPU time per request, each as a ratio to "none".
 
+`--compare PATH` adds "ten @compare": the same ten rules run by another checkout of the repository
+(`git worktree add /tmp/base <commit>`), so a change is measured against the code before it, in the
+same run.
+
 The requests are agent turns (`agent_turns.py`): each client resends its growing conversation with a
 new question in it, so a gateway never sees the same request twice (`--turn fixed`: the old body,
 one short conversation identical on every request).
@@ -82,12 +86,16 @@ async def run(args: argparse.Namespace) -> None:
     upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
     processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, policies in (("none", ""), ("ten rules", TEN_RULES)):
-            path = Path(tmp) / f"{name.replace(' ', '-')}.yaml"
-            path.write_text(config_text(upstream_url, str(Path(tmp) / f"{name.replace(' ', '-')}.db"), policies))
+        settings = [("none", "", None), ("ten rules", TEN_RULES, None)]
+        if args.compare:
+            settings.append(("ten @compare", TEN_RULES, str(Path(args.compare).resolve())))
+        for name, policies, tree in settings:
+            slug = name.replace(" ", "-").replace("@", "")
+            path = Path(tmp) / f"{slug}.yaml"
+            path.write_text(config_text(upstream_url, str(Path(tmp) / f"{slug}.db"), policies))
             port = free_port()
             processes[name] = (spawn(["gateway", "serve", "--config", str(path), "--port", str(port),
-                                      "--log-level", "warning"]), port)
+                                      "--log-level", "warning"], tree), port)
         try:
             for _, port in processes.values():
                 await wait_ready(port)
@@ -108,7 +116,7 @@ async def run(args: argparse.Namespace) -> None:
                 for name, values in rates.items():
                     mean = sum(values) / len(values)
                     per = sum(cpu[name]) / len(cpu[name])
-                    print(f"  {name:10s} {mean:8.0f} req/s (x{mean / base:5.3f})   gateway CPU {per * 1e6:6.0f} us/req"
+                    print(f"  {name:12s} {mean:8.0f} req/s (x{mean / base:5.3f})   gateway CPU {per * 1e6:6.0f} us/req"
                           f" (x{per / base_cpu:5.3f})")
         finally:
             everything = [process for process, _ in processes.values()] + [upstream]
@@ -120,6 +128,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--compare", metavar="PATH", help="also run the ten rules with this checkout's code")
     parser.add_argument("--turn", choices=("agent", "fixed"), default="agent",
                         help="agent: growing conversations, a new question each request; fixed: one body repeated")
     asyncio.run(run(parser.parse_args()))
