@@ -77,6 +77,11 @@ class HoldIndex:
         if not any(r[2] == session_id for r in self._recent):  # unless a newer hold here is being written
             self._sessions.discard(session_id)
 
+    async def may_hold_requests(self) -> bool:
+        """Whether any request may be held at all: if not, no fingerprint needs computing."""
+        await self._load()
+        return not self._complete or bool(self._requests)
+
     async def may_hold_request(self, fingerprint: str) -> bool:
         await self._load()
         return not self._complete or fingerprint in self._requests
