@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 from pathlib import Path
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
-from gateway.policies.loops import Step, detect
+from gateway.policies.loops import Step, detect, history
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import GatewayFactory
 from tests.policies.helpers import client, config, tool
@@ -105,10 +108,6 @@ def test_ping_pong_between_two_calls_counts_in_rounds() -> None:
 
 def eager_detect(messages: list[Any], window: int) -> tuple[str, int, tuple[str, ...], str] | None:
     """The detection as first written: every call's step built up front, results by digest."""
-    import hashlib  # noqa: PLC0415
-
-    import orjson  # noqa: PLC0415
-
     def canonical(arguments: Any) -> str:
         if isinstance(arguments, str):
             try:
@@ -153,10 +152,6 @@ def eager_detect(messages: list[Any], window: int) -> tuple[str, int, tuple[str,
 
 
 def test_reading_the_conversation_from_the_end_finds_the_same_loops() -> None:
-    import random  # noqa: PLC0415
-
-    from gateway.policies.loops import history  # noqa: PLC0415
-
     rng = random.Random("loops")
     arguments = ['{"q": 1, "p": 2}', '{"p":2,"q":1}', '{"q": 2}', "not json", None, {"q": 1}]
     contents: list[Any] = ["same", "same", "other", None, {"k": [1, 2]}, '{"k": [1, 2]}', "null"]
