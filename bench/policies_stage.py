@@ -68,7 +68,6 @@ def exchanges(turn: str, stream: bool, count: int, whole: bool) -> list[Exchange
             body = agent_body(client, request, stream)
             session = agent_headers(client, request)["x-lockgate-session-id"]
         events = [b"data: " + orjson.dumps(c) + b"\n\n" for c in build_chunks(body, "gpt-4o", False)]
-        events.append(b"data: [DONE]\n\n")
         prepared.append(Exchange(orjson.dumps(body), session, orjson.dumps(build_completion(body, "gpt-4o")),
                                  [b"".join(events)] if whole else events))
     return prepared
@@ -87,7 +86,8 @@ async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: 
 
     async def upstream(events: list[bytes], summary: Summary) -> AsyncIterator[bytes]:
         # As the OpenAI-compatible provider relays a stream: each chunk parsed once, for the summary,
-        # and the block's parsed events left on it for the policies (the same work with no rules).
+        # the block's parsed events left on it for the policies (the same work with no rules), and
+        # [DONE] sent on its own at the end.
         for block in events:
             parsed = []
             for event in block.split(b"\n\n"):
@@ -95,9 +95,11 @@ async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: 
                     chunk = orjson.loads(event[6:])
                     summary.read_chunk(chunk)
                     parsed.append((event + b"\n\n", chunk))
-            if len(parsed) == block.count(b"\n\n"):  # a block with [DONE] in it is parsed by the guard
-                summary.last_block, summary.last_events = block, parsed
-            yield block
+            if parsed:
+                data = b"".join(event for event, _ in parsed) if len(parsed) > 1 else parsed[0][0]
+                summary.last_block, summary.last_events = data, parsed
+                yield data
+        yield b"data: [DONE]\n\n"
 
     async def one(exchange: Exchange) -> None:
         raw = exchange.raw

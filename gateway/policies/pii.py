@@ -8,7 +8,7 @@ national ids (US SSN: area/group/serial rules), and API-key-shaped secrets. A ma
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from gateway.policies.text_cache import TextCache
@@ -87,8 +87,9 @@ class Scan(NamedTuple):
 _EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 _EMAIL = re.compile(f"(?P<email>{_PATTERNS['email']})")
 _DIGIT_KINDS = ("iban", "card", "national_id", "phone")
-# A pass: the matches of some kinds in a text, in order (a match's `lastgroup` names its kind).
-Pass = Callable[[str], Iterable["re.Match[str]"]]
+# A pass: the matches of some kinds in a text, in order (a match's `lastgroup` names its kind), those
+# starting before the given position only.
+Pass = Callable[[str, int], Iterable["re.Match[str]"]]
 
 # For each digit kind, text every match of it contains, as (its first character, the rest): a text
 # without any of them cannot match, so the kinds' combined pattern is not run on it. Derived by hand
@@ -125,24 +126,33 @@ def _necessary(kinds: Iterable[str], ascii_only: bool) -> re.Pattern[str]:
 
 
 def _secret_pass(regex: re.Pattern[str]) -> Pass:
-    def scan(text: str) -> Iterable[re.Match[str]]:
+    def scan(text: str, before: int) -> Iterable[re.Match[str]]:
         if (
             "sk-" in text or "AKIA" in text or "AIza" in text or "xox" in text or "glpat-" in text
             or "-----BEGIN" in text or ("gh" in text and "_" in text)
         ):
-            return regex.finditer(text)
+            return _starting_before(regex.finditer(text), before)
         return ()
 
     return scan
 
 
-def _email_pass(text: str) -> list[re.Match[str]]:
+def _starting_before(matches: Iterable[re.Match[str]], before: int) -> Iterator[re.Match[str]]:
+    """The matches starting before `before`: the search stops at the first one past it."""
+    for match in matches:
+        if match.start() >= before:
+            return
+        yield match
+
+
+def _email_pass(text: str, before: int) -> list[re.Match[str]]:
     """What `_EMAIL.finditer` finds, trying only where an '@' is: an address is anchored on it.
 
     The regex alone starts a match attempt at every word (~4 us a line); here each '@' is found
     with str.find, its local part walked back to its first character, and the regex matched there.
     A start further left is impossible (a non-local character, or the previous match's end), and
-    one further right fails like it (same '@', same domain), so the matches are the same.
+    one further right fails like it (same '@', same domain), so the matches are the same. Once a
+    start is at or past `before`, so is every later one ('@' is not a local-part character).
     """
     found: list[re.Match[str]] = []
     floor = 0
@@ -151,6 +161,8 @@ def _email_pass(text: str) -> list[re.Match[str]]:
         start = at
         while start > floor and text[start - 1] in _EMAIL_LOCAL:
             start -= 1
+        if start >= before:
+            break
         match = _EMAIL.match(text, start) if start < at else None
         if match is not None:
             found.append(match)
@@ -167,7 +179,7 @@ def _digits_pass(regex: re.Pattern[str], kinds: list[str]) -> Pass:
     ascii_check = _necessary(kinds, ascii_only=True).search
     unicode_check = _necessary(kinds, ascii_only=False).search
 
-    def scan(text: str) -> Iterable[re.Match[str]]:
+    def scan(text: str, before: int) -> Iterable[re.Match[str]]:
         """The kinds' matches, looked for only where the check found what they need.
 
         No pattern matches across a newline and a newline reads like the edge of the text to their
@@ -177,17 +189,15 @@ def _digits_pass(regex: re.Pattern[str], kinds: list[str]) -> Pass:
         """
         check = ascii_check if text.isascii() else unicode_check
         hit = check(text)
-        if hit is None:
-            return ()
         found: list[re.Match[str]] = []
-        while hit is not None:
+        while hit is not None and hit.start() - _LEAD < before:
             # From `_LEAD` before the line's first hit (no match can start earlier; the lookbehinds
             # still see the characters before) to the line's end.
             start = max(text.rfind("\n", 0, hit.start()) + 1, hit.start() - _LEAD)
             end = text.find("\n", hit.end())
             if end == -1:
                 end = len(text)
-            found.extend(regex.finditer(text, start, end))
+            found.extend(_starting_before(regex.finditer(text, start, end), before))
             hit = check(text, end)
         return found
 
@@ -214,10 +224,13 @@ class PiiDetector:
             # The leading lookahead lets most positions fail on one character test (20 us -> 8 us).
             self._passes.append(_digits_pass(re.compile(rf"(?=[\d(+]|[A-Z]{{2}}\d)(?:{combined})"), digit_kinds))
 
-    def find(self, text: str) -> list[Match]:
+    def find(self, text: str, before: int | None = None) -> list[Match]:
+        """The matches in `text`, in order; with `before`, only those starting before that position
+        (the same ones: a match is dropped for overlapping one that starts earlier, never later)."""
         found: list[Match] = []
+        end = len(text) if before is None else before
         for scan in self._passes:
-            for m in scan(text):
+            for m in scan(text, end):
                 kind = m.lastgroup
                 assert kind is not None
                 if _valid(kind, m.group()):
@@ -327,9 +340,11 @@ class StreamRedactor:
         if cut <= 0:
             self._pending = buffer
             return ""
-        # One scan of the buffer serves both the cut and the redaction of what is sent.
+        # One scan of the buffer serves both the cut and the redaction of what is sent: only matches
+        # starting before the cut count (a match straddling it moves it to its end, and the next
+        # match starts there or later), so the scan stops there.
         sent = []
-        for m in self._detector.find(buffer):
+        for m in self._detector.find(buffer, cut):
             if m.start >= cut:
                 break
             sent.append(m)

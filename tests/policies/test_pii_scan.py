@@ -15,7 +15,7 @@ import re
 import pytest
 
 from gateway.config.policies import ALL_PII_KINDS
-from gateway.policies.pii import _PATTERNS, Match, PiiDetector, _valid
+from gateway.policies.pii import _PATTERNS, LONGEST_MATCH, Match, PiiDetector, StreamRedactor, _valid, replace
 
 DIGIT_KINDS = ("iban", "card", "national_id", "phone")
 
@@ -88,3 +88,56 @@ def test_the_cached_joined_scan_finds_what_each_scan_finds() -> None:
         conversation.append(random_text(rng))
         texts = conversation[-rng.randint(1, 12):]
         assert [list(found) for found in detector.find_each(texts)] == [reference.find(t) for t in texts]
+
+
+def test_matches_starting_before_a_position_are_those_of_the_whole_scan() -> None:
+    rng = random.Random("pii-before")
+    detector = PiiDetector(ALL_PII_KINDS)
+    for _ in range(10_000):
+        text = random_text(rng)
+        before = rng.randint(0, len(text))
+        assert detector.find(text, before) == [m for m in detector.find(text) if m.start < before], (text, before)
+
+
+class ReferenceRedactor:
+    """`StreamRedactor` as first written, over the reference scan: hold back, cut, send whole matches."""
+
+    def __init__(self, reference: Reference) -> None:
+        self.reference, self.pending = reference, ""
+
+    def feed(self, text: str) -> str:
+        buffer = self.pending + text
+        cut = len(buffer) - LONGEST_MATCH
+        if cut <= 0:
+            self.pending = buffer
+            return ""
+        sent = []
+        for m in self.reference.find(buffer):
+            if m.start >= cut:
+                break
+            sent.append(m)
+            cut = max(cut, m.end)
+        self.pending = buffer[cut:]
+        return replace(buffer[:cut], sent)
+
+    def flush(self) -> str:
+        out = replace(self.pending, self.reference.find(self.pending))
+        self.pending = ""
+        return out
+
+
+def test_streamed_text_is_redacted_as_before_however_it_is_cut() -> None:
+    rng = random.Random("pii-stream")
+    detector, reference = PiiDetector(ALL_PII_KINDS), Reference(ALL_PII_KINDS)
+    for _ in range(1_500):
+        text = "".join(random_text(rng) for _ in range(rng.randint(1, 8)))
+        redactor, expected = StreamRedactor(detector), ReferenceRedactor(reference)
+        got, want, i = [], [], 0
+        while i < len(text):
+            piece = text[i : i + rng.randint(1, 30)]
+            i += len(piece)
+            got.append(redactor.feed(piece))
+            want.append(expected.feed(piece))
+        got.append(redactor.flush())
+        want.append(expected.flush())
+        assert got == want, text
