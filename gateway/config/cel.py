@@ -138,10 +138,17 @@ class Condition:
 
     def holds(self, activation: Any) -> bool | None:
         """True or false; None when evaluation failed (a missing field, a type mismatch)."""
-        # An error's value() is its message (a str), so one check covers errors and non-booleans
-        # (asking value.type() first cost ~1.5 us a rule).
-        result = self._expression.eval(activation).value()
-        return result if result is True or result is False else None
+        return _truth(self._expression.eval(activation).value())
+
+    def holds_for(self, data: Mapping[str, Any]) -> bool | None:
+        """`holds` over these values, without building an activation first (~0.7 us less)."""
+        return _truth(self._expression.eval(data=data).value())
+
+
+def _truth(result: Any) -> bool | None:
+    # An error's value() is its message (a str), so one check covers errors and non-booleans
+    # (asking value.type() first cost ~1.5 us a rule).
+    return result if result is True or result is False else None
 
 
 class ConditionGroup:
@@ -152,22 +159,27 @@ class ConditionGroup:
     condition is evaluated alone: the results are always those of evaluating each one by itself.
     """
 
-    __slots__ = ("_conditions", "_list")
+    __slots__ = ("_activation", "_conditions", "_list")
 
-    def __init__(self, conditions: Sequence[Condition], combined: Any) -> None:
+    def __init__(self, conditions: Sequence[Condition], combined: Any, activation: Any) -> None:
         self._conditions = tuple(conditions)
         self._list = combined
+        self._activation = activation
 
     def __len__(self) -> int:
         return len(self._conditions)
 
-    def results(self, activation: Any) -> list[bool | None]:
-        """Each condition's `holds`: true, false, or None when its evaluation failed."""
+    def results(self, data: Mapping[str, Any]) -> list[bool | None]:
+        """Each condition's `holds` over these values: true, false, or None when it failed."""
+        conditions = self._conditions
         if self._list is not None:
-            values = self._list.eval(activation).plain_value()
+            values = self._list.eval(data=data).plain_value()
             if isinstance(values, list):
                 return [v if v is True or v is False else None for v in values]
-        return [condition.holds(activation) for condition in self._conditions]
+        elif len(conditions) == 1:
+            return [conditions[0].holds_for(data)]
+        activation = self._activation(data)  # converted once for all of them
+        return [condition.holds(activation) for condition in conditions]
 
 
 class CelEnvironment:
@@ -192,13 +204,13 @@ class CelEnvironment:
         """The conditions as one list expression (each on lines of its own: a `//` comment in one
         ends with its line). Only a group of two or more is worth it."""
         if len(conditions) < 2:
-            return ConditionGroup(conditions, None)
+            return ConditionGroup(conditions, None, self._env.Activation)
         source = "[" + ",".join(f"(\n{c.source}\n)" for c in conditions) + "]"
         try:
             combined = self._env.compile(source)
         except RuntimeError:  # e.g. a nesting limit: evaluate them one by one
             combined = None
-        return ConditionGroup(conditions, combined)
+        return ConditionGroup(conditions, combined, self._env.Activation)
 
     def activation(self, data: Mapping[str, Any]) -> Any:
         """Bindings shared by every rule evaluated for one request and phase."""

@@ -217,7 +217,7 @@ class PolicyEngine:
         needs, group = self._rules.needs_tool, self._rules.group_tool
         for index, call in enumerate(calls):
             args = _parse_args(call.arguments)
-            bindings = _Bindings(self, request, "tool_call", _tool_facts(call, args), needs, group)
+            bindings = _Bindings(request, "tool_call", _tool_facts(call, args), needs, group)
             for rule in self._rules.tools:
                 if not rule.scope.covers(principal, model) or not rule.matches_call(call.name, args):
                     continue
@@ -252,7 +252,7 @@ class PolicyEngine:
         group: ConditionGroup,
     ) -> bool:
         """Run CEL rules in order; True when one asked to redact (post_call). `allow` stops the phase."""
-        bindings = _Bindings(self, request, phase, facts, needs, group)
+        bindings = _Bindings(request, phase, facts, needs, group)
         redact = False
         for rule in rules:
             if not rule.scope.covers(request.principal, request.model):
@@ -322,26 +322,24 @@ class PolicyEngine:
 
 
 class _Bindings:
-    """One phase's values, their CEL activation and its conditions' results, built on first use (a
+    """One phase's values and its conditions' results, computed on first use (a
     phase whose rules are all out of scope for the request builds none of them). Every condition of
     the phase is evaluated then, with one call: a rule reached later reads the result it would have
     had, as the values are the same and CEL has no side effects."""
 
-    __slots__ = ("_activation", "_data", "_engine", "_extra", "_group", "_needs", "_phase", "_request", "_results")
+    __slots__ = ("_data", "_extra", "_group", "_needs", "_phase", "_request", "_results")
 
     def __init__(
-        self, engine: PolicyEngine, request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs,
-        group: ConditionGroup,
+        self, request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs, group: ConditionGroup
     ):
-        self._engine, self._request, self._phase, self._extra, self._needs = engine, request, phase, extra, needs
+        self._request, self._phase, self._extra, self._needs = request, phase, extra, needs
         self._group = group
         self._data: dict[str, Any] | None = None
-        self._activation: Any = None
         self._results: list[bool | None] | None = None
 
     def results(self) -> list[bool | None]:
         if self._results is None:
-            self._results = self._group.results(self.activation())
+            self._results = self._group.results(self.data())
         return self._results
 
     def data(self) -> dict[str, Any]:
@@ -349,10 +347,6 @@ class _Bindings:
             self._data = PolicyEngine._bind(self._request, self._phase, self._extra, self._needs)
         return self._data
 
-    def activation(self) -> Any:
-        if self._activation is None:
-            self._activation = self._engine._env.activation(self.data())
-        return self._activation
 
 
 def _parse_args(arguments: str) -> dict[str, Any]:

@@ -55,13 +55,15 @@ def test_one_conditions_error_does_not_change_the_others_results() -> None:
     env = CelEnvironment()
     conditions = [env.compile("request.nope > 1"), env.compile("size(request.messages) > 1"), env.compile("request.n")]
     group = env.group(conditions)
-    activation = env.activation({"request": {"messages": [1, 2], "n": 3}})
-    assert group.results(activation) == [None, True, None] == [c.holds(activation) for c in conditions]
-    fine = env.activation({"request": {"messages": [1], "nope": 2, "n": True}})
-    assert group.results(fine) == [True, False, True] == [c.holds(fine) for c in conditions]
-    # One condition, or one with a `//` comment at its end, is still one condition each.
+    failing = {"request": {"messages": [1, 2], "n": 3}}
+    activation = env.activation(failing)
+    assert group.results(failing) == [None, True, None] == [c.holds(activation) for c in conditions]
+    fine = {"request": {"messages": [1], "nope": 2, "n": True}}
+    assert group.results(fine) == [True, False, True] == [c.holds(env.activation(fine)) for c in conditions]
+    # One with a `//` comment at its end is still one condition; a group of one is that condition.
     commented = env.group([env.compile("true // a comment"), env.compile("false")])
-    assert commented.results(activation) == [True, False]
+    assert commented.results(failing) == [True, False]
+    assert env.group(conditions[:1]).results(failing) == [None]
 
 
 def test_union_of_a_field_reader_and_a_whole_body_reader_binds_the_whole_body() -> None:
