@@ -106,38 +106,30 @@ class ResponseGuard:
                 else:
                     parsed = _parse_block(data)
                 block, last = _read_block(parsed, hold_tools)
-                for position, (event, parsed, tool) in enumerate(block):
-                    if parsed is None:
+                for position, (event, chunk, tool, finish, contents) in enumerate(block):
+                    if chunk is None:
                         out.append(event)  # [DONE], comments, the usage chunk, an error event
                         continue
-                    chunk: dict[str, Any] = parsed
-                    choices = chunk["choices"]
                     if tool:
                         calls.read_chunk(chunk)
                         held_events.append(event)
                         continue
-                    finish = None
                     modified = emptied = False
-                    for choice in choices:
-                        finish = finish or choice.get("finish_reason")
-                        delta = choice.get("delta")
-                        content = delta.get("content") if delta else None
-                        if isinstance(content, str) and content:
-                            index = choice.get("index", 0)
-                            parts = texts.get(index)
-                            if parts is None:
-                                parts = texts[index] = []
-                            parts.append(content)
-                            if redact:
-                                assert found is not None
-                                redactor = redactors.get(index) or redactors.setdefault(index, StreamRedactor(found[0]))
-                                if last.get(index) == position:
-                                    sent = delta["content"] = redactor.feed(content)
-                                else:
-                                    redactor.hold(content)
-                                    sent = delta["content"] = ""
-                                modified = True
-                                emptied = emptied or not sent
+                    for index, content, delta in contents:
+                        parts = texts.get(index)
+                        if parts is None:
+                            parts = texts[index] = []
+                        parts.append(content)
+                        if redact:
+                            assert found is not None
+                            redactor = redactors.get(index) or redactors.setdefault(index, StreamRedactor(found[0]))
+                            if last.get(index) == position:
+                                sent = delta["content"] = redactor.feed(content)
+                            else:
+                                redactor.hold(content)
+                                sent = delta["content"] = ""
+                            modified = True
+                            emptied = emptied or not sent
                     if finish is None:
                         if not modified:
                             out.append(event)
@@ -186,32 +178,35 @@ def _parse_block(data: bytes) -> list[tuple[bytes, Any]]:
     return [(event, orjson.loads(event[6:]) if event.startswith(b"data: {") else None) for event in _split(data)]
 
 
-def _read_block(
-    parsed: list[tuple[bytes, Any]], hold_tools: bool
-) -> tuple[list[tuple[bytes, Any, bool]], dict[int, int]]:
-    """The block's events: (bytes, the chunk if it has choices to check else None, tool-call delta?),
-    and for each choice the position of the last event carrying its text."""
-    block: list[tuple[bytes, Any, bool]] = []
+# One event of a block, read once: its bytes; its chunk (None: nothing to check, passed on as is);
+# whether it is a tool-call delta (held whole); its finish reason; and for each choice with text,
+# (the choice's index, the text, the delta holding it).
+_Event = tuple[bytes, Any, bool, Any, list[tuple[int, str, dict[str, Any]]]]
+
+
+def _read_block(parsed: list[tuple[bytes, Any]], hold_tools: bool) -> tuple[list[_Event], dict[int, int]]:
+    """The block's events, and for each choice the position of the last event carrying its text."""
+    block: list[_Event] = []
     last: dict[int, int] = {}
     for event, chunk in parsed:
         choices = chunk.get("choices") if chunk is not None else None
         if not choices or "error" in chunk:
-            block.append((event, None, False))
+            block.append((event, None, False, None, []))
             continue
-        tool = False
-        if hold_tools:
-            for choice in choices:
-                delta = choice.get("delta")
-                if delta and delta.get("tool_calls"):
-                    tool = True
-                    break
-        if not tool:  # a tool-call chunk is held whole: its text does not count
-            for choice in choices:
-                delta = choice.get("delta")
-                content = delta.get("content") if delta else None
-                if content and isinstance(content, str):
-                    last[choice.get("index", 0)] = len(block)
-        block.append((event, chunk, tool))
+        if hold_tools and any((choice.get("delta") or {}).get("tool_calls") for choice in choices):
+            block.append((event, chunk, True, None, []))  # a tool-call chunk is held whole: its text does not count
+            continue
+        finish = None
+        contents = []
+        for choice in choices:
+            finish = finish or choice.get("finish_reason")
+            delta = choice.get("delta")
+            content = delta.get("content") if delta else None
+            if isinstance(content, str) and content:
+                index = choice.get("index", 0)
+                contents.append((index, content, delta))
+                last[index] = len(block)
+        block.append((event, chunk, False, finish, contents))
     return block, last
 
 
