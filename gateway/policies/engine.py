@@ -82,13 +82,14 @@ class PolicyEngine:
         if self._max_tokens is not None:
             self._check_max_tokens(request)
         rules = self._rules
-        messages = request.body.get("messages")
-        texts = MessageTexts(messages) if isinstance(messages, list) else None
+        texts: MessageTexts | None = None  # read once, for deny patterns and PII, when one applies
         if rules.patterns_pre:
             haystack: Haystack | None = None
             for pattern in rules.patterns_pre:
                 if pattern.scope.covers(principal, model):
-                    haystack = haystack or Haystack(texts.joined() if texts is not None else "")
+                    if haystack is None:
+                        texts = _texts_of(request)
+                        haystack = Haystack(texts.joined() if texts is not None else "")
                     if pattern.found_in(haystack):
                         self._deny(request, pattern.name, pattern.message or "the request matches a denied pattern")
         pii, scope = self._pii, self._pii_scope
@@ -347,6 +348,11 @@ class _Bindings:
             self._data = PolicyEngine._bind(self._request, self._phase, self._extra, self._needs)
         return self._data
 
+
+
+def _texts_of(request: ApiRequest) -> MessageTexts | None:
+    messages = request.body.get("messages")
+    return MessageTexts(messages) if isinstance(messages, list) else None
 
 
 def _parse_args(arguments: str) -> dict[str, Any]:
