@@ -217,8 +217,8 @@ async def run_guard(stats: collections.Counter[str]) -> list[str]:
     from gateway.auth import MASTER
     from gateway.config import parse_config
     from gateway.context import ApiRequest
-    from gateway.policies.guard import ResponseGuard
     from gateway.policies.engine import PolicyEngine
+    from gateway.policies.guard import ResponseGuard
     from gateway.providers.base import Summary
 
     digests = []
@@ -233,7 +233,9 @@ async def run_guard(stats: collections.Counter[str]) -> list[str]:
                 request = ApiRequest("r", "chat", {}, {}, b"{}", "gpt-4o", stream=True, principal=MASTER)
                 summary = Summary()
 
-                async def upstream(blocks: list[list[bytes]] = blocks, summary: Summary = summary) -> AsyncIterator[bytes]:
+                async def upstream(
+                    blocks: list[list[bytes]] = blocks, summary: Summary = summary, with_parse: bool = with_parse
+                ) -> AsyncIterator[bytes]:
                     for block in blocks:
                         data = b"".join(block)
                         if with_parse and hasattr(summary, "last_block"):  # as the provider leaves them
