@@ -10,6 +10,7 @@ difference: what the rules cost, without the HTTP and routing work that makes th
 figure noisy on a shared machine.
 
     python bench/policies_stage.py [--requests 2000] [--rounds 7]
+    cd /tmp/base && PYTHONPATH=. python /path/to/this/bench/policies_stage.py   # another checkout's code
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from gateway.providers.fake import build_chunks, build_completion  # noqa: E402
 from gateway.store import open_store  # noqa: E402
 
 CLIENTS = 32  # interleaved like the end-to-end bench's concurrent clients
+# Whether the code measured reads the provider's parse (since the policies' cost work); the same
+# script then measures an older checkout too: `cd /tmp/base && PYTHONPATH=. python <this script>`.
+SHARES_PARSE = hasattr(Summary, "last_events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,8 @@ async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: 
                     parsed.append((event + b"\n\n", chunk))
             if parsed:
                 data = b"".join(event for event, _ in parsed) if len(parsed) > 1 else parsed[0][0]
-                summary.last_block, summary.last_events = data, parsed
+                if SHARES_PARSE:
+                    summary.last_block, summary.last_events = data, parsed
                 yield data
         yield b"data: [DONE]\n\n"
 
@@ -108,12 +113,14 @@ async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: 
         assert await stage.before_call(request) is None
         summary = Summary()
         if stream:
-            async for _ in stage.filter_stream(request, upstream(exchange.events, summary), "d", summary):
+            extra = (summary,) if SHARES_PARSE else ()
+            async for _ in stage.filter_stream(request, upstream(exchange.events, summary), "d", *extra):
                 pass
         else:
             parsed = orjson.loads(exchange.completion)
             summary.read_completion(parsed)
-            await stage.after_json(request, JsonReply(exchange.completion, summary, parsed), "d")
+            reply = JsonReply(exchange.completion, summary, *((parsed,) if SHARES_PARSE else ()))
+            await stage.after_json(request, reply, "d")
 
     best = float("inf")
     for exchange in prepared[:warm]:
@@ -131,7 +138,7 @@ async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: 
 
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{args.turn} turns")
+        print(f"{args.turn} turns, the code of {Path(sys.modules['gateway'].__file__ or '').parent.parent}")
     for name, stream, whole in (("json", False, False), ("stream, 1 event a block", True, False),
                                     ("stream, 1 block", True, True)):
             none = await measure("", stream, args.requests, args.rounds, tmp, whole, args.turn)
