@@ -115,6 +115,9 @@ class ResponseGuard:
                         held_events.append(event)
                         continue
                     modified = emptied = False
+                    # Most text chunks hold one choice whose delta is only its text: once the text is
+                    # held back nothing is left, without asking `_empty`.
+                    bare = len(contents) == 1 and len(chunk["choices"]) == 1 and len(contents[0][2]) == 1
                     for index, content, delta in contents:
                         parts = texts.get(index)
                         if parts is None:
@@ -133,7 +136,7 @@ class ResponseGuard:
                     if finish is None:
                         if not modified:
                             out.append(event)
-                        elif not (emptied and _empty(chunk)):  # all its text held back: nothing to send
+                        elif not (emptied and (bare or _empty(chunk))):  # all its text held back: nothing to send
                             out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
                         continue
                     # The finish chunk: release what was held back, after the checks.
