@@ -6,8 +6,9 @@ verbatim, which would make every per-message cache a hit), each simulated client
 of `TURNS` turns: turn t sends the shared system prompt, the t earlier exchanges (user question, a
 tool call, its result, the answer; with emails and phone numbers in them, as agents' traffic has)
 and a new question that names an email address. Every client's conversations are its own, and a new
-conversation starts after the last turn, so over a run ~4 of a request's messages are new (the last
-exchange and the new question) and the rest (~6 on average) were sent before.
+conversation starts after the last turn, so a request has 2 to 22 messages (12 on average), of which
+the last exchange and the new question are new (three texts, ~450 characters) and the rest were
+sent before.
 
 `fixed_body` is the old benchmark body (one system prompt and one user message, identical on every
 request), kept so figures can be compared with those measured before the agent turns.
