@@ -213,5 +213,5 @@ class CelEnvironment:
         return ConditionGroup(conditions, combined, self._env.Activation)
 
     def activation(self, data: Mapping[str, Any]) -> Any:
-        """Bindings shared by every rule evaluated for one request and phase."""
+        """An activation over these values: conditions evaluated one by one over it convert them once."""
         return self._env.Activation(data)

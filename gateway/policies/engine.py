@@ -323,10 +323,10 @@ class PolicyEngine:
 
 
 class _Bindings:
-    """One phase's values and its conditions' results, computed on first use (a
-    phase whose rules are all out of scope for the request builds none of them). Every condition of
-    the phase is evaluated then, with one call: a rule reached later reads the result it would have
-    had, as the values are the same and CEL has no side effects."""
+    """One phase's values and its conditions' results, computed on first use (a phase whose rules are
+    all out of scope for the request computes neither). Every condition of the phase is evaluated
+    then, with one call: a rule reached later reads the result it would have had, as the values are
+    the same and CEL has no side effects."""
 
     __slots__ = ("_data", "_extra", "_group", "_needs", "_phase", "_request", "_results")
 
@@ -347,7 +347,6 @@ class _Bindings:
         if self._data is None:
             self._data = PolicyEngine._bind(self._request, self._phase, self._extra, self._needs)
         return self._data
-
 
 
 def _texts_of(request: ApiRequest) -> MessageTexts | None:
