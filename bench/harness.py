@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def spawn(args: list[str]) -> subprocess.Popen[bytes]:
-    """`python -m <args>`, quiet."""
-    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def spawn(args: list[str], tree: str | None = None) -> subprocess.Popen[bytes]:
+    """`python -m <args>`, quiet; `tree`: run the code of that checkout (`-m` puts the working
+    directory first on sys.path)."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=tree, env=env)
 
 
 def start(path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
@@ -71,26 +75,40 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# A client's n-th request: (client number, n) -> (body, extra headers).
+Turn = Callable[[int, int], tuple[dict[str, Any], dict[str, str]]]
+
+
 async def closed_loop(
-    port: int, body: dict[str, Any], headers: dict[str, str], seconds: float, concurrency: int
+    port: int, body: dict[str, Any] | Turn, headers: dict[str, str], seconds: float, concurrency: int
 ) -> tuple[float, int]:
-    """Requests per second and the count, for `concurrency` clients posting chat completions."""
+    """Requests per second and the count, for `concurrency` clients posting chat completions.
+
+    `body` is the same body for every request, or a function giving each client's n-th request.
+    """
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     done = 0
     stop = time.perf_counter() + seconds
 
-    async def client(session: aiohttp.ClientSession) -> None:
+    async def client(session: aiohttp.ClientSession, number: int) -> None:
         nonlocal done
+        sent = 0
         while time.perf_counter() < stop:
-            async with session.post(url, json=body, headers=headers) as response:
-                payload = await response.read()
+            if callable(body):
+                payload, extra = body(number, sent)
+                sent += 1
+                request = session.post(url, json=payload, headers={**headers, **extra})
+            else:
+                request = session.post(url, json=body, headers=headers)
+            async with request as response:
+                answer = await response.read()
                 if response.status != 200:
-                    raise RuntimeError(f"status {response.status}: {payload[:300]!r}")
+                    raise RuntimeError(f"status {response.status}: {answer[:300]!r}")
             done += 1
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        await asyncio.gather(*(client(session, number) for number in range(concurrency)))
         return done / (time.perf_counter() - started), done
 
 

@@ -142,7 +142,7 @@ class Pipeline:
         end = _StreamEnd(routed, request, self._budgets, hold)
         events = self._relay(routed, end)
         if self._policies is not None:
-            events = self._policies.filter_stream(request, events, routed.deployment.id)
+            events = self._policies.filter_stream(request, events, routed.deployment.id, routed.reply.summary)
         return StreamResult(routed, events, end)
 
     def _answered(self, request: ApiRequest, reply: T) -> Routed[T]:

@@ -18,14 +18,15 @@ from typing import Any
 
 import orjson
 
-from gateway.config.cel import CelEnvironment, Condition, Needs
+from gateway.config.cel import CelEnvironment, ConditionGroup, Needs
 from gateway.config.policies import ALL_PII_KINDS, PoliciesSection
 from gateway.context import ApiRequest
 from gateway.errors import PolicyViolation
+from gateway.policies.literals import Haystack
 from gateway.policies.loops import Loop, detect, history
-from gateway.policies.messages import message_texts, rewrite_messages
-from gateway.policies.pii import PiiDetector, replace
-from gateway.policies.rules import CompiledScope, RuleSet, Verdict
+from gateway.policies.messages import MessageTexts
+from gateway.policies.pii import PiiDetector
+from gateway.policies.rules import CelRule, CompiledScope, RuleSet, Verdict
 from gateway.providers.base import ToolCall
 
 VERDICT = "lockgate.policy.verdict"
@@ -67,23 +68,35 @@ class PolicyEngine:
 
     def before_call(self, request: ApiRequest) -> Loop | None:
         """Refuses (raises) or rewrites the request; returns a loop that must be held for a human."""
+        body = request.body
+        try:
+            return self._before_call(request)
+        finally:
+            # Rules replace the body (clamp, redact, a loop note); it is encoded once, at the end.
+            if request.body is not body:
+                request.raw = orjson.dumps(request.body)
+
+    def _before_call(self, request: ApiRequest) -> Loop | None:
         principal, model = request.principal, request.model
         self._check_models(request)
         if self._max_tokens is not None:
             self._check_max_tokens(request)
         rules = self._rules
+        texts: MessageTexts | None = None  # read once, for deny patterns and PII, when one applies
         if rules.patterns_pre:
-            text: str | None = None
+            haystack: Haystack | None = None
             for pattern in rules.patterns_pre:
                 if pattern.scope.covers(principal, model):
-                    text = text if text is not None else "\n".join(message_texts(request.body.get("messages")))
-                    if pattern.regex.search(text):
+                    if haystack is None:
+                        texts = _texts_of(request)
+                        haystack = Haystack(texts.joined() if texts is not None else "")
+                    if pattern.found_in(haystack):
                         self._deny(request, pattern.name, pattern.message or "the request matches a denied pattern")
         pii, scope = self._pii, self._pii_scope
         if pii is not None and pii.requests and scope is not None and scope.covers(principal, model):
-            self._pii_in_request(request, "pii", pii.action)
+            self._pii_in_request(request, "pii", pii.action, texts)
         if rules.cel_pre:
-            self._run_cel(request, rules.cel_pre, "pre_call", {}, rules.needs_pre)
+            self._run_cel(request, rules.cel_pre, "pre_call", {}, rules.needs_pre, rules.group_pre)
         return self._check_loops(request) if self._loops is not None else None
 
     def _check_loops(self, request: ApiRequest) -> Loop | None:
@@ -149,26 +162,25 @@ class PolicyEngine:
         self._replace_body(request, {**body, field: cap.limit})
         self._record(request, Verdict("max_tokens", "clamp", "pre_call", f"{field} set to {cap.limit}"))
 
-    def _pii_in_request(self, request: ApiRequest, rule: str, action: str) -> None:
+    def _pii_in_request(self, request: ApiRequest, rule: str, action: str, texts: MessageTexts | None = None) -> None:
         messages = request.body.get("messages")
         if not isinstance(messages, list):
             return
-        texts = list(message_texts(messages))
-        found = self._detector.find_each(texts)  # one scan of every text
-        kinds = sorted({m.kind for matches in found for m in matches})
-        if not kinds:
+        if texts is None or texts.messages is not messages:  # a CEL `redact` rule, after another rewrite
+            texts = MessageTexts(messages)
+        scans = self._detector.scan_each(texts.texts)
+        found = {i: scan for i, scan in enumerate(scans) if scan.matches}
+        if not found:
             return  # nothing to redact: the body is not rewritten nor re-encoded
+        kinds = sorted({m.kind for scan in found.values() for m in scan.matches})
         if action != "redact":
             if action == "deny":
                 self._deny(request, rule, f"the request contains personal data or secrets ({', '.join(kinds)})")
             self._record(request, Verdict(rule, action, "pre_call", ", ".join(kinds)))
             return
-        # `rewrite_messages` visits the texts in the order `message_texts` listed them.
-        pending = iter(found)
-        rewritten = rewrite_messages(messages, lambda text: replace(text, next(pending)))
-        if rewritten is not None:
-            self._replace_body(request, {**request.body, "messages": rewritten})
-            self._record(request, Verdict(rule, "redact", "pre_call", ", ".join(kinds)))
+        rewritten = texts.replaced({i: scan.redacted for i, scan in found.items()})
+        self._replace_body(request, {**request.body, "messages": rewritten})
+        self._record(request, Verdict(rule, "redact", "pre_call", ", ".join(kinds)))
 
     # ------------------------------------------------------------------ post_call
 
@@ -183,13 +195,16 @@ class PolicyEngine:
         self, request: ApiRequest, text: str, finish_reason: str, tool_names: list[str]
     ) -> bool:
         """Deny patterns and CEL rules over a whole response's text. True: a rule asks to redact it."""
+        haystack = Haystack(text) if self._rules.patterns_post else None
         for pattern in self._rules.patterns_post:
-            if pattern.scope.covers(request.principal, request.model) and pattern.regex.search(text):
+            assert haystack is not None
+            if pattern.scope.covers(request.principal, request.model) and pattern.found_in(haystack):
                 self._deny(request, pattern.name, pattern.message or "the response matches a denied pattern", "post_call")
         if not self._rules.cel_post:
             return False
         facts = {"response": {"content": text, "finish_reason": finish_reason, "tool_names": tool_names}}
-        return self._run_cel(request, self._rules.cel_post, "post_call", facts, self._rules.needs_post)
+        rules = self._rules
+        return self._run_cel(request, rules.cel_post, "post_call", facts, rules.needs_post, rules.group_post)
 
     def redact_text(self, text: str) -> tuple[str, list[str]]:
         return self._detector.redact(text)
@@ -200,14 +215,14 @@ class PolicyEngine:
         """Deny raises; holds are returned; logs are recorded."""
         held: list[HeldCall] = []
         principal, model = request.principal, request.model
-        needs = self._rules.needs_tool
+        needs, group = self._rules.needs_tool, self._rules.group_tool
         for index, call in enumerate(calls):
             args = _parse_args(call.arguments)
-            bindings = _Bindings(self, request, "tool_call", _tool_facts(call, args), needs)
+            bindings = _Bindings(request, "tool_call", _tool_facts(call, args), needs, group)
             for rule in self._rules.tools:
                 if not rule.scope.covers(principal, model) or not rule.matches_call(call.name, args):
                     continue
-                if rule.condition is not None and not self._holds(request, rule.name, rule.condition, bindings):
+                if rule.slot >= 0 and not self._holds(request, rule.name, rule.slot, bindings):
                     continue
                 message = rule.message or f"the tool '{call.name}' is not allowed here"
                 if rule.action == "deny":
@@ -219,9 +234,7 @@ class PolicyEngine:
             for cel_rule in self._rules.cel_tool:
                 if not cel_rule.scope.covers(principal, model):
                     continue
-                if cel_rule.condition is not None and not self._holds(
-                    request, cel_rule.name, cel_rule.condition, bindings
-                ):
+                if cel_rule.slot >= 0 and not self._holds(request, cel_rule.name, cel_rule.slot, bindings):
                     continue
                 if cel_rule.action == "allow":
                     self._record(request, Verdict(cel_rule.name, "allow", "tool_call", call.name))
@@ -236,15 +249,16 @@ class PolicyEngine:
     # ------------------------------------------------------------------ shared
 
     def _run_cel(
-        self, request: ApiRequest, rules: Iterable[Any], phase: str, facts: dict[str, Any], needs: Needs
+        self, request: ApiRequest, rules: Iterable[CelRule], phase: str, facts: dict[str, Any], needs: Needs,
+        group: ConditionGroup,
     ) -> bool:
         """Run CEL rules in order; True when one asked to redact (post_call). `allow` stops the phase."""
-        bindings = _Bindings(self, request, phase, facts, needs)
+        bindings = _Bindings(request, phase, facts, needs, group)
         redact = False
         for rule in rules:
             if not rule.scope.covers(request.principal, request.model):
                 continue
-            if rule.condition is not None and not self._holds(request, rule.name, rule.condition, bindings):
+            if rule.slot >= 0 and not self._holds(request, rule.name, rule.slot, bindings):
                 continue
             action = rule.action
             if action == "deny":
@@ -258,9 +272,9 @@ class PolicyEngine:
             redact = redact or action == "redact"
         return redact
 
-    def _holds(self, request: ApiRequest, rule: str, condition: Condition, bindings: _Bindings) -> bool:
+    def _holds(self, request: ApiRequest, rule: str, slot: int, bindings: _Bindings) -> bool:
         # Always the CEL library: one evaluator, so a rule means exactly what CEL says it means.
-        result = condition.holds(bindings.activation())
+        result = bindings.results()[slot]
         if result is None:
             # A condition over a field the request lacks: the rule does not apply; say so on the trace.
             request.decide("lockgate.policy.error", rule=rule, reason="the condition could not be evaluated")
@@ -277,7 +291,7 @@ class PolicyEngine:
         for name in wanted:
             if name == "request":
                 fields, body = needs.request_fields, request.body
-                data[name] = body if fields is None else {f: body[f] for f in fields if f in body}
+                data[name] = body if fields is None else {f: needs.stand_in(f, body[f]) for f in fields if f in body}
             elif name == "model":
                 data[name] = request.model
             elif name == "key":
@@ -297,8 +311,7 @@ class PolicyEngine:
 
     @staticmethod
     def _replace_body(request: ApiRequest, body: dict[str, Any]) -> None:
-        request.body = body
-        request.raw = orjson.dumps(body)
+        request.body = body  # `before_call` encodes `request.raw` again once it is done
 
     @staticmethod
     def _record(request: ApiRequest, verdict: Verdict) -> None:
@@ -310,25 +323,35 @@ class PolicyEngine:
 
 
 class _Bindings:
-    """One phase's values and their CEL activation, built on first use (a phase whose rules are all
-    out of scope for the request builds neither)."""
+    """One phase's values and its conditions' results, computed on first use (a phase whose rules are
+    all out of scope for the request computes neither). Every condition of the phase is evaluated
+    then, with one call: a rule reached later reads the result it would have had, as the values are
+    the same and CEL has no side effects."""
 
-    __slots__ = ("_activation", "_data", "_engine", "_extra", "_needs", "_phase", "_request")
+    __slots__ = ("_data", "_extra", "_group", "_needs", "_phase", "_request", "_results")
 
-    def __init__(self, engine: PolicyEngine, request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs):
-        self._engine, self._request, self._phase, self._extra, self._needs = engine, request, phase, extra, needs
+    def __init__(
+        self, request: ApiRequest, phase: str, extra: dict[str, Any], needs: Needs, group: ConditionGroup
+    ):
+        self._request, self._phase, self._extra, self._needs = request, phase, extra, needs
+        self._group = group
         self._data: dict[str, Any] | None = None
-        self._activation: Any = None
+        self._results: list[bool | None] | None = None
+
+    def results(self) -> list[bool | None]:
+        if self._results is None:
+            self._results = self._group.results(self.data())
+        return self._results
 
     def data(self) -> dict[str, Any]:
         if self._data is None:
             self._data = PolicyEngine._bind(self._request, self._phase, self._extra, self._needs)
         return self._data
 
-    def activation(self) -> Any:
-        if self._activation is None:
-            self._activation = self._engine._env.activation(self.data())
-        return self._activation
+
+def _texts_of(request: ApiRequest) -> MessageTexts | None:
+    messages = request.body.get("messages")
+    return MessageTexts(messages) if isinstance(messages, list) else None
 
 
 def _parse_args(arguments: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Post-call and tool-call policies applied to a response, whole (JSON) or as it streams (SSE).
 
-JSON: the completion is parsed once, checked, rewritten only if a rule changed it.
+JSON: the completion is parsed once (by the provider, when it can share its parse), checked, and
+re-encoded only if a rule changed it.
 
 Streams: text deltas flow to the client as they arrive. When the response's PII rule redacts, each
 choice's text goes through a `StreamRedactor`, which holds back the last `LONGEST_MATCH` characters
@@ -23,7 +24,7 @@ from gateway.policies.engine import HeldCall, PolicyEngine
 from gateway.policies.messages import completion_text, rewrite_completion
 from gateway.policies.pii import StreamRedactor
 from gateway.policies.rules import Verdict
-from gateway.providers.base import Summary
+from gateway.providers.base import JsonReply, Summary
 
 # Given the held calls, every tool call and the text already sent, what the client gets instead.
 StreamHold = Callable[[ApiRequest, list[HeldCall], Summary, str], AsyncIterator[bytes]]
@@ -39,10 +40,12 @@ class ResponseGuard:
 
     # ------------------------------------------------------------------ JSON
 
-    def check_json(self, request: ApiRequest, body: bytes, summary: Summary) -> tuple[bytes, dict[str, Any], list[HeldCall]]:
+    def check_json(self, request: ApiRequest, reply: JsonReply) -> tuple[bytes, dict[str, Any], list[HeldCall]]:
         """The body to send (rewritten if a rule changed it), the parsed completion, and any holds."""
         engine = self._engine
-        completion: dict[str, Any] = orjson.loads(body)
+        body, summary = reply.body, reply.summary
+        # The provider's parse when it has one (it had to read usage and tool calls out of it).
+        completion: dict[str, Any] = reply.parsed if reply.parsed is not None else orjson.loads(body)
         changed = False
         found = engine.response_detector(request)
         if found is not None:
@@ -77,8 +80,10 @@ class ResponseGuard:
     # ------------------------------------------------------------------ streams
 
     async def filter_stream(
-        self, request: ApiRequest, events: AsyncIterator[bytes], on_hold: StreamHold
+        self, request: ApiRequest, events: AsyncIterator[bytes], on_hold: StreamHold, summary: Summary | None = None
     ) -> AsyncIterator[bytes]:
+        """`summary`: the provider's, whose `last_events` (the parsed chunks of the block it relayed
+        last) spare parsing every chunk a second time."""
         engine = self._engine
         found = engine.response_detector(request)
         redact = found is not None and found[1] == "redact"
@@ -96,43 +101,42 @@ class ResponseGuard:
                 # that arrived together leave together, so the text of a choice's earlier events in
                 # the block can ride in its last one at no cost in latency (one scan of the held-back
                 # window per event was most of a stream's policy cost).
-                block, last = _read_block(data, hold_tools)
-                for position, (event, parsed, tool) in enumerate(block):
-                    if parsed is None:
+                if summary is not None and data is summary.last_block:
+                    parsed = summary.last_events
+                else:
+                    parsed = _parse_block(data)
+                block, last = _read_block(parsed, hold_tools)
+                for position, (event, chunk, tool, finish, contents) in enumerate(block):
+                    if chunk is None:
                         out.append(event)  # [DONE], comments, the usage chunk, an error event
                         continue
-                    chunk: dict[str, Any] = parsed
-                    choices = chunk["choices"]
                     if tool:
                         calls.read_chunk(chunk)
                         held_events.append(event)
                         continue
-                    finish = None
                     modified = emptied = False
-                    for choice in choices:
-                        finish = finish or choice.get("finish_reason")
-                        delta = choice.get("delta")
-                        content = delta.get("content") if delta else None
-                        if isinstance(content, str) and content:
-                            index = choice.get("index", 0)
-                            parts = texts.get(index)
-                            if parts is None:
-                                parts = texts[index] = []
-                            parts.append(content)
-                            if redact:
-                                assert found is not None
-                                redactor = redactors.get(index) or redactors.setdefault(index, StreamRedactor(found[0]))
-                                if last.get(index) == position:
-                                    sent = delta["content"] = redactor.feed(content)
-                                else:
-                                    redactor.hold(content)
-                                    sent = delta["content"] = ""
-                                modified = True
-                                emptied = emptied or not sent
+                    # Most text chunks hold one choice whose delta is only its text: once the text is
+                    # held back nothing is left, without asking `_empty`.
+                    bare = len(contents) == 1 and len(chunk["choices"]) == 1 and len(contents[0][2]) == 1
+                    for index, content, delta in contents:
+                        parts = texts.get(index)
+                        if parts is None:
+                            parts = texts[index] = []
+                        parts.append(content)
+                        if redact:
+                            assert found is not None
+                            redactor = redactors.get(index) or redactors.setdefault(index, StreamRedactor(found[0]))
+                            if last.get(index) == position:
+                                sent = delta["content"] = redactor.feed(content)
+                            else:
+                                redactor.hold(content)
+                                sent = delta["content"] = ""
+                            modified = True
+                            emptied = emptied or not sent
                     if finish is None:
                         if not modified:
                             out.append(event)
-                        elif not (emptied and _empty(chunk)):  # all its text held back: nothing to send
+                        elif not (emptied and (bare or _empty(chunk))):  # all its text held back: nothing to send
                             out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
                         continue
                     # The finish chunk: release what was held back, after the checks.
@@ -172,26 +176,49 @@ class ResponseGuard:
                 await aclose()
 
 
-def _read_block(data: bytes, hold_tools: bool) -> tuple[list[tuple[bytes, Any, bool]], dict[int, int]]:
-    """The block's events: (bytes, the chunk if it has choices to check else None, tool-call delta?),
-    and for each choice the position of the last event carrying its text."""
-    block: list[tuple[bytes, Any, bool]] = []
+def _parse_block(data: bytes) -> list[tuple[bytes, Any]]:
+    """A block's events, each with its chunk when it is one (a JSON object), else None."""
+    return [(event, orjson.loads(event[6:]) if event.startswith(b"data: {") else None) for event in _split(data)]
+
+
+# One event of a block, read once: its bytes; its chunk (None: nothing to check, passed on as is);
+# whether it is a tool-call delta (held whole); its finish reason; and for each choice with text,
+# (the choice's index, the text, the delta holding it).
+_Event = tuple[bytes, Any, bool, Any, list[tuple[int, str, dict[str, Any]]]]
+
+
+def _read_block(parsed: list[tuple[bytes, Any]], hold_tools: bool) -> tuple[list[_Event], dict[int, int]]:
+    """The block's events, and for each choice the position of the last event carrying its text."""
+    block: list[_Event] = []
     last: dict[int, int] = {}
-    for event in _split(data):
-        chunk = orjson.loads(event[6:]) if event.startswith(b"data: {") else None
+    for event, chunk in parsed:
         choices = chunk.get("choices") if chunk is not None else None
-        if chunk is None or not choices or "error" in chunk:
-            block.append((event, None, False))
+        if not choices or "error" in chunk:
+            block.append((event, None, False, None, []))
             continue
-        tool = hold_tools and any((c.get("delta") or {}).get("tool_calls") for c in choices)
-        if not tool:  # a tool-call chunk is held whole: its text does not count
-            for choice in choices:
-                delta = choice.get("delta")
-                content = delta.get("content") if delta else None
-                if isinstance(content, str) and content:
-                    last[choice.get("index", 0)] = len(block)
-        block.append((event, chunk, tool))
+        if hold_tools and _has_tool_calls(choices):
+            block.append((event, chunk, True, None, []))  # a tool-call chunk is held whole: its text does not count
+            continue
+        finish = None
+        contents = []
+        for choice in choices:
+            finish = finish or choice.get("finish_reason")
+            delta = choice.get("delta")
+            content = delta.get("content") if delta else None
+            if isinstance(content, str) and content:
+                index = choice.get("index", 0)
+                contents.append((index, content, delta))
+                last[index] = len(block)
+        block.append((event, chunk, False, finish, contents))
     return block, last
+
+
+def _has_tool_calls(choices: list[Any]) -> bool:
+    for choice in choices:  # a loop: `any()` over a generator cost ~1 us an event
+        delta = choice.get("delta")
+        if delta and delta.get("tool_calls"):
+            return True
+    return False
 
 
 def _split(data: bytes) -> list[bytes]:
@@ -203,9 +230,11 @@ def _split(data: bytes) -> list[bytes]:
 def _empty(chunk: dict[str, Any]) -> bool:
     """A chunk left with nothing for the client (its text is held back by the redactor)."""
     for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        if any(v not in (None, "") for v in delta.values()) or choice.get("finish_reason"):
+        if choice.get("finish_reason"):
             return False
+        for value in (choice.get("delta") or {}).values():
+            if value is not None and value != "":
+                return False
     return True
 
 

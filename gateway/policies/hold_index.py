@@ -78,11 +78,25 @@ class HoldIndex:
             self._sessions.discard(session_id)
 
     async def may_hold_request(self, fingerprint: str) -> bool:
-        await self._load()
-        return not self._complete or fingerprint in self._requests
+        await self.refresh()
+        return self.lists_request(fingerprint)
 
     async def may_hold_session(self, session_id: str) -> bool:
+        await self.refresh()
+        return self.lists_session(session_id)
+
+    async def refresh(self) -> None:
+        """Read the listing again if it is older than `refresh` seconds; the `lists_*` use it."""
         await self._load()
+
+    def lists_requests(self) -> bool:
+        """Whether any request may be held at all: if not, no fingerprint needs computing."""
+        return not self._complete or bool(self._requests)
+
+    def lists_request(self, fingerprint: str) -> bool:
+        return not self._complete or fingerprint in self._requests
+
+    def lists_session(self, session_id: str) -> bool:
         return not self._complete or session_id in self._sessions
 
     async def _load(self) -> None:

@@ -99,13 +99,16 @@ class HoldDesk:
         The store is read only for a request or session the hold index lists (see `hold_index.py`).
         """
         index, approval = self.approvals.index, None
-        digest = fingerprint(request)
-        if await index.may_hold_request(digest):
-            approval = await self.approvals.for_request(digest)
+        await index.refresh()
+        # The fingerprint hashes the whole body (~3 us for an agent's 5 KB): only when it can help.
+        if index.lists_requests():
+            digest = fingerprint(request)
+            if index.lists_request(digest):
+                approval = await self.approvals.for_request(digest)
         if approval is not None and approval.value.get("kind") == "loop":
             approval = None  # a loop hold is re-found by `hold_loop`, not answered from a response
         session_id = request.session_id
-        if approval is None and session_id and await index.may_hold_session(session_id):
+        if approval is None and session_id and index.lists_session(session_id):
             approval = await self.approvals.for_session(session_id)
         if approval is not None:
             request.decide("lockgate.approval.reattach", approval_id=approval.id, status=approval.status)

@@ -12,7 +12,7 @@ The longer of the two is the loop's length; the engine escalates on it (note, ho
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import orjson
 class Step:
     tool: str
     arguments: str
-    # A digest of the tool's result; None while the call has no result in the conversation yet.
+    # The tool's result (see `_result_key`); None while the call has no result in the conversation yet.
     result: str | None
 
     def same_call(self, other: Step) -> bool:
@@ -51,48 +51,89 @@ class Loop:
         )
 
 
-def history(messages: Any, window: int) -> list[Step]:
-    """The conversation's tool calls, oldest first, at most the last `window`."""
-    if not isinstance(messages, list):
-        return []
-    calls: list[tuple[str, str, str]] = []  # (id, tool, canonical arguments)
-    results: dict[str, str] = {}
-    for message in messages:
-        if not isinstance(message, dict):
-            continue
-        role = message.get("role")
-        if role == "assistant":
-            for call in message.get("tool_calls") or ():
-                if isinstance(call, dict):
+class History:
+    """The conversation's tool calls, newest first, read from the end only as far as detection looks.
+
+    Detection walks back from the newest call and stops where the repetition does, nearly always
+    after two or three calls: reading the whole conversation and canonicalising every call's
+    arguments (a JSON parse and encode each) was most of the rule's cost for a long-running agent.
+    `at(k)` is the k-th newest call (0: the newest) within the last `window`, or None.
+
+    A call's result is the content of the last tool message with its id anywhere in the
+    conversation: walking back, the first one met after the call; only for a call with none after
+    it are the messages before it read (once) for one.
+    """
+
+    __slots__ = ("_before", "_messages", "_next", "_results", "_steps", "_window")
+
+    def __init__(self, messages: list[Any], window: int) -> None:
+        self._messages = messages
+        self._window = window
+        self._next = len(messages) - 1  # the next message to read, walking back
+        self._results: dict[str, Any] = {}  # tool_call_id -> content, from the messages read so far
+        self._before: dict[str, Any] | None = None  # the same for the messages not read yet
+        self._steps: list[Step] = []  # newest first
+
+    def at(self, k: int) -> Step | None:
+        steps, messages, results = self._steps, self._messages, self._results
+        while len(steps) <= k and len(steps) < self._window and self._next >= 0:
+            message = messages[self._next]
+            self._next -= 1
+            if not isinstance(message, dict):
+                continue
+            role = message.get("role")
+            if role == "tool":
+                results.setdefault(str(message.get("tool_call_id") or ""), message.get("content"))
+            elif role == "assistant" and message.get("tool_calls"):
+                calls = [call for call in message["tool_calls"] if isinstance(call, dict)]
+                for call in reversed(calls):
                     function = call.get("function") or {}
-                    calls.append((str(call.get("id") or ""), str(function.get("name") or ""),
-                                  _canonical(function.get("arguments"))))
-        elif role == "tool":
-            results[str(message.get("tool_call_id") or "")] = _digest(message.get("content"))
-    return [Step(tool, args, results.get(cid)) for cid, tool, args in calls[-window:]]
+                    steps.append(Step(str(function.get("name") or ""), _canonical(function.get("arguments")),
+                                      self._result(str(call.get("id") or ""))))
+        return steps[k] if k < len(steps) and k < self._window else None
+
+    def _result(self, call_id: str) -> str | None:
+        results = self._results
+        if call_id in results:
+            return _result_key(results[call_id])
+        if self._before is None:
+            self._before = {}
+            for message in self._messages[: self._next + 1]:
+                if isinstance(message, dict) and message.get("role") == "tool":
+                    self._before[str(message.get("tool_call_id") or "")] = message.get("content")
+        return _result_key(self._before[call_id]) if call_id in self._before else None
 
 
-def detect(steps: list[Step]) -> Loop | None:
-    """The longest loop ending at the newest call, if any call repeats at all."""
-    if len(steps) < 2:
+def history(messages: Any, window: int) -> History:
+    """The conversation's tool calls, at most the last `window` (read lazily, from the newest)."""
+    return History(messages if isinstance(messages, list) else [], window)
+
+
+def detect(steps: History | list[Step]) -> Loop | None:
+    """The longest loop ending at the newest call, if any call repeats at all (`steps` as a list:
+    oldest first)."""
+    at = steps.at if isinstance(steps, History) else _from_the_end(steps)
+    last, before = at(0), at(1)
+    if last is None or before is None:
         return None
-    last = steps[-1]
     run = 1
-    for step in reversed(steps[:-1]):
-        if not step.same_call(last):
-            break
+    while (step := at(run)) is not None and step.same_call(last):
         run += 1
     best = Loop("repeat", run, (last.tool,), last.arguments) if run > 1 else None
     # Ping-pong: period two, the two calls different.
-    a, b = steps[-1], steps[-2]
+    a, b = last, before
     if not a.same_call(b):
         length = 2
-        while length < len(steps) and steps[-1 - length].same_call(steps[-1 - (length % 2)]):
+        while (step := at(length)) is not None and step.same_call(a if length % 2 == 0 else b):
             length += 1
         rounds = length // 2
         if rounds > 1 and (best is None or rounds > best.length):
             best = Loop("ping_pong", rounds, (b.tool, a.tool), a.arguments)
     return best
+
+
+def _from_the_end(steps: list[Step]) -> Callable[[int], Step | None]:
+    return lambda k: steps[-1 - k] if k < len(steps) else None
 
 
 def _canonical(arguments: Any) -> str:
@@ -105,6 +146,8 @@ def _canonical(arguments: Any) -> str:
     return canonical
 
 
-def _digest(content: Any) -> str:
-    raw = content.encode() if isinstance(content, str) else orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+def _result_key(content: Any) -> str:
+    """A tool result, to compare with others: the text itself, or its JSON with sorted keys."""
+    if isinstance(content, str):
+        return content
+    return orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode()

@@ -6,55 +6,63 @@ changes and leaves the rest shared, so the caller re-encodes the body only when 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 Rewrite = Callable[[str], str]
 
 
-def message_texts(messages: Any) -> Iterator[str]:
-    """Every text in a `messages` array, in order."""
-    if not isinstance(messages, list):
-        return
-    for message in messages:
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            yield content
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    yield part["text"]
+class MessageTexts:
+    """A `messages` array's texts, found once, with where each one is (for rewriting a few of them).
 
+    The request-side rules (deny patterns, PII) read the same texts: one walk of the conversation
+    serves them all, and a redaction copies only the messages it changes.
+    """
 
-def rewrite_messages(messages: list[Any], rewrite: Rewrite) -> list[Any] | None:
-    """A copy of `messages` with every text rewritten; None when nothing changed."""
-    out: list[Any] = []
-    changed = False
-    for message in messages:
-        new = message
-        if isinstance(message, dict):
+    __slots__ = ("_joined", "messages", "places", "texts")
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages = messages
+        self.texts: list[str] = []
+        # Per text: its message's index, and its part's index in the content list (-1: the content).
+        self.places: list[tuple[int, int]] = []
+        self._joined: str | None = None
+        texts, places = self.texts, self.places
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict):
+                continue
             content = message.get("content")
             if isinstance(content, str):
-                text = rewrite(content)
-                if text != content:
-                    new = {**message, "content": text}
+                texts.append(content)
+                places.append((i, -1))
             elif isinstance(content, list):
-                parts = [_rewrite_part(p, rewrite) for p in content]
-                if any(a is not b for a, b in zip(parts, content, strict=True)):
-                    new = {**message, "content": parts}
-        changed = changed or new is not message
-        out.append(new)
-    return out if changed else None
+                for j, part in enumerate(content):
+                    if isinstance(part, dict) and isinstance(part.get("text"), str):
+                        texts.append(part["text"])
+                        places.append((i, j))
 
+    def joined(self) -> str:
+        """The texts joined by newlines (what deny patterns search)."""
+        if self._joined is None:
+            self._joined = "\n".join(self.texts)
+        return self._joined
 
-def _rewrite_part(part: Any, rewrite: Rewrite) -> Any:
-    if isinstance(part, dict) and isinstance(part.get("text"), str):
-        text = rewrite(part["text"])
-        if text != part["text"]:
-            return {**part, "text": text}
-    return part
+    def replaced(self, new: Mapping[int, str]) -> list[Any]:
+        """A copy of the messages with text number i replaced by `new[i]`; the others are shared."""
+        out = list(self.messages)
+        copied: set[int] = set()
+        for n, text in new.items():
+            i, j = self.places[n]
+            if i not in copied:
+                copied.add(i)
+                out[i] = {**out[i]}
+                if j >= 0:
+                    out[i]["content"] = list(out[i]["content"])
+            if j < 0:
+                out[i]["content"] = text
+            else:
+                out[i]["content"][j] = {**out[i]["content"][j], "text": text}
+        return out
 
 
 def completion_text(completion: dict[str, Any]) -> str:

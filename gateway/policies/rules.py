@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 
-from gateway.config.cel import CelEnvironment, Condition, Needs
-from gateway.config.policies import DenyPattern, PoliciesSection, PolicyRule, Scope, ToolRule
+from gateway.config.cel import CelEnvironment, Condition, ConditionGroup, Needs
+from gateway.config.policies import DenyPattern, PoliciesSection, Scope, ToolRule
 from gateway.config.runtime import Principal
+from gateway.policies.literals import Haystack, LiteralFilter
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ class CelRule:
     message: str
     scope: CompiledScope
     condition: Condition | None
+    # The condition's place in its phase's `ConditionGroup` (-1: no condition).
+    slot: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,11 @@ class PatternRule:
     message: str
     scope: CompiledScope
     regex: re.Pattern[str]
+    # Rules out, with substring tests, most texts the regex cannot match (see literals.py).
+    literals: LiteralFilter
+
+    def found_in(self, haystack: Haystack) -> bool:
+        return self.literals.may_match(haystack) and self.regex.search(haystack.text) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,7 @@ class CompiledToolRule:
     tool: re.Pattern[str]
     args: tuple[tuple[str, re.Pattern[str]], ...]
     condition: Condition | None
+    slot: int = -1
 
     def matches_call(self, name: str, args: dict[str, Any]) -> bool:
         """The tool name and the argument patterns; the CEL condition is checked by the engine."""
@@ -109,15 +118,34 @@ class RuleSet:
     needs_pre: Needs
     needs_post: Needs
     needs_tool: Needs
+    # Each phase's conditions, evaluated together (a rule's `slot` is its place in its group).
+    group_pre: ConditionGroup
+    group_post: ConditionGroup
+    group_tool: ConditionGroup
 
     @classmethod
     def compile(cls, section: PoliciesSection, env: CelEnvironment) -> RuleSet:
-        cel = [_cel_rule(r, env) for r in section.rules]
-        patterns = [_pattern_rule(p) for p in section.deny_patterns]
-        tools = tuple(_tool_rule(t, env) for t in section.tools)
+        groups: dict[str, list[Condition]] = {"pre_call": [], "post_call": [], "tool_call": []}
 
-        def needs(conditions: list[Condition | None]) -> Needs:
-            return Needs.union(c.needs for c in conditions if c is not None)
+        def slot(phase: str, condition: Condition | None) -> int:
+            if condition is None:
+                return -1
+            groups[phase].append(condition)
+            return len(groups[phase]) - 1
+
+        cel = []
+        for rule in section.rules:
+            condition = env.compile(rule.when) if rule.when else None
+            cel.append(CelRule(rule.name, rule.phase, rule.action, rule.message, CompiledScope.of(rule.scope),
+                               condition, slot(rule.phase, condition)))
+        patterns = [_pattern_rule(p) for p in section.deny_patterns]
+        tools = []
+        for tool in section.tools:
+            condition = env.compile(tool.when) if tool.when else None
+            tools.append(_tool_rule(tool, condition, slot("tool_call", condition)))
+
+        def needs(phase: str) -> Needs:
+            return Needs.union(c.needs for c in groups[phase])
 
         return cls(
             cel_pre=tuple(r for r in cel if r.phase == "pre_call"),
@@ -125,24 +153,22 @@ class RuleSet:
             cel_tool=tuple(r for r in cel if r.phase == "tool_call"),
             patterns_pre=tuple(p for p in patterns if p.phase == "pre_call"),
             patterns_post=tuple(p for p in patterns if p.phase == "post_call"),
-            tools=tools,
-            needs_pre=needs([r.condition for r in cel if r.phase == "pre_call"]),
-            needs_post=needs([r.condition for r in cel if r.phase == "post_call"]),
-            needs_tool=needs([r.condition for r in cel if r.phase == "tool_call"] + [t.condition for t in tools]),
+            tools=tuple(tools),
+            needs_pre=needs("pre_call"),
+            needs_post=needs("post_call"),
+            needs_tool=needs("tool_call"),
+            group_pre=env.group(groups["pre_call"]),
+            group_post=env.group(groups["post_call"]),
+            group_tool=env.group(groups["tool_call"]),
         )
 
 
-def _cel_rule(rule: PolicyRule, env: CelEnvironment) -> CelRule:
-    condition = env.compile(rule.when) if rule.when else None
-    return CelRule(rule.name, rule.phase, rule.action, rule.message, CompiledScope.of(rule.scope), condition)
-
-
 def _pattern_rule(rule: DenyPattern) -> PatternRule:
-    flags = re.IGNORECASE if rule.ignore_case else 0
-    return PatternRule(rule.name, rule.phase, rule.message, CompiledScope.of(rule.scope), re.compile(rule.pattern, flags))
+    regex = re.compile(rule.pattern, re.IGNORECASE if rule.ignore_case else 0)
+    return PatternRule(rule.name, rule.phase, rule.message, CompiledScope.of(rule.scope), regex, LiteralFilter(regex))
 
 
-def _tool_rule(rule: ToolRule, env: CelEnvironment) -> CompiledToolRule:
+def _tool_rule(rule: ToolRule, condition: Condition | None, slot: int) -> CompiledToolRule:
     return CompiledToolRule(
         name=rule.name,
         action=rule.action,
@@ -150,5 +176,6 @@ def _tool_rule(rule: ToolRule, env: CelEnvironment) -> CompiledToolRule:
         scope=CompiledScope.of(rule.scope),
         tool=re.compile(fnmatch.translate(rule.tool)),
         args=tuple((arg, re.compile(p)) for arg, p in rule.args_match.items()),
-        condition=env.compile(rule.when) if rule.when else None,
+        condition=condition,
+        slot=slot,
     )

@@ -109,7 +109,7 @@ class PolicyStage:
                 self._audit.record_since(request, seen)
 
     async def _after_json(self, request: ApiRequest, reply: JsonReply, deployment: str) -> JsonReply:
-        body, completion, held = self._guard.check_json(request, reply.body, reply.summary)
+        body, completion, held = self._guard.check_json(request, reply)
         if held:
             if self._desk is None:
                 raise _no_approvals(held[0])
@@ -122,8 +122,10 @@ class PolicyStage:
             reply = JsonReply(body, reply.summary)
         return reply
 
-    def filter_stream(self, request: ApiRequest, events: AsyncIterator[bytes], deployment: str) -> AsyncIterator[bytes]:
-        """post_call and tool_call on a stream, as it passes."""
+    def filter_stream(
+        self, request: ApiRequest, events: AsyncIterator[bytes], deployment: str, summary: Summary | None = None
+    ) -> AsyncIterator[bytes]:
+        """post_call and tool_call on a stream, as it passes (`summary`: the provider's, see the guard)."""
         if not self._inspects:
             return events
 
@@ -135,7 +137,7 @@ class PolicyStage:
             async for event in self._desk.answer_stream(request, approval, text_sent=True):
                 yield event
 
-        return self._audited(request, self._guard.filter_stream(request, events, on_hold))
+        return self._audited(request, self._guard.filter_stream(request, events, on_hold, summary))
 
     async def _audited(self, request: ApiRequest, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         seen = len(request.decisions)

@@ -51,6 +51,11 @@ class Summary:
     tool_calls: list[ToolCall] = field(default_factory=list)
     # Seconds from sending the request to the first content chunk (streams only).
     time_to_first_chunk: float | None = None
+    # Streams: the block of events relayed last, and its events with the chunks parsed from them
+    # (the upstream's own bytes, and the object read from each). Policies inspect these instead of
+    # parsing every chunk a second time; `last_block` lets them check it is the block in hand.
+    last_block: bytes | None = None
+    last_events: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
 
     def read_completion(self, body: dict[str, Any]) -> None:
         """Fill from a whole chat.completion object."""
@@ -108,6 +113,9 @@ class UpstreamCall:
 class JsonReply:
     body: bytes
     summary: Summary
+    # The body parsed, when the provider had to parse it anyway: policies read it instead of parsing
+    # it again (and may rewrite it in place; `body` stays the upstream's bytes).
+    parsed: dict[str, Any] | None = None
 
 
 class StreamReply(Protocol):

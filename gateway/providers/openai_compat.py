@@ -49,7 +49,7 @@ class OpenAICompatProvider:
         if not isinstance(parsed.get("choices"), list):
             raise UpstreamFailure("bad_response", "the response has no 'choices' list")
         summary.read_completion(parsed)
-        return JsonReply(body, summary)
+        return JsonReply(body, summary, parsed)
 
     async def embeddings(self, call: UpstreamCall) -> JsonReply:
         body = await self._post_json(call, "/embeddings", _forward_body(call))
@@ -172,6 +172,7 @@ class PassthroughStream:
                 if not chunk:
                     break
                 out = []
+                parsed = []
                 for data in decoder.feed(chunk):
                     if data == b"[DONE]":
                         continue  # sent by us once the stream is known to be complete
@@ -179,12 +180,16 @@ class PassthroughStream:
                     summary.read_chunk(event)
                     if strip_usage and not event.get("choices") and event.get("usage"):
                         continue  # the usage chunk we asked for on the client's behalf
-                    out.append(b"data: " + data + b"\n\n")
+                    line = b"data: " + data + b"\n\n"
+                    out.append(line)
+                    parsed.append((line, event))
                 if out:
                     if first:
                         summary.time_to_first_chunk = loop.time() - self._started
                         first = False
-                    yield b"".join(out) if len(out) > 1 else out[0]
+                    block = b"".join(out) if len(out) > 1 else out[0]
+                    summary.last_block, summary.last_events = block, parsed
+                    yield block
         except aiohttp.ClientError as exc:
             raise UpstreamFailure("stream_cut", f"the stream broke ({type(exc).__name__})") from None
         finally:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 from pathlib import Path
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
-from gateway.policies.loops import Step, detect
+from gateway.policies.loops import Step, detect, history
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import GatewayFactory
 from tests.policies.helpers import client, config, tool
@@ -101,3 +104,75 @@ def test_ping_pong_between_two_calls_counts_in_rounds() -> None:
     loop = detect([Step("start", "{}", "x"), a, b, a, b, a, b])
     assert loop is not None and (loop.kind, loop.length, loop.tools) == ("ping_pong", 3, ("read", "write"))
     assert "alternated 3 times" in loop.describe()
+
+
+def eager_detect(messages: list[Any], window: int) -> tuple[str, int, tuple[str, ...], str] | None:
+    """The detection as first written: every call's step built up front, results by digest."""
+    def canonical(arguments: Any) -> str:
+        if isinstance(arguments, str):
+            try:
+                arguments = orjson.loads(arguments)
+            except orjson.JSONDecodeError:
+                return str(arguments)
+        return orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
+
+    def digest(content: Any) -> str:
+        raw = content.encode() if isinstance(content, str) else orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+        return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+    calls, results = [], {}
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "assistant":
+            for call in message.get("tool_calls") or ():
+                if isinstance(call, dict):
+                    function = call.get("function") or {}
+                    calls.append((str(call.get("id") or ""), str(function.get("name") or ""),
+                                  canonical(function.get("arguments"))))
+        elif message.get("role") == "tool":
+            results[str(message.get("tool_call_id") or "")] = digest(message.get("content"))
+    steps = [Step(tool, args, results.get(cid)) for cid, tool, args in calls[-window:]]
+    if len(steps) < 2:
+        return None
+    last, run = steps[-1], 1
+    for step in reversed(steps[:-1]):
+        if not step.same_call(last):
+            break
+        run += 1
+    best = ("repeat", run, (last.tool,), last.arguments) if run > 1 else None
+    a, b = steps[-1], steps[-2]
+    if not a.same_call(b):
+        length = 2
+        while length < len(steps) and steps[-1 - length].same_call(steps[-1 - (length % 2)]):
+            length += 1
+        if length // 2 > 1 and (best is None or length // 2 > best[1]):
+            best = ("ping_pong", length // 2, (b.tool, a.tool), a.arguments)
+    return best
+
+
+def test_reading_the_conversation_from_the_end_finds_the_same_loops() -> None:
+    rng = random.Random("loops")
+    arguments = ['{"q": 1, "p": 2}', '{"p":2,"q":1}', '{"q": 2}', "not json", None, {"q": 1}]
+    contents: list[Any] = ["same", "same", "other", None, {"k": [1, 2]}, '{"k": [1, 2]}', "null"]
+    found = 0
+    for _ in range(3_000):
+        messages: list[Any] = [{"role": "user", "content": "go"}]
+        for _ in range(rng.randint(0, 14)):
+            kind = rng.random()
+            call_id = rng.choice(["c1", "c2", "c3", "", None])
+            if kind < 0.45:
+                calls = [{"id": rng.choice(["c1", "c2", "c3", "", None]), "type": "function",
+                          "function": {"name": rng.choice(["a", "b"]), "arguments": rng.choice(arguments)}}
+                         for _ in range(rng.choice([1, 1, 1, 2]))]
+                messages.append({"role": "assistant", "content": None, "tool_calls": calls})
+            elif kind < 0.9:
+                messages.append({"role": "tool", "tool_call_id": call_id, "content": rng.choice(contents)})
+            else:
+                messages.append(rng.choice(["junk", {"role": "user", "content": "more"}]))
+        window = rng.randint(4, 10)
+        loop = detect(history(messages, window))
+        got = None if loop is None else (loop.kind, loop.length, loop.tools, loop.arguments)
+        assert got == eager_detect(messages, window), messages
+        found += got is not None
+    assert found > 100  # loops did come up

@@ -87,8 +87,11 @@ def test_emails_are_found_from_their_at_sign(text: str, expected: str) -> None:
 def test_one_scan_of_all_texts_finds_what_a_scan_of_each_finds() -> None:
     detector = PiiDetector(ALL_PII_KINDS)
     texts = ["call +1 415-555-0132", "", "4111 1111 1111 1111\nbob@example.com", "12", "3-45-6789 sk-", "none"]
-    assert detector.find_each(texts) == [detector.find(t) for t in texts]
+    assert [list(found) for found in detector.find_each(texts)] == [detector.find(t) for t in texts]
     assert [len(found) for found in detector.find_each(texts)] == [1, 0, 2, 0, 0, 0]
+    # The second time every text comes from the cache, with the same matches; new texts are scanned.
+    again = [*texts, "bob@example.com again"]
+    assert [list(found) for found in detector.find_each(again)] == [detector.find(t) for t in again]
 
 
 def test_request_pii_in_every_message_and_part_is_redacted(
