@@ -11,6 +11,12 @@ second and the gateway's CPU time per request, each as a ratio to "off" (target:
 
 `--compare PATH` adds "tracing+metrics" run from another checkout of the repository (`git worktree
 add /tmp/base HEAD`), so a change to tracing is measured against the code before it, in the same run.
+
+`--together` loads every setting's gateway at the same time, all pinned to the same CPU, so each
+gets an equal share of it (the kernel's fair scheduler) and the machine's drift (this VM's speed moves
+by ±20% from one second to the next, bench/README.md) hits every setting at the same instant: the
+ratio of their throughputs is then the ratio of how much each does with the same CPU, with most of
+the noise gone. Sequential rounds (the default) measure each gateway with the core to itself.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +68,8 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--compare", metavar="PATH", help="also run tracing+metrics from this checkout")
     parser.add_argument("--only", help="comma-separated settings to run (off is always run)")
+    parser.add_argument("--together", action="store_true",
+                        help="load all gateways at once on one shared CPU (drift cancels)")
     args = parser.parse_args()
     settings = dict(SETTINGS)
     if args.only:
@@ -113,17 +122,27 @@ def main() -> None:
                 cpu: dict[str, list[float]] = {name: [] for name in settings}
                 for name, (_, port) in gateways.items():  # warm-up
                     run_wrk(Target(name, f"http://127.0.0.1:{port}/v1", KEY), bodies[kind], args.concurrency, 1, load_cpus)
+                def measure(name: str, process: subprocess.Popen[bytes], port: int) -> None:
+                    target = Target(name, f"http://127.0.0.1:{port}/v1", KEY)
+                    before = cpu_seconds(process.pid)
+                    cell = run_wrk(target, bodies[kind], args.concurrency, args.seconds, load_cpus)
+                    rates[name].append(cell["rps"])
+                    cpu[name].append((cpu_seconds(process.pid) - before) / max(cell["requests"], 1))
+
                 for _ in range(args.rounds):
-                    for name, (process, port) in gateways.items():
-                        target = Target(name, f"http://127.0.0.1:{port}/v1", KEY)
-                        before = cpu_seconds(process.pid)
-                        cell = run_wrk(target, bodies[kind], args.concurrency, args.seconds, load_cpus)
-                        rates[name].append(cell["rps"])
-                        cpu[name].append((cpu_seconds(process.pid) - before) / max(cell["requests"], 1))
+                    if args.together:
+                        with ThreadPoolExecutor(len(gateways)) as pool:
+                            for done in [pool.submit(measure, name, process, port)
+                                         for name, (process, port) in gateways.items()]:
+                                done.result()
+                    else:
+                        for name, (process, port) in gateways.items():
+                            measure(name, process, port)
                 results[kind] = {"rps": [], "cpu": []}
                 base_rps = sum(rates["off"]) / len(rates["off"])
                 base_cpu = sum(cpu["off"]) / len(cpu["off"])
-                print(f"\n{kind} chat, concurrency {args.concurrency}, {args.rounds} x {args.seconds:g} s:")
+                how = "all gateways loaded together on one CPU" if args.together else "one gateway at a time"
+                print(f"\n{kind} chat, concurrency {args.concurrency}, {args.rounds} x {args.seconds:g} s, {how}:")
                 for name in settings:
                     rps = sum(rates[name]) / len(rates[name])
                     per = sum(cpu[name]) / len(cpu[name])

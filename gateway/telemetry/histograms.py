@@ -47,27 +47,41 @@ class _Series:
 
 
 class LeanHistogram:
-    def __init__(self, name: str, unit: str, description: str, boundaries: Sequence[float]) -> None:
+    def __init__(
+        self, name: str, unit: str, description: str, boundaries: Sequence[float], lock: threading.Lock
+    ) -> None:
         self.name, self.unit, self.description = name, unit, description
         self._bounds = tuple(boundaries)
         self._series: dict[tuple[Any, ...], _Series] = {}
-        # Recording happens on the event loop, collection on an exporter thread: the lock keeps a
-        # series' count, sum and buckets consistent with each other in what is exported.
-        self._lock = threading.Lock()
+        # Recording happens on the event loop, collection on an exporter thread: the lock (one for
+        # all of an app's histograms) keeps a series' count, sum and buckets consistent in what is exported.
+        self._lock = lock
 
     def record(self, key: tuple[Any, ...], attributes: Callable[[], Attrs], value: float) -> None:
         """Add `value` to the series `key`; `attributes` builds its attribute set the first time only."""
         with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = _Series(attributes(), len(self._bounds) + 1)
-            series.counts[bisect_left(self._bounds, value)] += 1
-            series.total += value
-            series.count += 1
-            if value < series.low:
-                series.low = value
-            if value > series.high:
-                series.high = value
+            self.add(self._get(key, attributes), value)
+
+    def series(self, key: tuple[Any, ...], attributes: Callable[[], Attrs]) -> _Series:
+        """The series `key` (made now if new), for a caller that keeps it and `add`s to it later."""
+        with self._lock:
+            return self._get(key, attributes)
+
+    def _get(self, key: tuple[Any, ...], attributes: Callable[[], Attrs]) -> _Series:
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(attributes(), len(self._bounds) + 1)
+        return series
+
+    def add(self, series: _Series, value: float) -> None:
+        """Add `value` to one of this histogram's series; the caller holds the histograms' lock."""
+        series.counts[bisect_left(self._bounds, value)] += 1
+        series.total += value
+        series.count += 1
+        if value < series.low:
+            series.low = value
+        if value > series.high:
+            series.high = value
 
     def metric(self, start_ns: int, now_ns: int) -> Metric | None:
         with self._lock:
@@ -92,9 +106,11 @@ class LeanHistograms:
         self._scope = scope
         self._started = time.time_ns()
         self._all: list[LeanHistogram] = []
+        # One lock for all: a request's records into several histograms take it once (GatewayMetrics).
+        self.lock = threading.Lock()
 
     def create(self, name: str, unit: str, description: str, boundaries: Sequence[float]) -> LeanHistogram:
-        histogram = LeanHistogram(name, unit, description, boundaries)
+        histogram = LeanHistogram(name, unit, description, boundaries, self.lock)
         self._all.append(histogram)
         return histogram
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -24,7 +25,7 @@ from gateway.context import ApiRequest, Attempt, Decision
 from gateway.telemetry import decision_metrics
 from gateway.telemetry import semconv as sc
 from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type, time_to_first_chunk
-from gateway.telemetry.histograms import LeanHistograms
+from gateway.telemetry.histograms import LeanHistograms, _Series
 from gateway.telemetry.sdk import ExportCounts
 
 Attrs = dict[str, Any]
@@ -57,8 +58,31 @@ class _Tally:
         else:
             found[1] += amount
 
+    def entry(self, key: tuple[Any, ...], attrs: Callable[[], Attrs]) -> list[Any]:
+        """The series `key` as its `[attributes, amount]` pair (made at 0 if new), to add to directly."""
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = [attrs(), 0]
+        return found
+
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(value, attrs) for attrs, value in list(self._series.values())]
+
+
+@dataclass(slots=True)
+class _Shape:
+    """Where a common request's figures go (one served attempt with usage), found once per shape:
+    its series in every metric, so recording one is additions, not a lookup per metric."""
+
+    requests: list[Any]
+    request_duration: _Series
+    duration: _Series
+    tokens_in: _Series
+    tokens_out: _Series
+    outcome: list[Any]
+    base: Attrs  # the attempt's attributes in the GenAI metrics (time to first chunk: made when first seen)
+    ttfc: _Series | None = None
+    cost: list[Any] | None = None
 
 
 class GatewayMetrics:
@@ -67,6 +91,9 @@ class GatewayMetrics:
     ) -> None:
         self._deployments = deployments
         self._cache: dict[tuple[Any, ...], Attrs] = {}
+        self._lock = histograms.lock
+        # Bounded like the labels: routes x statuses x model groups x deployments x response models.
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}
         # Every deployment starts closed, so the gauge has a series per deployment from the start.
         self._breakers: dict[str, int] = dict.fromkeys(deployments.deployment_ids(), sc.BREAKER_CLOSED)
         self._token_usage = histograms.create(
@@ -130,6 +157,17 @@ class GatewayMetrics:
             self._request_duration.record(key, lambda: attrs, duration)
             return
         attempts = request.attempts
+        if len(attempts) == 1 and attempts[0].failure is None and attempts[0].summary is not None \
+                and attempts[0].summary.usage is not None:
+            self._record_common(request, attempts[0], status, duration, route)
+            for decision in request.decisions:
+                self._record_decision(decision)
+            return
+        self._record_general(request, status, duration, route)
+
+    def _record_general(self, request: ApiRequest, status: int, duration: float, route: str) -> None:
+        """Any request: every attempt (retries, fallbacks, failures) and every decision."""
+        attempts = request.attempts
         served = attempts[-1] if attempts and attempts[-1].failure is None else None
         deployment = served.deployment.id if served else ""
         model = self._deployments.model_label(request.model)
@@ -151,6 +189,67 @@ class GatewayMetrics:
             previous = attempt
         for decision in request.decisions:
             self._record_decision(decision)
+
+    def _record_common(self, request: ApiRequest, attempt: Attempt, status: int, duration: float, route: str) -> None:
+        """`record` for one served attempt with usage (nearly every request): the same series and values
+        as the general path below, through the request's `_Shape`."""
+        summary = attempt.summary
+        assert summary is not None and summary.usage is not None
+        d = attempt.deployment
+        response_model = summary.response_model or None
+        model = self._deployments.model_label(request.model)
+        key = (route, status, model, request.operation, request.stream, d.id, response_model)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = self._shape(request, attempt, status, route, model, response_model)
+        stream = request.stream
+        whole = time.time() - attempt.started if stream else attempt.duration
+        ttfc = time_to_first_chunk(attempt, stream)
+        settled = request.cost_micros
+        cost = settled / 1_000_000 if settled is not None else attempt_cost(attempt)
+        if ttfc is not None and shape.ttfc is None:
+            base = shape.base
+            shape.ttfc = self._ttfc.series(self._op_key(request, attempt, response_model), lambda: base)
+        if cost is not None and shape.cost is None:
+            shape.cost = self._cost.entry((d.id,), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_MODEL_GROUP: d.group})
+        shape.requests[1] += 1
+        shape.outcome[1] += 1
+        if cost is not None and shape.cost is not None:
+            shape.cost[1] += cost
+        with self._lock:
+            self._request_duration.add(shape.request_duration, duration)
+            self._duration.add(shape.duration, whole)
+            if ttfc is not None and shape.ttfc is not None:
+                self._ttfc.add(shape.ttfc, ttfc)
+            self._token_usage.add(shape.tokens_in, summary.usage.input_tokens)
+            self._token_usage.add(shape.tokens_out, summary.usage.output_tokens)
+
+    def _op_key(self, request: ApiRequest, attempt: Attempt, response_model: str | None) -> tuple[Any, ...]:
+        return ("op", request.operation, attempt.deployment.id, None, response_model)
+
+    def _shape(
+        self, request: ApiRequest, attempt: Attempt, status: int, route: str, model: str, response_model: str | None
+    ) -> _Shape:
+        d = attempt.deployment
+        key = ("req", route, status, model, d.id)
+        attrs = self._attrs(key, lambda: {
+            sc.HTTP_ROUTE: route, sc.HTTP_RESPONSE_STATUS_CODE: status,
+            sc.GEN_AI_REQUEST_MODEL: model, sc.LOCKGATE_DEPLOYMENT: d.id,
+        })
+        op_key = self._op_key(request, attempt, response_model)
+        base = self._attrs(op_key, lambda: self._deployments.metric_attrs(d, request.operation, None, response_model))
+        return _Shape(
+            requests=self._requests.entry(key, lambda: attrs),
+            request_duration=self._request_duration.series(key, lambda: attrs),
+            duration=self._duration.series(op_key, lambda: base),
+            tokens_in=self._token_usage.series(
+                (*op_key, "in"), lambda: {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT}),
+            tokens_out=self._token_usage.series(
+                (*op_key, "out"), lambda: {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT}),
+            outcome=self._attempts.entry(
+                ("outcome", d.id, None), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_OUTCOME: "ok"}),
+            base=base,
+        )
 
     def _record_attempt(
         self, request: ApiRequest, attempt: Attempt, previous: Attempt | None, duration: float, served: bool

@@ -75,6 +75,7 @@ class TelemetryMiddleware:
     def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
         self.app = app
         self._t = telemetry
+        self._route = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,7 +105,7 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send_with_header)
         finally:
             request = scope.get("state", {}).get(SCOPE_KEY)
-            metrics.record(request, status[0], time.perf_counter() - started, _route(scope))
+            metrics.record(request, status[0], time.perf_counter() - started, self._route(scope))
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
         t = self._t
@@ -160,7 +161,7 @@ class TelemetryMiddleware:
         request = scope.get("state", {}).get(SCOPE_KEY)
         if not isinstance(request, ApiRequest):
             request = None
-        route = _route(scope)
+        route = self._route(scope)
         if span is not None and t.spans is not None:
             ended = time.time_ns()
             attrs = span.attributes
@@ -186,18 +187,38 @@ class TelemetryMiddleware:
             t.metrics.record(request, status, time.perf_counter() - started, route)
 
 
-def _route(scope: Scope) -> str:
-    """The matched route's template (`http.route`), or "" when no route matched (a 404)."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if isinstance(path, str):
-        return path
-    endpoint = scope.get("endpoint")
-    router = scope.get("router")
-    if endpoint is None or router is None:
-        return ""
-    # FastAPI leaves only the endpoint in the scope; find its route (a handful, scanned once per request).
-    path_now = scope["path"]
+class RouteTemplates:
+    """`http.route`: the matched route's template, or "" when no route matched (a 404).
+
+    Starlette leaves only the endpoint in the scope; finding its route means scanning the router
+    (an endpoint can serve several paths: `/v1/chat/completions` and `/chat/completions`). The answer
+    for an endpoint and a path never changes, so it is kept (bounded: paths with parameters vary).
+    """
+
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[Any, str], str] = {}
+
+    def __call__(self, scope: Scope) -> str:
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            return path
+        endpoint = scope.get("endpoint")
+        router = scope.get("router")
+        if endpoint is None or router is None:
+            return ""
+        key = (endpoint, scope["path"])
+        found = self._known.get(key)
+        if found is None:
+            found = _scan(router, endpoint, scope["path"])
+            if len(self._known) < self.LIMIT:
+                self._known[key] = found
+        return found
+
+
+def _scan(router: Any, endpoint: Any, path_now: str) -> str:
     for candidate in getattr(router, "routes", ()):
         regex = getattr(candidate, "path_regex", None)
         if getattr(candidate, "endpoint", None) == endpoint and regex is not None and regex.match(path_now):
