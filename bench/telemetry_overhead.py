@@ -13,7 +13,8 @@ second and the gateway's CPU time per request, each as a ratio to "off" (target:
 add /tmp/base HEAD`), so a change to tracing is measured against the code before it, in the same run.
 
 `--together` loads every setting's gateway at the same time, all pinned to the same CPU, so each
-gets an equal share of it (the kernel's fair scheduler) and the machine's drift (this VM's speed moves
+gets an equal share of it (the kernel's fair scheduler, each gateway its own session and so its own
+autogroup: shared per gateway, not per thread) and the machine's drift (this VM's speed moves
 by ±20% from one second to the next, bench/README.md) hits every setting at the same instant: the
 ratio of their throughputs is then the ratio of how much each does with the same CPU, with most of
 the noise gone. Sequential rounds (the default) measure each gateway with the core to itself.
@@ -114,7 +115,10 @@ def main() -> None:
                 gateways[name] = (subprocess.Popen(pinned(
                     [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
                      "--log-level", "warning"], gateway_cpus,
-                ), env=env, cwd=trees.get(name)), port)  # `-m` puts the working directory first on sys.path
+                ), env=env, cwd=trees.get(name), start_new_session=args.together), port)
+                # (`-m` puts the working directory first on sys.path.) With --together each gateway is a
+                # session of its own, so its own autogroup: the scheduler shares the CPU equally between
+                # gateways, not between threads (a tracing gateway's export thread would get a share of its own).
             for _, port in gateways.values():
                 wait_http(f"http://127.0.0.1:{port}/readyz")
             for kind in ("json", "stream"):
