@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import openai
+
 from tests.test_cli import free_port, wait_ready
 
 
@@ -48,3 +50,16 @@ def gateway_replicas(config: Path, count: int, *extra_args: str) -> Iterator[lis
             except subprocess.TimeoutExpired:
                 process.kill()  # never leave a process behind
                 process.wait(10)
+
+
+async def ask_budgeted(client: openai.AsyncOpenAI, i: int) -> str:
+    """One small chat request against a budget: "served", "refused" (budget_exceeded), or what else happened."""
+    try:
+        await client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": f"request {i}"}], max_tokens=5
+        )
+        return "served"
+    except openai.RateLimitError as error:
+        return "refused" if error.code == "budget_exceeded" else f"other 429: {error.message}"
+    except openai.APIError as error:
+        return f"error: {error}"

@@ -16,7 +16,7 @@ import pytest
 from gateway.store import open_store
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY
-from tests.replicas import gateway_processes
+from tests.replicas import ask_budgeted, gateway_processes
 
 KEY = "sk-replica-budget-key-0123"
 PER_CALL = 500  # micro-dollars: 5 output tokens at $0.0001
@@ -44,18 +44,7 @@ def replicas(upstream: UpstreamServer, redis_prefix: str, tmp_path: Path) -> Ite
 async def _hammer(urls: list[str]) -> tuple[int, int, list[str]]:
     clients = [openai.AsyncOpenAI(base_url=f"{u}/v1", api_key=KEY, max_retries=0, timeout=180) for u in urls]
 
-    async def one(i: int) -> str:
-        try:
-            await clients[i % len(clients)].chat.completions.create(
-                model="gpt-4o", messages=[{"role": "user", "content": f"request {i}"}], max_tokens=5
-            )
-            return "served"
-        except openai.RateLimitError as error:
-            return "refused" if error.code == "budget_exceeded" else f"other 429: {error.message}"
-        except openai.APIError as error:
-            return f"error: {error}"
-
-    outcomes = await asyncio.gather(*(one(i) for i in range(REQUESTS)))
+    outcomes = await asyncio.gather(*(ask_budgeted(clients[i % len(clients)], i) for i in range(REQUESTS)))
     for client in clients:
         await client.close()
     others = [o for o in outcomes if o not in ("served", "refused")]

@@ -16,7 +16,7 @@ from gateway.store import open_store
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY
 from tests.governance.helpers import Admin
-from tests.replicas import gateway_replicas
+from tests.replicas import ask_budgeted, gateway_replicas
 
 KEY = "sk-lease-replicas-0123456789"
 PER_CALL = 500  # micro-dollars: 5 output tokens at $0.0001, inputs free
@@ -54,18 +54,6 @@ async def totals(store_url: str) -> tuple[int, int, int, int, list[tuple[str, in
         await store.aclose()
 
 
-async def ask(client: openai.AsyncOpenAI, i: int) -> str:
-    try:
-        await client.chat.completions.create(
-            model="gpt-4o", messages=[{"role": "user", "content": f"request {i}"}], max_tokens=5
-        )
-        return "served"
-    except openai.RateLimitError as error:
-        return "refused" if error.code == "budget_exceeded" else f"other 429: {error.message}"
-    except openai.APIError as error:
-        return f"error: {error}"
-
-
 def clients(urls: list[str]) -> list[openai.AsyncOpenAI]:
     return [openai.AsyncOpenAI(base_url=f"{u}/v1", api_key=KEY, max_retries=0, timeout=180) for u in urls]
 
@@ -89,7 +77,7 @@ def test_three_replicas_spending_from_leases_serve_exactly_what_the_budget_affor
 
         async def worker(client: openai.AsyncOpenAI) -> None:
             for i in todo:
-                outcomes.append(await ask(client, i))
+                outcomes.append(await ask_budgeted(client, i))
 
         await asyncio.gather(*(worker(made[w % 3]) for w in range(48)))
         for client in made:
@@ -118,7 +106,7 @@ async def load_until_leased(url: str, store_url: str) -> tuple[int, list[asyncio
         nonlocal served
         i = 0
         while not stop.is_set():
-            outcome = await ask(client, w * 100_000 + i)
+            outcome = await ask_budgeted(client, w * 100_000 + i)
             if outcome != "served":
                 return outcome
             served += 1
