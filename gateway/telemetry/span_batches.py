@@ -95,7 +95,7 @@ class SpanBatcher:
             return
         self._queue.append(finished)
         self._waiting += count
-        if self._waiting >= self._max_batch:
+        if self._waiting >= self._max_batch and not self._wake.is_set():  # set() takes a lock: once is enough
             self._wake.set()
 
     def _run(self) -> None:
