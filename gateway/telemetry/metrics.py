@@ -209,7 +209,7 @@ class GatewayMetrics:
         cost = settled / 1_000_000 if settled is not None else attempt_cost(attempt)
         if ttfc is not None and shape.ttfc is None:
             base = shape.base
-            shape.ttfc = self._ttfc.series(self._op_key(request, attempt, response_model), lambda: base)
+            shape.ttfc = self._ttfc.series(self._op_key(request.operation, attempt.deployment.id, None, response_model), lambda: base)
         if cost is not None and shape.cost is None:
             shape.cost = self._cost.entry((d.id,), lambda: {sc.LOCKGATE_DEPLOYMENT: d.id, sc.LOCKGATE_MODEL_GROUP: d.group})
         shape.requests[1] += 1
@@ -224,8 +224,10 @@ class GatewayMetrics:
             self._token_usage.add(shape.tokens_in, summary.usage.input_tokens)
             self._token_usage.add(shape.tokens_out, summary.usage.output_tokens)
 
-    def _op_key(self, request: ApiRequest, attempt: Attempt, response_model: str | None) -> tuple[Any, ...]:
-        return ("op", request.operation, attempt.deployment.id, None, response_model)
+    @staticmethod
+    def _op_key(operation: str, deployment_id: str, err: str | None, response_model: str | None) -> tuple[Any, ...]:
+        """The GenAI metrics' series of an attempt (the shortcut and the general path must agree)."""
+        return ("op", operation, deployment_id, err, response_model)
 
     def _shape(
         self, request: ApiRequest, attempt: Attempt, status: int, route: str, model: str, response_model: str | None
@@ -236,7 +238,7 @@ class GatewayMetrics:
             sc.HTTP_ROUTE: route, sc.HTTP_RESPONSE_STATUS_CODE: status,
             sc.GEN_AI_REQUEST_MODEL: model, sc.LOCKGATE_DEPLOYMENT: d.id,
         })
-        op_key = self._op_key(request, attempt, response_model)
+        op_key = self._op_key(request.operation, attempt.deployment.id, None, response_model)
         base = self._attrs(op_key, lambda: self._deployments.metric_attrs(d, request.operation, None, response_model))
         return _Shape(
             requests=self._requests.entry(key, lambda: attrs),
@@ -259,7 +261,7 @@ class GatewayMetrics:
         err = error_type(failure) if failure else None
         summary = attempt.summary
         response_model = summary.response_model if summary and summary.response_model else None
-        op_key = ("op", request.operation, d.id, err, response_model)
+        op_key = self._op_key(request.operation, d.id, err, response_model)
         base = self._attrs(
             op_key, lambda: self._deployments.metric_attrs(d, request.operation, err, response_model)
         )
