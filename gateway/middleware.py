@@ -10,13 +10,13 @@ when the response's last byte has gone, with what an operator greps for on a bad
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import SCOPE_KEY, UNEXPECTED_ERROR_KEY, ApiRequest
 from gateway.errors import InternalError, render_error
+from gateway.ids import hex_id
 
 log = logging.getLogger("lockgate")
 access = logging.getLogger("lockgate.access")
@@ -74,7 +74,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _incoming_id(scope) or "req_" + os.urandom(12).hex()
+        rid = _incoming_id(scope) or hex_id("req_", 12)
         scope.setdefault("state", {})["request_id"] = rid
         header = (b"x-request-id", rid.encode())
         if self._access_log:

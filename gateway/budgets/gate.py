@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from gateway.budgets.spend_recorder import SpendRecorder
 from gateway.config.runtime import Deployment, RuntimeConfig
 from gateway.context import ApiRequest
 from gateway.errors import BudgetExceeded, GovernanceUnavailable, RateLimited
+from gateway.ids import hex_id
 from gateway.providers.base import Usage
 from gateway.store import Store, StoreUnavailable
 
@@ -150,7 +150,7 @@ class BudgetGate:
                 return None  # nothing to enforce or record: no store round trip at all
             meta["model"] = request.model
             # Nothing to enforce: no round trip now, the spend is recorded at settle.
-            return Hold("res_" + os.urandom(12).hex(), [], [], cost, tokens, meta=meta, ledger_only=True)
+            return Hold(hex_id("res_", 12), [], [], cost, tokens, meta=meta, ledger_only=True)
         lease = None
         if self.leases is not None:
             lease = self.leases.lease_for((identity, user, request.session_id), plan, rate_plan, meta, now)
@@ -161,7 +161,7 @@ class BudgetGate:
         meta = {**meta, "model": request.model}
         budgets = plan.charges(cost, tokens)
         rates = self._rate_plans.fill(rate_plan, tokens)
-        hold = Hold("res_" + os.urandom(12).hex(), budgets, rates, cost, tokens, meta=meta)
+        hold = Hold(hex_id("res_", 12), budgets, rates, cost, tokens, meta=meta)
         charges = [b.charge for b in budgets] + [r.charge for r in rates]
         try:
             result = await self._store.reserve(
@@ -192,7 +192,7 @@ class BudgetGate:
     def _from_lease(self, request: ApiRequest, plan: BudgetPlan, lease: Lease, taken: tuple[int, ...], cost: int,
                     tokens: int, meta: dict[str, str], now: float) -> Hold:
         # "lres_": taken from a lease, not a reservation in the store (the ledger entry says so too).
-        hold = Hold("lres_" + os.urandom(12).hex(), [], [], cost, tokens, meta={**meta, "model": request.model},
+        hold = Hold(hex_id("lres_", 12), [], [], cost, tokens, meta={**meta, "model": request.model},
                     lease=lease, taken=taken)
         if lease.rates:
             request.ratelimit_headers = lease.rate_headers(now)

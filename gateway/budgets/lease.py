@@ -25,11 +25,11 @@ unused room back at the next sync.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 from gateway.budgets.ratelimits import REQUESTS, RateCharge
 from gateway.budgets.scopes import TOKENS, USD, BudgetPlan, ScopedCharge
+from gateway.ids import hex_id
 from gateway.store import Charge, CounterState, LeaseResult, LeaseUpdate
 from gateway.store.base import JsonDict, LedgerAppend
 
@@ -53,7 +53,7 @@ class Lease:
     """Local accounting of one lease; no I/O (`Leases` syncs it with the store)."""
 
     def __init__(self, plan: BudgetPlan, rates: tuple[RateCharge, ...], meta: JsonDict, now: float) -> None:
-        self.id = "lease_" + os.urandom(12).hex()
+        self.id = hex_id("lease_", 12)
         self.plan = plan
         self.rates = rates
         self.meta = meta

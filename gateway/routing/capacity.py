@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from gateway.budgets.ratelimits import REQUESTS, TOKENS, WINDOW, RateCharge, rat
 from gateway.config.governance import RateLimit
 from gateway.config.runtime import Deployment
 from gateway.context import ApiRequest
+from gateway.ids import hex_id
 from gateway.providers.base import Usage
 from gateway.store import Store, StoreError
 
@@ -132,7 +132,7 @@ class Capacity:
             return None
         tokens = estimate_tokens(request) if limit.tpm is not None else 0
         rates = rate_charges(deployment.id, limit, tokens, now, scope="deployment")
-        reservation_id = "cap_" + os.urandom(12).hex()
+        reservation_id = hex_id("cap_", 12)
         try:
             # Expires with the counters: unsettled, it is charged in full, which for rpm is exact.
             result = await self._store.reserve(

@@ -9,7 +9,6 @@ header carries the caller's trace id, or a fresh one so logs can still be correl
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import SCOPE_KEY, TRACE_KEY, UNEXPECTED_ERROR_KEY, ApiRequest
+from gateway.ids import hex_id
 from gateway.telemetry import semconv as sc
 from gateway.telemetry.content import OutputCollector
 from gateway.telemetry.spans import FinishedRequest, ServerSpan
@@ -87,7 +87,7 @@ class TelemetryMiddleware:
             await self._traced(scope, receive, send)
 
     async def _untraced(self, scope: Scope, receive: Receive, send: Send) -> None:
-        header = (sc.TRACE_ID_HEADER, incoming_trace_id(scope["headers"]) or os.urandom(16).hex().encode())
+        header = (sc.TRACE_ID_HEADER, incoming_trace_id(scope["headers"]) or hex_id("", 16).encode())
         status = [500]
 
         async def send_with_header(message: Message) -> None:
