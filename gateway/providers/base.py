@@ -53,7 +53,8 @@ class Summary:
     time_to_first_chunk: float | None = None
     # Streams: the block of events relayed last, and its events with the chunks parsed from them
     # (the upstream's own bytes, and the object read from each). Policies inspect these instead of
-    # parsing every chunk a second time; `last_block` lets them check it is the block in hand.
+    # parsing every chunk a second time; `last_block` lets them check it is the block in hand. Both are
+    # cleared when the stream ends.
     last_block: bytes | None = None
     last_events: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
 
