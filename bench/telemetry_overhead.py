@@ -18,6 +18,9 @@ autogroup: shared per gateway, not per thread) and the machine's drift (this VM'
 by ±20% from one second to the next, bench/README.md) hits every setting at the same instant: the
 ratio of their throughputs is then the ratio of how much each does with the same CPU, with most of
 the noise gone. Sequential rounds (the default) measure each gateway with the core to itself.
+
+`--agent` sends a late agent turn instead of the one-line chat: the whole conversation so far, 22
+messages with tool calls and their results (`bench/agent_turns.py`), as agents send on every turn.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from agent_turns import TURNS, agent_body
 from run import (
     KEY,
     MESSAGES,
@@ -69,6 +73,7 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--compare", metavar="PATH", help="also run tracing+metrics from this checkout")
     parser.add_argument("--only", help="comma-separated settings to run (off is always run)")
+    parser.add_argument("--agent", action="store_true", help="send a late agent turn (22 messages)")
     parser.add_argument("--together", action="store_true",
                         help="load all gateways at once on one shared CPU (drift cancels)")
     args = parser.parse_args()
@@ -96,6 +101,8 @@ def main() -> None:
         bodies = {}
         for kind in ("json", "stream"):
             body: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 64}
+            if args.agent:
+                body["messages"] = agent_body(0, TURNS - 1, stream=False)["messages"]
             if kind == "stream":
                 body["stream"] = True
             bodies[kind] = workdir / f"{kind}.json"

@@ -7,7 +7,11 @@ time, round after round, and each round prints requests/s and the CPU per reques
 each gateway (event loop first, then the span export thread, the metric reader...), from /proc. The
 same instant's drift hits both, so the per-thread differences between them are tracing's cost.
 
-    python bench/telemetry_threads.py [--stream] [--rounds 4] [--seconds 3] [--concurrency 50]
+    python bench/telemetry_threads.py [--stream] [--agent] [--rounds 4] [--seconds 3] [--concurrency 50]
+
+`--agent` sends a late agent turn (22 messages, `bench/agent_turns.py`) instead of the one-line chat.
+The last line gives the means over the rounds: tracing's requests/s as a ratio to metrics', and the
+event loop's and the export thread's CPU per request over metrics' event loop.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from agent_turns import TURNS, agent_body
 from run import KEY, MESSAGES, MODEL, Target, free_port, gateway_config, pinned, run_wrk, stop, wait_http
 from thread_cpu import thread_times
 
@@ -36,7 +42,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--agent", action="store_true", help="send a late agent turn (22 messages)")
     args = parser.parse_args()
+    messages = agent_body(0, TURNS - 1, stream=False)["messages"] if args.agent else MESSAGES
     stub, receiver = free_port(), free_port()
     helpers = [
         subprocess.Popen(pinned([sys.executable, str(HERE / "stub.py"), "--port", str(stub)], "1")),
@@ -45,7 +53,7 @@ def main() -> None:
     gateways: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     with tempfile.TemporaryDirectory(prefix="lockgate-bench-") as tmp:
         body = Path(tmp) / "body.json"
-        body.write_text(json.dumps({"model": MODEL, "messages": MESSAGES, "max_tokens": 64, "stream": args.stream}))
+        body.write_text(json.dumps({"model": MODEL, "messages": messages, "max_tokens": 64, "stream": args.stream}))
         try:
             wait_http(f"http://127.0.0.1:{stub}/v1/chat/completions", method="POST", data=b'{"model":"x"}')
             for name, (section, export) in SETTINGS.items():
@@ -75,11 +83,20 @@ def main() -> None:
 
             together(1)  # warm-up
             print("per round: requests/s, then CPU us per request of each busy thread, busiest first")
+            ratios, loop_over, export = [], [], []
             for _ in range(args.rounds):
+                cells = together(args.seconds)
                 print(" | ".join(
                     f"{name}: {count / args.seconds:5.0f} req/s " + " ".join(f"{s / max(count, 1) * 1e6:4.0f}" for s in spent)
-                    for name, count, spent in together(args.seconds)
+                    for name, count, spent in cells
                 ), flush=True)
+                (_, base_count, base), (_, count, spent) = cells
+                per_request = [s / max(count, 1) * 1e6 for s in spent]
+                ratios.append(count / max(base_count, 1))
+                loop_over.append(per_request[0] - base[0] / max(base_count, 1) * 1e6)
+                export.append(per_request[1] if len(per_request) > 1 else 0.0)
+            print(f"mean: tracing x{statistics.mean(ratios):.3f} of metrics' requests/s; its event loop "
+                  f"{statistics.mean(loop_over):+.0f} us/request, its busiest other thread {statistics.mean(export):.0f} us/request")
         finally:
             for process, _ in gateways.values():
                 stop(process)

@@ -104,6 +104,12 @@ def attempt_cost(attempt: Attempt) -> float | None:
     )
 
 
+# Every body key `request_params` reads: a finished request's record keeps only these of its body.
+REQUEST_PARAM_KEYS = frozenset(
+    [key for key, _ in sc.CHAT_NUMERIC_PARAMS] + ["stop", "n", "response_format", "encoding_format", "dimensions"]
+)
+
+
 def request_params(operation: str, body: dict[str, Any], attrs: Attrs) -> None:
     """Add the `gen_ai.request.*` parameters the client sent."""
     if operation == "embeddings":

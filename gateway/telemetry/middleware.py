@@ -21,7 +21,7 @@ from gateway.context import SCOPE_KEY, TRACE_KEY, UNEXPECTED_ERROR_KEY, ApiReque
 from gateway.ids import hex_id
 from gateway.telemetry import semconv as sc
 from gateway.telemetry.content import OutputCollector
-from gateway.telemetry.spans import FinishedRequest, ServerSpan
+from gateway.telemetry.spans import FinishedRequest, RequestRecord, ServerSpan
 
 if TYPE_CHECKING:
     from gateway.telemetry.component import Telemetry
@@ -182,7 +182,8 @@ class TelemetryMiddleware:
                 unexpected = scope.get("state", {}).get(UNEXPECTED_ERROR_KEY)
                 attrs[sc.ERROR_TYPE] = unexpected or str(status)
                 span.status = Status(StatusCode.ERROR, unexpected) if unexpected else Status(StatusCode.ERROR)
-            t.spans.write(FinishedRequest(span, request, ended, ctx, collector[0] if collector else None))
+            record = RequestRecord.of(request, t.capture) if request is not None else None
+            t.spans.write(FinishedRequest(span, record, ended, ctx, collector[0] if collector else None))
         if t.metrics is not None:
             t.metrics.record(request, status, time.perf_counter() - started, route)
 

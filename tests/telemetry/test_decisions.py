@@ -13,7 +13,7 @@ from gateway.context import ApiRequest, Attempt
 from gateway.errors import UpstreamFailure
 from gateway.providers.base import Summary, Usage
 from gateway.telemetry import Telemetry
-from gateway.telemetry.spans import FinishedRequest, ServerSpan
+from gateway.telemetry.spans import FinishedRequest, RequestRecord, ServerSpan
 from tests.telemetry.conftest import SpanSink
 
 CONFIG = """
@@ -54,7 +54,7 @@ def finish(telemetry: Telemetry, request: ApiRequest) -> None:
     context, parent = recorder.start(None, "POST")
     server = ServerSpan(context, parent, "POST /v1/chat/completions", time.time_ns(), {})
     assert telemetry.spans is not None
-    telemetry.spans.write(FinishedRequest(server, request, time.time_ns(), None, None))
+    telemetry.spans.write(FinishedRequest(server, RequestRecord.of(request, False), time.time_ns(), None, None))
 
 
 def test_every_decision_is_an_event_on_the_server_span_with_its_attributes_and_time() -> None:

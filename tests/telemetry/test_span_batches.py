@@ -18,7 +18,7 @@ from gateway.context import ApiRequest
 from gateway.telemetry import Telemetry
 from gateway.telemetry.sdk import ExportCounts, _CountingExporter  # the counting wrapper the app uses
 from gateway.telemetry.span_batches import SpanBatcher
-from gateway.telemetry.spans import FinishedRequest, ServerSpan
+from gateway.telemetry.spans import FinishedRequest, RequestRecord, ServerSpan
 from tests.telemetry.conftest import SpanSink
 
 CONFIG = """
@@ -46,7 +46,8 @@ def finished(telemetry: Telemetry, name: str = "POST") -> FinishedRequest:
     assert telemetry.recorder is not None
     context, parent = telemetry.recorder.start(None, name)
     request = ApiRequest(request_id="r", operation="chat", headers={}, body={"model": "gpt-4o"}, raw=b"", model="gpt-4o")
-    return FinishedRequest(ServerSpan(context, parent, name, time.time_ns(), {}), request, time.time_ns(), None, None)
+    server = ServerSpan(context, parent, name, time.time_ns(), {})
+    return FinishedRequest(server, RequestRecord.of(request, False), time.time_ns(), None, None)
 
 
 def batcher(sink: SpanSink, max_batch: int = 512, max_queue: int = 2048) -> tuple[Telemetry, SpanBatcher, ExportCounts]:
