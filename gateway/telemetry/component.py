@@ -21,9 +21,10 @@ from gateway.telemetry.attributes import DeploymentAttributes
 from gateway.telemetry.histograms import LeanHistograms
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.telemetry.prometheus import PrometheusEndpoint
-from gateway.telemetry.sdk import SCOPE, ExportCounts, build_metering, build_tracing, telemetry_resource
+from gateway.telemetry.sdk import SCOPE, build_metering, build_tracing, telemetry_resource
 from gateway.telemetry.settings import TelemetrySettings, resolve
 from gateway.telemetry.span_batches import DiscardedSpans, ImmediateSpans, SpanBatcher
+from gateway.telemetry.span_export import ExportCounts
 from gateway.telemetry.spans import SpanRecorder
 
 log = logging.getLogger("lockgate.telemetry")
@@ -53,15 +54,15 @@ class Telemetry:
             self.counts = tracing.counts
             self.recorder = recorder = SpanRecorder(
                 tracing.factory, deployments, config.secrets(), settings.capture_content)
-            if tracing.exporter is None:
-                self.spans = DiscardedSpans()
-            elif tracing.batched:
+            if tracing.batch is not None:
                 self.spans = SpanBatcher(
-                    recorder.build, tracing.exporter, tracing.counts,
+                    recorder.build, tracing.batch, tracing.counts,
                     settings.batch_delay, settings.max_batch, settings.max_queue,
                 )
-            else:
+            elif tracing.exporter is not None:
                 self.spans = ImmediateSpans(recorder.build, tracing.exporter, tracing.counts)
+            else:
+                self.spans = DiscardedSpans()
             self._shutdowns.append(self.spans.shutdown)
         self.prometheus: PrometheusEndpoint | None = None
         self.metrics: GatewayMetrics | None = None

@@ -26,7 +26,7 @@ from gateway.telemetry import decision_metrics
 from gateway.telemetry import semconv as sc
 from gateway.telemetry.attributes import DeploymentAttributes, attempt_cost, error_type, time_to_first_chunk
 from gateway.telemetry.histograms import LeanHistograms, _Series
-from gateway.telemetry.sdk import ExportCounts
+from gateway.telemetry.span_export import ExportCounts
 
 Attrs = dict[str, Any]
 

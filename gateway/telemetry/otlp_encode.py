@@ -124,6 +124,34 @@ _LOCAL_PARENT = b"\x85\x01" + _FIXED32(0x100)
 _REMOTE_PARENT = b"\x85\x01" + _FIXED32(0x300)
 
 
+def encode_span_messages(spans: Sequence[ReadableSpan], cache: dict[tuple[Any, ...], bytes]) -> bytes:
+    """`spans` as the `spans` fields of a ScopeSpans message (all from one resource and scope)."""
+    return b"".join([_len(2, _span(s, cache)) for s in spans])
+
+
+def wrap_span_messages(resource: Any, scope: Any, span_messages: bytes, cache: dict[tuple[Any, ...], bytes]) -> bytes:
+    """The ExportTraceServiceRequest holding `span_messages` (from `encode_span_messages`) under one resource
+    and scope."""
+    return _resource_spans(resource, [_scope_spans(scope, span_messages)], cache)
+
+
+def _scope_spans(scope: Any, span_messages: bytes) -> bytes:
+    scope_body = b""
+    if scope is not None:
+        scope_body = _str(1, scope.name) + (_str(2, scope.version) if scope.version else b"")
+    body = _len(1, scope_body) + span_messages
+    if scope is not None and scope.schema_url:
+        body += _str(3, scope.schema_url)
+    return _len(2, body)
+
+
+def _resource_spans(resource: Any, scope_spans: list[bytes], cache: dict[tuple[Any, ...], bytes]) -> bytes:
+    body = _len(1, _attributes(1, resource.attributes, cache)) + b"".join(scope_spans)
+    if resource.schema_url:
+        body += _str(3, resource.schema_url)
+    return _len(1, body)
+
+
 def encode_spans(spans: Sequence[ReadableSpan], cache: dict[tuple[Any, ...], bytes] | None = None) -> bytes:
     """The serialized ExportTraceServiceRequest for `spans`, grouped by resource and scope."""
     cache = {} if cache is None else cache
@@ -134,19 +162,10 @@ def encode_spans(spans: Sequence[ReadableSpan], cache: dict[tuple[Any, ...], byt
         if entry is None:
             entry = groups[id(resource)] = (resource, {})
         entry[1].setdefault(span.instrumentation_scope, []).append(span)
-    out = []
-    for resource, scopes in groups.values():
-        body = [_len(1, _attributes(1, resource.attributes, cache))]
-        for scope, members in scopes.items():
-            scope_body = b""
-            if scope is not None:
-                scope_body = _str(1, scope.name) + (_str(2, scope.version) if scope.version else b"")
-            parts: list[bytes] = [_len(1, scope_body)]
-            parts.extend(_len(2, _span(s, cache)) for s in members)
-            if scope is not None and scope.schema_url:
-                parts.append(_str(3, scope.schema_url))
-            body.append(_len(2, b"".join(parts)))
-        if resource.schema_url:
-            body.append(_str(3, resource.schema_url))
-        out.append(_len(1, b"".join(body)))
-    return b"".join(out)
+    return b"".join(
+        _resource_spans(
+            resource, [_scope_spans(scope, encode_span_messages(members, cache)) for scope, members in scopes.items()],
+            cache,
+        )
+        for resource, scopes in groups.values()
+    )

@@ -1,11 +1,12 @@
-"""OTLP/HTTP (protobuf) span exporter: the lean encoder plus a POST with retries, on the export thread.
+"""OTLP/HTTP (protobuf) span export: the lean encoder plus a POST with retries, on the export thread.
 
-Runs only on the BatchSpanProcessor's background thread, so the blocking stdlib HTTP client is fine
-here and never touches the event loop. The connection is kept alive between batches: a new one per
-batch meant a resolve and a connect each time, every blocking call handing the GIL back and forth
-with the event loop's thread. Retries what the OTLP spec calls retryable (429, 502, 503,
-504, connection errors) with exponential backoff, within the configured timeout; then the batch is
-reported failed (and counted by the caller), never retried forever.
+Spans are encoded as they are built, in small chunks (`add`), and sent together when the batch is
+full or due (`send`), so a finished request's values are read soon after it ends while one POST
+still carries hundreds of spans. The connection is kept alive between batches: a new one per batch
+meant a resolve and a connect each time, every blocking call handing the GIL back and forth with
+the event loop's thread. Retries what the OTLP spec calls retryable (429, 502, 503, 504, connection
+errors) with exponential backoff, within the configured timeout; then the batch is counted failed,
+never retried forever. Runs only on the export thread: the blocking stdlib HTTP client is fine here.
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from gateway.telemetry.otlp_encode import encode_spans
+from gateway.telemetry.otlp_encode import encode_span_messages, wrap_span_messages
+from gateway.telemetry.span_export import ExportCounts
 
 log = logging.getLogger("lockgate.telemetry")
 
 _RETRYABLE = frozenset({429, 502, 503, 504})
 
 
-class OtlpHttpSpanExporter(SpanExporter):
-    def __init__(self, endpoint: str, headers: dict[str, str], timeout: float, compression: str | None) -> None:
+class OtlpHttpSpanBatch:
+    """The batch being prepared for the collector (a `span_batches.SpanBatch`)."""
+
+    def __init__(
+        self, endpoint: str, headers: dict[str, str], timeout: float, compression: str | None, counts: ExportCounts
+    ) -> None:
         self._endpoint = endpoint
         parts = urlsplit(endpoint)
         self._https = parts.scheme == "https"
@@ -43,16 +48,49 @@ class OtlpHttpSpanExporter(SpanExporter):
             self._headers["Content-Encoding"] = "gzip"
         self._gzip = compression == "gzip"
         self._timeout = timeout
+        self._counts = counts
         self._stopping = threading.Event()
         # Encoded attributes repeat (model, provider, address): keep their bytes across batches.
         self._cache: dict[tuple[Any, ...], bytes] = {}
+        self._encoded: list[bytes] = []
+        self._pending = 0
+        # Every span of a gateway shares one resource and one instrumentation scope.
+        self._origin: tuple[Any, Any] | None = None
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._stopping.is_set():
-            return SpanExportResult.FAILURE
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def add(self, spans: Sequence[ReadableSpan]) -> None:
+        if not spans:
+            return
         if len(self._cache) >= 4096:  # unique values (ids) fill it; start afresh
             self._cache.clear()
-        body = encode_spans(spans, self._cache)
+        if self._origin is None:
+            self._origin = (spans[0].resource, spans[0].instrumentation_scope)
+        self._encoded.append(encode_span_messages(spans, self._cache))
+        self._pending += len(spans)
+
+    def send(self) -> None:
+        """POST what was added (with retries), and count it exported or failed."""
+        count, encoded = self._pending, self._encoded
+        if not count or self._origin is None:
+            return
+        self._encoded, self._pending = [], 0
+        try:
+            body = wrap_span_messages(*self._origin, b"".join(encoded), self._cache)
+            sent = self._post_with_retries(body, count)
+        except Exception:  # a bug here must not kill the export thread
+            log.exception("span export raised")
+            sent = False
+        if sent:
+            self._counts.exported += count
+        else:
+            self._counts.failed += count
+
+    def _post_with_retries(self, body: bytes, count: int) -> bool:
+        if self._stopping.is_set():
+            return False
         if self._gzip:
             body = gzip.compress(body)
         deadline = time.monotonic() + self._timeout
@@ -60,16 +98,16 @@ class OtlpHttpSpanExporter(SpanExporter):
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return SpanExportResult.FAILURE
+                return False
             status = self._post(body, remaining)
             if status is not None and 200 <= status < 300:
-                return SpanExportResult.SUCCESS
+                return True
             if status is not None and status not in _RETRYABLE:
-                log.warning("the collector refused %d spans with HTTP %d", len(spans), status)
-                return SpanExportResult.FAILURE
+                log.warning("the collector refused %d spans with HTTP %d", count, status)
+                return False
             wait = min(delay, deadline - time.monotonic())
             if wait <= 0 or self._stopping.wait(wait):
-                return SpanExportResult.FAILURE
+                return False
             delay *= 2
 
     def _post(self, body: bytes, timeout: float) -> int | None:
@@ -107,6 +145,3 @@ class OtlpHttpSpanExporter(SpanExporter):
     def shutdown(self) -> None:
         self._stopping.set()
         self._close()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True

@@ -27,20 +27,12 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, TraceFlags, get_c
 
 from gateway import __version__
 from gateway.telemetry.histograms import LeanHistograms
-from gateway.telemetry.otlp_http import OtlpHttpSpanExporter
+from gateway.telemetry.otlp_http import OtlpHttpSpanBatch
 from gateway.telemetry.semconv import INSTRUMENTATION_NAME, SCHEMA_URL
 from gateway.telemetry.settings import GRPC_PROTOCOL, TelemetrySettings
+from gateway.telemetry.span_export import ExportCounts, SdkSpanBatch, SpanBatch
 
 log = logging.getLogger("lockgate.telemetry")
-
-
-@dataclass(slots=True)
-class ExportCounts:
-    """Spans by fate. Updated from the export thread and the event loop; approximate under races."""
-
-    exported: int = 0
-    failed: int = 0
-    dropped: int = 0
 
 
 class _CountingExporter(SpanExporter):
@@ -69,15 +61,16 @@ class _CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
-def _otlp_span_exporter(settings: TelemetrySettings) -> SpanExporter:
+def _otlp_span_batch(settings: TelemetrySettings, counts: ExportCounts) -> SpanBatch:
     headers = dict(settings.headers) or None
     assert settings.traces_endpoint is not None
     if settings.protocol == GRPC_PROTOCOL:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        return GrpcExporter(endpoint=settings.traces_endpoint, headers=headers, timeout=int(settings.timeout))
+        grpc = GrpcExporter(endpoint=settings.traces_endpoint, headers=headers, timeout=int(settings.timeout))
+        return SdkSpanBatch(_CountingExporter(grpc, counts))
     # HTTP uses Lockgate's lean encoder (several times cheaper than the SDK's; same bytes on the wire).
-    return OtlpHttpSpanExporter(settings.traces_endpoint, headers or {}, settings.timeout, settings.compression)
+    return OtlpHttpSpanBatch(settings.traces_endpoint, headers or {}, settings.timeout, settings.compression, counts)
 
 
 class _PeriodicReader(PeriodicExportingMetricReader):
@@ -172,12 +165,12 @@ class SpanFactory:
 @dataclass(slots=True)
 class Tracing:
     factory: SpanFactory
-    # None: tracing is on with nowhere to send (no endpoint): spans are dropped unbuilt.
-    exporter: SpanExporter | None
-    # Export in batches on a background thread (OTLP), or at once on the caller's thread (a given
-    # exporter, as tests pass an in-memory one).
-    batched: bool
     counts: ExportCounts
+    # Where spans go: exported at once on the caller's thread (an exporter given: tests' in-memory
+    # one), or in batches from a background thread (OTLP). Neither: tracing is on with nowhere to
+    # send, and spans are dropped unbuilt.
+    exporter: SpanExporter | None = None
+    batch: SpanBatch | None = None
 
 
 def build_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = None) -> Tracing:
@@ -186,10 +179,10 @@ def build_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = N
     counts = ExportCounts()
     factory = SpanFactory(telemetry_resource(settings), SCOPE, settings.sample_ratio)
     if exporter is not None:
-        return Tracing(factory, _CountingExporter(exporter, counts), False, counts)
+        return Tracing(factory, counts, exporter=_CountingExporter(exporter, counts))
     if settings.traces_endpoint:
-        return Tracing(factory, _CountingExporter(_otlp_span_exporter(settings), counts), True, counts)
-    return Tracing(factory, None, False, counts)
+        return Tracing(factory, counts, batch=_otlp_span_batch(settings, counts))
+    return Tracing(factory, counts)
 
 
 @dataclass(slots=True)

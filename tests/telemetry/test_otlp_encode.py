@@ -18,7 +18,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from gateway.telemetry.otlp_encode import encode_spans
+from gateway.telemetry.otlp_encode import encode_span_messages, encode_spans, wrap_span_messages
 
 
 def test_the_lean_encoder_matches_the_sdk_encoder_field_for_field() -> None:
@@ -48,3 +48,17 @@ def test_the_lean_encoder_matches_the_sdk_encoder_field_for_field() -> None:
     # A second pass with a warm attribute cache gives the same bytes.
     cache: dict[tuple[object, ...], bytes] = {}
     assert encode_spans(spans, cache) == encode_spans(spans, cache) == encode_spans(spans)
+
+
+def test_spans_encoded_in_chunks_and_wrapped_once_are_one_export_request() -> None:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "lockgate"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("lockgate", "0.1.0", schema_url="https://opentelemetry.io/schemas/1.41.0")
+    for i in range(5):
+        tracer.start_span(f"chat {i}", attributes={"n": i, "model": "gpt-4o"}).end()
+    spans = memory.get_finished_spans()
+    cache: dict[tuple[object, ...], bytes] = {}
+    chunks = encode_span_messages(spans[:2], cache) + encode_span_messages(spans[2:], cache)
+    wrapped = wrap_span_messages(spans[0].resource, spans[0].instrumentation_scope, chunks, cache)
+    assert ExportTraceServiceRequest.FromString(wrapped) == sdk_encode(spans)

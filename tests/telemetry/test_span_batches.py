@@ -16,8 +16,9 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from gateway.config import parse_config
 from gateway.context import ApiRequest
 from gateway.telemetry import Telemetry
-from gateway.telemetry.sdk import ExportCounts, _CountingExporter  # the counting wrapper the app uses
+from gateway.telemetry.sdk import _CountingExporter  # the counting wrapper the app uses
 from gateway.telemetry.span_batches import SpanBatcher
+from gateway.telemetry.span_export import ExportCounts, SdkSpanBatch
 from gateway.telemetry.spans import FinishedRequest, RequestRecord, ServerSpan
 from tests.telemetry.conftest import SpanSink
 
@@ -54,7 +55,8 @@ def batcher(sink: SpanSink, max_batch: int = 512, max_queue: int = 2048) -> tupl
     telemetry = Telemetry(parse_config(CONFIG), environ={}, span_exporter=SpanSink())
     assert telemetry.recorder is not None
     counts = ExportCounts()
-    spans = SpanBatcher(telemetry.recorder.build, _CountingExporter(sink, counts), counts, 3600, max_batch, max_queue)
+    batch = SdkSpanBatch(_CountingExporter(sink, counts))
+    spans = SpanBatcher(telemetry.recorder.build, batch, counts, 3600, max_batch, max_queue)
     return telemetry, spans, counts
 
 
@@ -102,3 +104,35 @@ def test_a_request_whose_spans_cannot_be_built_is_counted_and_the_others_still_g
     spans.shutdown()
     assert [s.name for s in sink.servers()] == ["fine"]
     assert counts.failed == 1 + 1 and counts.exported == 1
+
+
+class BatchSizes(SpanSink):
+    """Records how many spans each export carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.sizes.append(len(spans))
+        return super().export(spans)
+
+
+def test_spans_built_in_chunks_still_leave_in_one_batch() -> None:
+    sink = BatchSizes()
+    telemetry, spans, counts = batcher(sink)  # the delay is an hour, a batch 512 spans
+    for i in range(150):  # a span each: more than two chunks, built as they come
+        spans.write(finished(telemetry, f"POST {i}"))
+    spans.shutdown()
+    assert sink.sizes == [150]
+    assert counts.exported == 150
+
+
+def test_a_batch_fills_from_several_chunks_and_leaves_without_waiting_for_the_delay() -> None:
+    sink = BatchSizes()
+    telemetry, spans, _ = batcher(sink, max_batch=200)
+    for _ in range(200):
+        spans.write(finished(telemetry))
+    assert len(sink.wait_servers(200)) == 200  # before shutdown: the delay is an hour
+    spans.shutdown()
+    assert sink.sizes == [200]
