@@ -70,13 +70,20 @@ def _any(value: Any) -> bytes:
 
 def _attributes(field: int, attributes: Mapping[str, Any] | None, cache: dict[tuple[Any, ...], bytes]) -> bytes:
     """Repeated KeyValue fields. Repeated pairs (model, provider, address) are encoded once."""
+    parts: list[bytes] = []
+    _attributes_into(field, attributes, cache, parts)
+    return b"".join(parts)
+
+
+def _attributes_into(
+    field: int, attributes: Mapping[str, Any] | None, cache: dict[tuple[Any, ...], bytes], out: list[bytes]
+) -> None:
     if not attributes:
-        return b""
-    parts = []
+        return
     for key, value in attributes.items():
         kind = type(value)
         if kind is list:  # unhashable
-            parts.append(_len(field, _str(1, key) + _len(2, _any(value))))
+            out.append(_len(field, _str(1, key) + _len(2, _any(value))))
             continue
         # The type is part of the key: True == 1 == 1.0 in Python, not on the wire.
         ckey = (field, key, kind, value)
@@ -85,15 +92,18 @@ def _attributes(field: int, attributes: Mapping[str, Any] | None, cache: dict[tu
             encoded = _len(field, _str(1, key) + _len(2, _any(value)))
             if len(cache) < 4096:
                 cache[ckey] = encoded
-        parts.append(encoded)
-    return b"".join(parts)
+        out.append(encoded)
 
 
-def _span(span: ReadableSpan, cache: dict[tuple[Any, ...], bytes]) -> bytes:
+def _span_into(span: ReadableSpan, cache: dict[tuple[Any, ...], bytes], out: list[bytes]) -> None:
+    """Append `span` as a ScopeSpans `spans` field (tag, length, body) to `out`, its parts unjoined: the
+    caller joins a whole batch once instead of copying every span into its field and again into the batch."""
     ctx = span.context
     assert ctx is not None
+    head = len(out)
+    out.append(b"")  # the field's tag and length, once the body's length is known
     # Tags written out: (field << 3 | wire type), from trace.proto's Span message.
-    out = [b"\x0a\x10", ctx.trace_id.to_bytes(16, "big"), b"\x12\x08", ctx.span_id.to_bytes(8, "big")]
+    out += (b"\x0a\x10", ctx.trace_id.to_bytes(16, "big"), b"\x12\x08", ctx.span_id.to_bytes(8, "big"))
     parent = span.parent
     if parent is not None:
         out += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
@@ -103,8 +113,8 @@ def _span(span: ReadableSpan, cache: dict[tuple[Any, ...], bytes]) -> bytes:
         b"\x30", _SMALL[span.kind.value + 1],
         b"\x39", _FIXED64(span.start_time or 0),
         b"\x41", _FIXED64(span.end_time or 0),
-        _attributes(9, span.attributes, cache),
     )
+    _attributes_into(9, span.attributes, cache, out)
     for event in span.events:
         body = b"\x09" + _FIXED64(event.timestamp) + _str(2, event.name) + _attributes(3, event.attributes, cache)
         out += (b"\x5a", _varint(len(body)), body)
@@ -117,7 +127,7 @@ def _span(span: ReadableSpan, cache: dict[tuple[Any, ...], bytes]) -> bytes:
         out.append(b"\x7a\x00")  # written even when empty, as the SDK's encoder does
     # SpanFlags, as the SDK's encoder writes them: "is_remote is known" and, for a remote parent, "is remote".
     out.append(_REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT)
-    return b"".join(out)
+    out[head] = b"\x12" + _varint(sum(map(len, out[head + 1:])))
 
 
 _LOCAL_PARENT = b"\x85\x01" + _FIXED32(0x100)
@@ -126,30 +136,39 @@ _REMOTE_PARENT = b"\x85\x01" + _FIXED32(0x300)
 
 def encode_span_messages(spans: Sequence[ReadableSpan], cache: dict[tuple[Any, ...], bytes]) -> bytes:
     """`spans` as the `spans` fields of a ScopeSpans message (all from one resource and scope)."""
-    return b"".join([_len(2, _span(s, cache)) for s in spans])
+    out: list[bytes] = []
+    for span in spans:
+        _span_into(span, cache, out)
+    return b"".join(out)
 
 
-def wrap_span_messages(resource: Any, scope: Any, span_messages: bytes, cache: dict[tuple[Any, ...], bytes]) -> bytes:
-    """The ExportTraceServiceRequest holding `span_messages` (from `encode_span_messages`) under one resource
-    and scope."""
-    return _resource_spans(resource, [_scope_spans(scope, span_messages)], cache)
+def wrap_span_messages(
+    resource: Any, scope: Any, span_messages: list[bytes], cache: dict[tuple[Any, ...], bytes]
+) -> bytes:
+    """The ExportTraceServiceRequest holding `span_messages` (chunks from `encode_span_messages`) under one
+    resource and scope. A batch's spans are hundreds of kilobytes: they are copied once, into the result."""
+    return b"".join(_resource_spans(resource, [_scope_spans(scope, span_messages)], cache))
 
 
-def _scope_spans(scope: Any, span_messages: bytes) -> bytes:
+def _scope_spans(scope: Any, span_messages: list[bytes]) -> list[bytes]:
+    """A ResourceSpans `scope_spans` field, as parts."""
     scope_body = b""
     if scope is not None:
         scope_body = _str(1, scope.name) + (_str(2, scope.version) if scope.version else b"")
-    body = _len(1, scope_body) + span_messages
+    body = [_len(1, scope_body), *span_messages]
     if scope is not None and scope.schema_url:
-        body += _str(3, scope.schema_url)
-    return _len(2, body)
+        body.append(_str(3, scope.schema_url))
+    return [b"\x12" + _varint(sum(map(len, body))), *body]
 
 
-def _resource_spans(resource: Any, scope_spans: list[bytes], cache: dict[tuple[Any, ...], bytes]) -> bytes:
-    body = _len(1, _attributes(1, resource.attributes, cache)) + b"".join(scope_spans)
+def _resource_spans(resource: Any, scope_spans: list[list[bytes]], cache: dict[tuple[Any, ...], bytes]) -> list[bytes]:
+    """An ExportTraceServiceRequest `resource_spans` field, as parts."""
+    body = [_len(1, _attributes(1, resource.attributes, cache))]
+    for parts in scope_spans:
+        body += parts
     if resource.schema_url:
-        body += _str(3, resource.schema_url)
-    return _len(1, body)
+        body.append(_str(3, resource.schema_url))
+    return [b"\x0a" + _varint(sum(map(len, body))), *body]
 
 
 def encode_spans(spans: Sequence[ReadableSpan], cache: dict[tuple[Any, ...], bytes] | None = None) -> bytes:
@@ -162,10 +181,10 @@ def encode_spans(spans: Sequence[ReadableSpan], cache: dict[tuple[Any, ...], byt
         if entry is None:
             entry = groups[id(resource)] = (resource, {})
         entry[1].setdefault(span.instrumentation_scope, []).append(span)
-    return b"".join(
-        _resource_spans(
-            resource, [_scope_spans(scope, encode_span_messages(members, cache)) for scope, members in scopes.items()],
+    out: list[bytes] = []
+    for resource, scopes in groups.values():
+        out += _resource_spans(
+            resource, [_scope_spans(scope, [encode_span_messages(members, cache)]) for scope, members in scopes.items()],
             cache,
         )
-        for resource, scopes in groups.values()
-    )
+    return b"".join(out)

@@ -78,7 +78,7 @@ class OtlpHttpSpanBatch:
             return
         self._encoded, self._pending = [], 0
         try:
-            body = wrap_span_messages(*self._origin, b"".join(encoded), self._cache)
+            body = wrap_span_messages(*self._origin, encoded, self._cache)
             sent = self._post_with_retries(body, count)
         except Exception:  # a bug here must not kill the export thread
             log.exception("span export raised")

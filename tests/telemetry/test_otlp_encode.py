@@ -59,6 +59,6 @@ def test_spans_encoded_in_chunks_and_wrapped_once_are_one_export_request() -> No
         tracer.start_span(f"chat {i}", attributes={"n": i, "model": "gpt-4o"}).end()
     spans = memory.get_finished_spans()
     cache: dict[tuple[object, ...], bytes] = {}
-    chunks = encode_span_messages(spans[:2], cache) + encode_span_messages(spans[2:], cache)
+    chunks = [encode_span_messages(spans[:2], cache), encode_span_messages(spans[2:], cache)]
     wrapped = wrap_span_messages(spans[0].resource, spans[0].instrumentation_scope, chunks, cache)
     assert ExportTraceServiceRequest.FromString(wrapped) == sdk_encode(spans)
