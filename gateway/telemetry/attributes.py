@@ -45,10 +45,13 @@ class DeploymentAttributes:
         """The client's model as a metric label: only configured groups, so labels stay bounded."""
         return model if model in self._groups else OTHER_MODEL
 
-    def span_attrs(self, deployment: Deployment) -> Attrs:
-        """A fresh dict with the deployment's fixed span attributes (the caller adds to it)."""
+    def span_group(self, deployment: Deployment) -> Attrs:
+        """The deployment's fixed span attributes: the same dict for every span (never to be changed), so
+        span writers can encode it once."""
         found = self._span.get(deployment.id)
-        return dict(found) if found is not None else {sc.LOCKGATE_DEPLOYMENT: deployment.id}
+        if found is None:  # not in the config (cannot happen today): made once, kept like the others
+            found = self._span[deployment.id] = {sc.LOCKGATE_DEPLOYMENT: deployment.id}
+        return found
 
     def metric_attrs(self, d: Deployment, operation: str, err: str | None, response_model: str | None) -> Attrs:
         attrs: Attrs = {

@@ -54,15 +54,15 @@ class Telemetry:
             self.counts = tracing.counts
             self.recorder = recorder = SpanRecorder(
                 tracing.factory, deployments, config.secrets(), settings.capture_content)
-            if tracing.batch is not None:
+            if tracing.batch is None:
+                self.spans = DiscardedSpans()
+            elif tracing.batched:
                 self.spans = SpanBatcher(
                     recorder.build, tracing.batch, tracing.counts,
                     settings.batch_delay, settings.max_batch, settings.max_queue,
                 )
-            elif tracing.exporter is not None:
-                self.spans = ImmediateSpans(recorder.build, tracing.exporter, tracing.counts)
             else:
-                self.spans = DiscardedSpans()
+                self.spans = ImmediateSpans(recorder.build, tracing.batch, tracing.counts)
             self._shutdowns.append(self.spans.shutdown)
         self.prometheus: PrometheusEndpoint | None = None
         self.metrics: GatewayMetrics | None = None

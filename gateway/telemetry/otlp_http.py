@@ -16,13 +16,13 @@ import http.client
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from gateway.telemetry.otlp_encode import encode_span_messages, wrap_span_messages
+from gateway.telemetry.otlp_encode import SpanBytes, wrap_span_messages
 from gateway.telemetry.span_export import ExportCounts
 
 log = logging.getLogger("lockgate.telemetry")
@@ -31,10 +31,11 @@ _RETRYABLE = frozenset({429, 502, 503, 504})
 
 
 class OtlpHttpSpanBatch:
-    """The batch being prepared for the collector (a `span_batches.SpanBatch`)."""
+    """The batch being written for the collector (a `span_export.SpanBatch`): spans go straight into protobuf."""
 
     def __init__(
-        self, endpoint: str, headers: dict[str, str], timeout: float, compression: str | None, counts: ExportCounts
+        self, endpoint: str, headers: dict[str, str], timeout: float, compression: str | None, counts: ExportCounts,
+        resource: Resource, scope: InstrumentationScope,
     ) -> None:
         self._endpoint = endpoint
         parts = urlsplit(endpoint)
@@ -50,35 +51,34 @@ class OtlpHttpSpanBatch:
         self._timeout = timeout
         self._counts = counts
         self._stopping = threading.Event()
-        # Encoded attributes repeat (model, provider, address): keep their bytes across batches.
-        self._cache: dict[tuple[Any, ...], bytes] = {}
-        self._encoded: list[bytes] = []
-        self._pending = 0
-        # Every span of a gateway shares one resource and one instrumentation scope.
-        self._origin: tuple[Any, Any] | None = None
+        self._resource = resource
+        self._scope = scope
+        self._writer = SpanBytes()
+        self._sent = 0  # writer.count at the last send
+
+    @property
+    def writer(self) -> SpanBytes:
+        return self._writer
 
     @property
     def pending(self) -> int:
-        return self._pending
+        return self._writer.count - self._sent
 
-    def add(self, spans: Sequence[ReadableSpan]) -> None:
-        if not spans:
-            return
-        if len(self._cache) >= 4096:  # unique values (ids) fill it; start afresh
-            self._cache.clear()
-        if self._origin is None:
-            self._origin = (spans[0].resource, spans[0].instrumentation_scope)
-        self._encoded.append(encode_span_messages(spans, self._cache))
-        self._pending += len(spans)
+    def mark(self) -> tuple[int, int]:
+        return len(self._writer.parts), self._writer.count
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        del self._writer.parts[mark[0]:]
+        self._writer.count = mark[1]
 
     def send(self) -> None:
-        """POST what was added (with retries), and count it exported or failed."""
-        count, encoded = self._pending, self._encoded
-        if not count or self._origin is None:
+        """POST what was written (with retries), and count it exported or failed."""
+        count, parts = self.pending, self._writer.parts
+        if not count:
             return
-        self._encoded, self._pending = [], 0
+        self._writer.parts, self._sent = [], self._writer.count
         try:
-            body = wrap_span_messages(*self._origin, encoded, self._cache)
+            body = wrap_span_messages(self._resource, self._scope, parts, self._writer.cache)
             sent = self._post_with_retries(body, count)
         except Exception:  # a bug here must not kill the export thread
             log.exception("span export raised")

@@ -30,7 +30,7 @@ from gateway.telemetry.histograms import LeanHistograms
 from gateway.telemetry.otlp_http import OtlpHttpSpanBatch
 from gateway.telemetry.semconv import INSTRUMENTATION_NAME, SCHEMA_URL
 from gateway.telemetry.settings import GRPC_PROTOCOL, TelemetrySettings
-from gateway.telemetry.span_export import ExportCounts, SdkSpanBatch, SpanBatch
+from gateway.telemetry.span_export import Attrs, EventValues, ExportCounts, SpanBatch
 
 log = logging.getLogger("lockgate.telemetry")
 
@@ -61,16 +61,18 @@ class _CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
-def _otlp_span_batch(settings: TelemetrySettings, counts: ExportCounts) -> SpanBatch:
+def _otlp_span_batch(settings: TelemetrySettings, resource: Resource, counts: ExportCounts) -> SpanBatch:
     headers = dict(settings.headers) or None
     assert settings.traces_endpoint is not None
     if settings.protocol == GRPC_PROTOCOL:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         grpc = GrpcExporter(endpoint=settings.traces_endpoint, headers=headers, timeout=int(settings.timeout))
-        return SdkSpanBatch(_CountingExporter(grpc, counts))
-    # HTTP uses Lockgate's lean encoder (several times cheaper than the SDK's; same bytes on the wire).
-    return OtlpHttpSpanBatch(settings.traces_endpoint, headers or {}, settings.timeout, settings.compression, counts)
+        return SdkSpanBatch(_CountingExporter(grpc, counts), resource, SCOPE)
+    # HTTP writes spans straight into protobuf (several times cheaper than the SDK's encoder; same bytes).
+    return OtlpHttpSpanBatch(
+        settings.traces_endpoint, headers or {}, settings.timeout, settings.compression, counts, resource, SCOPE,
+    )
 
 
 class _PeriodicReader(PeriodicExportingMetricReader):
@@ -110,18 +112,14 @@ _LOW_64 = TraceIdRatioBased.TRACE_ID_LIMIT
 
 
 class SpanFactory:
-    """Makes span contexts, and finished spans as the SDK's `ReadableSpan`s.
+    """Makes span contexts and ids, sampled or not.
 
-    A request's spans are built once it is over, with their real start and end times: building
-    them as finished `ReadableSpan`s skips the live span machinery (a lock and a validation per
-    attribute). Attribute values are Lockgate's own and already of valid types. The sampler is the
-    SDK's `ParentBased(TraceIdRatioBased)`; a request without a caller's context (nearly all) takes
-    the same decision inline: the ratio sampler's test on the trace id's low 64 bits.
+    The sampler is the SDK's `ParentBased(TraceIdRatioBased)`; a request without a caller's context
+    (nearly all) takes the same decision inline: the ratio sampler's test on the trace id's low 64
+    bits. Spans themselves are written once a request is over (`SpanRecorder.build`).
     """
 
-    def __init__(self, resource: Resource, scope: InstrumentationScope, sample_ratio: float) -> None:
-        self._resource = resource
-        self._scope = scope
+    def __init__(self, sample_ratio: float) -> None:
         self._sampler = ParentBased(TraceIdRatioBased(sample_ratio))
         self._bound = TraceIdRatioBased.get_bound_for_rate(sample_ratio)
         self._bits = random.getrandbits
@@ -136,52 +134,93 @@ class SpanFactory:
             if parent.is_valid:
                 result = self._sampler.should_sample(incoming, parent.trace_id, name, SpanKind.SERVER)
                 flags = _SAMPLED if result.decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED
-                return SpanContext(parent.trace_id, self._span_id(), False, flags, result.trace_state), parent
+                return SpanContext(parent.trace_id, self.span_id(), False, flags, result.trace_state), parent
         trace_id = self._bits(128) or 1
         flags = _SAMPLED if trace_id & _LOW_64 < self._bound else _NOT_SAMPLED
-        return SpanContext(trace_id, self._span_id(), False, flags), None
+        return SpanContext(trace_id, self.span_id(), False, flags), None
 
-    def _span_id(self) -> int:
+    def span_id(self) -> int:
         return self._bits(64) or 1
 
-    def child(self, parent: SpanContext, span_id: int | None = None) -> SpanContext:
-        """A child's context: with `span_id` when one was chosen (and sent upstream) already."""
-        return SpanContext(parent.trace_id, span_id or self._span_id(), False, parent.trace_flags, parent.trace_state)
 
-    @staticmethod
-    def event(name: str, attributes: dict[str, Any], timestamp: int) -> Event:
-        return Event(name, attributes, timestamp)
+class ReadableSpanWriter:
+    """A `SpanWriter` making the SDK's `ReadableSpan`s (for SDK exporters: OTLP/gRPC, tests' in-memory one).
+
+    Attribute values are Lockgate's own and already of valid types: the finished spans are made
+    directly, without the live span machinery (a lock and a validation per attribute).
+    """
+
+    def __init__(self, resource: Resource, scope: InstrumentationScope) -> None:
+        self._resource = resource
+        self._scope = scope
+        self.spans: list[ReadableSpan] = []
 
     def span(
-        self, context: SpanContext, parent: SpanContext | None, name: str, kind: SpanKind,
-        attributes: dict[str, Any], start: int, end: int, status: Status, events: Sequence[Event] = (),
-    ) -> ReadableSpan:
-        return ReadableSpan(
-            name, context, parent, self._resource, attributes, events, kind=kind, status=status,
-            start_time=start, end_time=end, instrumentation_scope=self._scope,
+        self, trace: SpanContext, span_id: int, parent: SpanContext | None, name: str, kind: SpanKind,
+        start: int, end: int, fixed: Attrs | None, attributes: Attrs, events: Sequence[EventValues], status: Status,
+    ) -> None:
+        context = trace if trace.span_id == span_id else SpanContext(
+            trace.trace_id, span_id, False, trace.trace_flags, trace.trace_state
         )
+        self.spans.append(ReadableSpan(
+            name, context, parent, self._resource, {**fixed, **attributes} if fixed else attributes,
+            [Event(n, a, t) for n, a, t in events], kind=kind, status=status, start_time=start, end_time=end,
+            instrumentation_scope=self._scope,
+        ))
+
+
+class SdkSpanBatch:
+    """A `SpanBatch` for an SDK exporter: `ReadableSpan`s, exported together."""
+
+    def __init__(self, exporter: SpanExporter, resource: Resource, scope: InstrumentationScope) -> None:
+        self._exporter = exporter  # counts what it exports (_CountingExporter)
+        self._writer = ReadableSpanWriter(resource, scope)
+
+    @property
+    def writer(self) -> ReadableSpanWriter:
+        return self._writer
+
+    @property
+    def pending(self) -> int:
+        return len(self._writer.spans)
+
+    def mark(self) -> tuple[int, int]:
+        return len(self._writer.spans), len(self._writer.spans)
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        del self._writer.spans[mark[0]:]
+
+    def send(self) -> None:
+        spans = self._writer.spans
+        if spans:
+            self._writer.spans = []
+            self._exporter.export(spans)
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
 
 
 @dataclass(slots=True)
 class Tracing:
     factory: SpanFactory
     counts: ExportCounts
-    # Where spans go: exported at once on the caller's thread (an exporter given: tests' in-memory
-    # one), or in batches from a background thread (OTLP). Neither: tracing is on with nowhere to
-    # send, and spans are dropped unbuilt.
-    exporter: SpanExporter | None = None
+    # Where spans go: none (tracing on with nowhere to send: spans are dropped unbuilt), an OTLP batch
+    # sent from a background thread, or (an exporter given: tests' in-memory one) each request's
+    # spans exported at once on the caller's thread.
     batch: SpanBatch | None = None
+    batched: bool = False
 
 
 def build_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = None) -> Tracing:
     """How this app's spans are made and where they go. A given `exporter` (tests) is exported to at once;
     otherwise the OTLP exporter, or none (tracing on with nowhere to send: spans are dropped unbuilt)."""
     counts = ExportCounts()
-    factory = SpanFactory(telemetry_resource(settings), SCOPE, settings.sample_ratio)
+    resource = telemetry_resource(settings)
+    factory = SpanFactory(settings.sample_ratio)
     if exporter is not None:
-        return Tracing(factory, counts, exporter=_CountingExporter(exporter, counts))
+        return Tracing(factory, counts, SdkSpanBatch(_CountingExporter(exporter, counts), resource, SCOPE))
     if settings.traces_endpoint:
-        return Tracing(factory, counts, batch=_otlp_span_batch(settings, counts))
+        return Tracing(factory, counts, _otlp_span_batch(settings, resource, counts), batched=True)
     return Tracing(factory, counts)
 
 

@@ -17,48 +17,47 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter
-
-from gateway.telemetry.span_export import ExportCounts, SpanBatch
+from gateway.telemetry.span_export import ExportCounts, SpanBatch, SpanWriter
 from gateway.telemetry.spans import FinishedRequest
 
 log = logging.getLogger("lockgate.telemetry")
 
 
-Build = Callable[[FinishedRequest], list[ReadableSpan]]
+Build = Callable[[FinishedRequest, SpanWriter], None]
 # Spans built per chunk: small enough that a request's values are read soon after it ends.
 CHUNK_SPANS = 64
 
 
-def _build_all(build: Build, items: Sequence[FinishedRequest], counts: ExportCounts) -> list[ReadableSpan]:
-    spans: list[ReadableSpan] = []
+def _build_into(build: Build, items: Sequence[FinishedRequest], batch: SpanBatch, counts: ExportCounts) -> None:
+    writer = batch.writer
     for item in items:
+        mark = batch.mark()
         try:
-            spans.extend(build(item))
+            build(item, writer)
         except Exception:  # one request's bad value must not lose the batch or kill the thread
             log.exception("building a request's spans failed")
+            batch.rollback(mark)  # none of its spans, rather than some
             counts.failed += item.span_count
-    return spans
 
 
 class ImmediateSpans:
-    """Builds and exports each request's spans at once, on the caller's thread (tests, no exporter)."""
+    """Builds and exports each request's spans at once, on the caller's thread (tests' in-memory exporter)."""
 
-    def __init__(self, build: Build, exporter: SpanExporter, counts: ExportCounts) -> None:
+    def __init__(self, build: Build, batch: SpanBatch, counts: ExportCounts) -> None:
         self._build = build
-        self._exporter = exporter
+        self._batch = batch
         self._counts = counts
 
     def write(self, finished: FinishedRequest) -> None:
-        self._exporter.export(_build_all(self._build, (finished,), self._counts))
+        _build_into(self._build, (finished,), self._batch, self._counts)
+        self._batch.send()
 
     def shutdown(self) -> None:
-        self._exporter.shutdown()
+        self._batch.shutdown()
 
 
 class DiscardedSpans:
@@ -127,12 +126,7 @@ class SpanBatcher:
                 spans += item.span_count
             # Read-modify-write races with `write` on the event loop's thread: recount from what is left.
             self._waiting = sum(item.span_count for item in queue) if queue else 0
-            spans_built = _build_all(self._build, chunk, self._counts)
-            try:
-                self._batch.add(spans_built)
-            except Exception:  # one bad value must not lose the rest or kill the thread
-                log.exception("encoding spans failed")
-                self._counts.failed += len(spans_built)
+            _build_into(self._build, chunk, self._batch, self._counts)
             if self._batch.pending >= self._max_batch:
                 self._batch.send()
 

@@ -1,18 +1,23 @@
-"""What the span export thread hands spans to, and how their fates are counted.
+"""What a request's spans are written to on their way out, and how their fates are counted.
 
-A `SpanBatch` is the batch being prepared for the collector: spans are added as they are built
-and sent together (`span_batches.SpanBatcher` decides when). The OTLP/HTTP batch (`otlp_http`)
-encodes spans as they are added; `SdkSpanBatch` keeps them for an SDK exporter (OTLP/gRPC).
+`SpanRecorder.build` writes each span, as plain values, to a `SpanWriter`. The OTLP/HTTP batch's
+writer (`otlp_encode.SpanBytes`) encodes it into protobuf there and then; the SDK's writer
+(`sdk.ReadableSpanWriter`) makes a `ReadableSpan` for an SDK exporter (OTLP/gRPC, and the in-memory
+exporter tests use). A `SpanBatch` holds what was written until it is sent (`span_batches` decides
+when).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import SpanContext, SpanKind, Status
+
+Attrs = dict[str, Any]
+# A span event: name, attributes, time (ns since the epoch).
+EventValues = tuple[str, Attrs, int]
 
 
 @dataclass(slots=True)
@@ -24,38 +29,32 @@ class ExportCounts:
     dropped: int = 0
 
 
+class SpanWriter(Protocol):
+    def span(
+        self, trace: SpanContext, span_id: int, parent: SpanContext | None, name: str, kind: SpanKind,
+        start: int, end: int, fixed: Attrs | None, attributes: Attrs, events: Sequence[EventValues], status: Status,
+    ) -> None:
+        """One finished span. `trace` carries the trace id, flags and state (the span's own context, or its
+        parent's); `fixed` is a group of attributes shared by many spans, always the same dict object
+        (a deployment's), never sharing a key with `attributes`."""
+
+
 class SpanBatch(Protocol):
-    """The batch being prepared for the collector: spans are added as they are built, sent together."""
+    """The spans written since the last send, and how to send them."""
 
     @property
-    def pending(self) -> int: ...
-
-    def add(self, spans: Sequence[ReadableSpan]) -> None: ...
-
-    def send(self) -> None:
-        """Export what was added, counting it exported or failed; never raises."""
-
-    def shutdown(self) -> None: ...
-
-
-class SdkSpanBatch:
-    """A `SpanBatch` for an SDK exporter (OTLP/gRPC): the spans are kept and exported together."""
-
-    def __init__(self, exporter: SpanExporter) -> None:
-        self._exporter = exporter  # counts what it exports (sdk._CountingExporter)
-        self._spans: list[ReadableSpan] = []
+    def writer(self) -> SpanWriter: ...
 
     @property
     def pending(self) -> int:
-        return len(self._spans)
+        """Spans written and not sent yet."""
 
-    def add(self, spans: Sequence[ReadableSpan]) -> None:
-        self._spans.extend(spans)
+    def mark(self) -> tuple[int, int]:
+        """A point to roll back to (before a request whose spans could not all be written)."""
+
+    def rollback(self, mark: tuple[int, int]) -> None: ...
 
     def send(self) -> None:
-        if self._spans:
-            spans, self._spans = self._spans, []
-            self._exporter.export(spans)
+        """Export what was written, counting it exported or failed; never raises."""
 
-    def shutdown(self) -> None:
-        self._exporter.shutdown()
+    def shutdown(self) -> None: ...

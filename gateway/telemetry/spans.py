@@ -9,12 +9,11 @@ holds) show up in traces without code here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from gateway.config.runtime import Principal
@@ -32,6 +31,7 @@ from gateway.telemetry.attributes import (
 )
 from gateway.telemetry.content import OutputCollector, input_messages
 from gateway.telemetry.sdk import SpanFactory
+from gateway.telemetry.span_export import EventValues, SpanWriter
 
 _UNSET_STATUS = Status(StatusCode.UNSET)
 
@@ -48,7 +48,6 @@ class ServerSpan:
     name: str
     start: int
     attributes: dict[str, Any]
-    events: list[Any] = field(default_factory=list)
     status: Status = _UNSET_STATUS
 
 
@@ -113,21 +112,22 @@ class SpanRecorder:
         """The SERVER span's context for a request whose caller's context is `incoming` (None: it sent none)."""
         return self._factory.root(incoming, name)
 
-    def build(self, finished: FinishedRequest) -> list[ReadableSpan]:
-        """The request's spans: one CLIENT span per attempt, then the SERVER span with the decision events."""
+    def build(self, finished: FinishedRequest, out: SpanWriter) -> None:
+        """Write the request's spans to `out`: one CLIENT span per attempt, then the SERVER span with the
+        decision events."""
         server = finished.server
-        spans: list[ReadableSpan] = []
         request = finished.request
+        events: list[EventValues] = []
         if request is not None:
             baggage = {k: str(v) for k, v in otel_baggage.get_all(finished.incoming).items()} \
                 if finished.incoming is not None else {}
             output = finished.collector.output_messages() if finished.collector is not None else None
-            self._record(server, request, finished.ended_ns, baggage, output, spans)
-        spans.append(self._factory.span(
-            server.context, server.parent, server.name, SpanKind.SERVER, server.attributes, server.start,
-            finished.ended_ns, server.status, server.events,
-        ))
-        return spans
+            self._record(server, request, finished.ended_ns, baggage, output, events, out)
+        context = server.context
+        out.span(
+            context, context.span_id, server.parent, server.name, SpanKind.SERVER, server.start, finished.ended_ns,
+            None, server.attributes, events, server.status,
+        )
 
     def _record(
         self,
@@ -136,9 +136,10 @@ class SpanRecorder:
         ended_ns: int,
         baggage: dict[str, str],
         output: str | None,
-        spans: list[ReadableSpan],
+        events: list[EventValues],
+        out: SpanWriter,
     ) -> None:
-        """Annotate the SERVER span and build the attempt spans and decision events under it."""
+        """Annotate the SERVER span, collect its decision events and write the attempt spans under it."""
         operation = request.operation
         own: Attrs = {
             sc.GEN_AI_OPERATION_NAME: operation,
@@ -179,7 +180,7 @@ class SpanRecorder:
             served = index == last and attempt.failure is None
             # A served stream's span lasts until its last byte: the request's end.
             end = ended_ns if served and request.stream else None
-            spans.append(self._attempt(parent, attempt, index, common, end, output if served else None))
+            self._attempt(parent, attempt, index, common, end, output if served else None, out)
             cost = attempt_cost(attempt)
             if cost is not None:
                 total_cost = (total_cost or 0.0) + cost
@@ -190,9 +191,8 @@ class SpanRecorder:
         elif total_cost is not None:
             own[sc.LOCKGATE_COST_USD] = total_cost
         server.attributes.update(own)
-        event = self._factory.event
         for decision in request.decisions:
-            server.events.append(event(decision.name, self._clean(decision.attributes), int(decision.at * _NS)))
+            events.append((decision.name, self._clean(decision.attributes), int(decision.at * _NS)))
         final = request.attempts[-1] if request.attempts else None
         if final is not None and final.failure is not None and server.status.status_code is not StatusCode.ERROR:
             status = server.attributes.get(sc.HTTP_RESPONSE_STATUS_CODE)
@@ -202,11 +202,11 @@ class SpanRecorder:
                 server.status = Status(StatusCode.ERROR, "the upstream stream failed mid-way")
 
     def _attempt(
-        self, parent: SpanContext, attempt: Attempt, index: int, common: Attrs, end_ns: int | None, output: str | None
-    ) -> ReadableSpan:
+        self, parent: SpanContext, attempt: Attempt, index: int, common: Attrs, end_ns: int | None, output: str | None,
+        out: SpanWriter,
+    ) -> None:
         d = attempt.deployment
-        attrs = self._deployments.span_attrs(d)
-        attrs.update(common)
+        attrs = dict(common)
         attrs[sc.LOCKGATE_ATTEMPT] = index + 1
         if attempt.summary is not None:
             _summary(attempt.summary, attrs)
@@ -228,10 +228,11 @@ class SpanRecorder:
         status = _UNSET_STATUS if failure is None else Status(
             StatusCode.ERROR, scrub_secrets(failure.message, self._secrets)
         )
-        return self._factory.span(
-            self._factory.child(parent, attempt.span_id), parent, f"{common[sc.GEN_AI_OPERATION_NAME]} {d.upstream_model}",
-            SpanKind.CLIENT, attrs, start, end_ns if end_ns is not None else start + int(attempt.duration * _NS),
-            status,
+        out.span(
+            parent, attempt.span_id or self._factory.span_id(), parent,
+            f"{common[sc.GEN_AI_OPERATION_NAME]} {d.upstream_model}", SpanKind.CLIENT,
+            start, end_ns if end_ns is not None else start + int(attempt.duration * _NS),
+            self._deployments.span_group(d), attrs, (), status,
         )
 
     def _clean(self, attributes: dict[str, Any]) -> Attrs:

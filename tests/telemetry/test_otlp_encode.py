@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from opentelemetry import baggage as otel_baggage
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -18,7 +21,15 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from gateway.telemetry.otlp_encode import encode_span_messages, encode_spans, wrap_span_messages
+from gateway.config import parse_config
+from gateway.context import ApiRequest, Attempt
+from gateway.errors import UpstreamFailure
+from gateway.providers.base import Summary
+from gateway.telemetry import Telemetry
+from gateway.telemetry.otlp_encode import SpanBytes, encode_span_messages, encode_spans, wrap_span_messages
+from gateway.telemetry.sdk import SCOPE, ReadableSpanWriter
+from gateway.telemetry.spans import FinishedRequest, RequestRecord, ServerSpan
+from tests.telemetry.test_decisions import CONFIG, make_request
 
 
 def test_the_lean_encoder_matches_the_sdk_encoder_field_for_field() -> None:
@@ -58,7 +69,52 @@ def test_spans_encoded_in_chunks_and_wrapped_once_are_one_export_request() -> No
     for i in range(5):
         tracer.start_span(f"chat {i}", attributes={"n": i, "model": "gpt-4o"}).end()
     spans = memory.get_finished_spans()
-    cache: dict[tuple[object, ...], bytes] = {}
-    chunks = [encode_span_messages(spans[:2], cache), encode_span_messages(spans[2:], cache)]
-    wrapped = wrap_span_messages(spans[0].resource, spans[0].instrumentation_scope, chunks, cache)
+    writer = SpanBytes()
+    chunks = [encode_span_messages(spans[:2], writer), encode_span_messages(spans[2:], writer)]
+    wrapped = wrap_span_messages(spans[0].resource, spans[0].instrumentation_scope, chunks, writer.cache)
     assert ExportTraceServiceRequest.FromString(wrapped) == sdk_encode(spans)
+
+
+def finished_requests(telemetry: Telemetry) -> list[FinishedRequest]:
+    """Requests of every shape a span can take: retried with decisions (one naming a secret), streamed
+    and cut mid-way, under a caller's remote parent with baggage, and failed with a 500."""
+    recorder = telemetry.recorder
+    assert recorder is not None
+    out = []
+    _, _, rich = make_request()
+    rich.body.update(temperature=0.2, max_tokens=64, stop=["\n"], seed=7)
+    rich.session_id, rich.user = "sess-1", "ana"
+    for number, attempt in enumerate(rich.attempts, 1):
+        attempt.span_id = number  # chosen when the upstream call went out, as the router does
+    stream = ApiRequest(request_id="req_2", operation="chat", headers={}, body={"model": "gpt-4o", "stream": True},
+                        raw=b"", model="gpt-4o", stream=True)
+    deployment = rich.attempts[-1].deployment
+    stream.attempts.append(Attempt(deployment, time.time(), 0.02, UpstreamFailure("stream_cut", "the stream broke"),
+                                   Summary(response_id="chatcmpl-2", time_to_first_chunk=0.015), span_id=0xABC))
+    incoming = set_span_in_context(NonRecordingSpan(SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0xF067AA0BA902B7,
+                                                                True, TraceFlags(1))))
+    incoming = otel_baggage.set_baggage("lockgate.session.id", "from-baggage", incoming)
+    for request, status, ctx in ((rich, 200, None), (stream, 200, incoming), (None, 500, None)):
+        context, parent = recorder.start(ctx, "POST")
+        attributes: dict[str, object] = {"http.request.method": "POST", "http.response.status_code": status}
+        server = ServerSpan(context, parent, "POST /v1/chat/completions", time.time_ns(), attributes)
+        if status == 500:
+            server.status = Status(StatusCode.ERROR, "KeyError")
+        record = RequestRecord.of(request, True) if request is not None else None
+        out.append(FinishedRequest(server, record, time.time_ns(), ctx, None))
+    return out
+
+
+def test_spans_written_straight_to_protobuf_are_what_the_sdk_encodes_from_readable_spans() -> None:
+    telemetry = Telemetry(parse_config(CONFIG), environ={}, span_exporter=InMemorySpanExporter())
+    assert telemetry.recorder is not None
+    requests = finished_requests(telemetry)
+    resource = Resource.create({"service.name": "lockgate"})
+    readable, direct = ReadableSpanWriter(resource, SCOPE), SpanBytes()
+    for finished in requests:
+        telemetry.recorder.build(finished, readable)
+        telemetry.recorder.build(finished, direct)
+    assert len(readable.spans) == direct.count == 3 + 3  # a SERVER span each, a CLIENT span per attempt
+    ours = ExportTraceServiceRequest.FromString(wrap_span_messages(resource, SCOPE, direct.parts, direct.cache))
+    assert ours == sdk_encode(readable.spans)
+    assert "sk-secret-abcdef0123456789" not in str(ours)

@@ -10,15 +10,16 @@ import threading
 import time
 from collections.abc import Sequence
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from gateway.config import parse_config
 from gateway.context import ApiRequest
 from gateway.telemetry import Telemetry
-from gateway.telemetry.sdk import _CountingExporter  # the counting wrapper the app uses
+from gateway.telemetry.sdk import SCOPE, SdkSpanBatch, _CountingExporter  # the counting wrapper the app uses
 from gateway.telemetry.span_batches import SpanBatcher
-from gateway.telemetry.span_export import ExportCounts, SdkSpanBatch
+from gateway.telemetry.span_export import ExportCounts
 from gateway.telemetry.spans import FinishedRequest, RequestRecord, ServerSpan
 from tests.telemetry.conftest import SpanSink
 
@@ -55,7 +56,7 @@ def batcher(sink: SpanSink, max_batch: int = 512, max_queue: int = 2048) -> tupl
     telemetry = Telemetry(parse_config(CONFIG), environ={}, span_exporter=SpanSink())
     assert telemetry.recorder is not None
     counts = ExportCounts()
-    batch = SdkSpanBatch(_CountingExporter(sink, counts))
+    batch = SdkSpanBatch(_CountingExporter(sink, counts), Resource.create({}), SCOPE)
     spans = SpanBatcher(telemetry.recorder.build, batch, counts, 3600, max_batch, max_queue)
     return telemetry, spans, counts
 
