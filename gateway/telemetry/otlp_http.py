@@ -1,8 +1,8 @@
 """OTLP/HTTP (protobuf) span export: the lean encoder plus a POST with retries, on the export thread.
 
-Spans are encoded as they are built, in small chunks (`add`), and sent together when the batch is
-full or due (`send`), so a finished request's values are read soon after it ends while one POST
-still carries hundreds of spans. The connection is kept alive between batches: a new one per batch
+Spans are written into protobuf as they are built (the batch's `SpanBytes` writer), in small
+chunks, and sent together when the batch is full or due (`send`), so a finished request's values
+are read soon after it ends while one POST still carries hundreds of spans. The connection is kept alive between batches: a new one per batch
 meant a resolve and a connect each time, every blocking call handing the GIL back and forth with
 the event loop's thread. Retries what the OTLP spec calls retryable (429, 502, 503, 504, connection
 errors) with exponential backoff, within the configured timeout; then the batch is counted failed,
@@ -16,7 +16,6 @@ import http.client
 import logging
 import threading
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.resources import Resource

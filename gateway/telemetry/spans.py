@@ -57,8 +57,8 @@ class RequestRecord:
 
     Not the request itself: its body can be a whole agent conversation, and kept until the export
     thread built the spans (a batch: ~0.1 s) it was freed there, cold, object by object. Freed on
-    the loop while still in cache, it cost a tenth as much (bench/telemetry_threads.py with a 47
-    message body: tracing x0.78 -> x0.86 against metrics alone). Attempts and decisions are small.
+    the loop while still in cache it costs far less (bench/telemetry_threads.py with a 47-message
+    body: tracing x0.78 -> x0.86 of metrics alone's throughput). Attempts and decisions are small.
     """
 
     operation: str
