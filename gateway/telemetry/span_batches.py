@@ -121,7 +121,9 @@ class SpanBatcher:
         while queue:
             chunk: list[FinishedRequest] = []
             spans = 0
-            while queue and spans < self._chunk:
+            # Never past the batch's size (OTEL_BSP_MAX_EXPORT_BATCH_SIZE), but at least one request.
+            room = min(self._chunk, max(self._max_batch - self._batch.pending, 1))
+            while queue and spans < room:
                 item = queue.popleft()
                 chunk.append(item)
                 spans += item.span_count

@@ -137,3 +137,13 @@ def test_a_batch_fills_from_several_chunks_and_leaves_without_waiting_for_the_de
     assert len(sink.wait_servers(200)) == 200  # before shutdown: the delay is an hour
     spans.shutdown()
     assert sink.sizes == [200]
+
+
+def test_no_export_carries_more_spans_than_the_batch_size() -> None:
+    sink = BatchSizes()
+    telemetry, spans, counts = batcher(sink, max_batch=100)
+    for _ in range(250):
+        spans.write(finished(telemetry))
+    spans.shutdown()
+    assert sum(sink.sizes) == counts.exported == 250
+    assert max(sink.sizes) == 100
