@@ -173,7 +173,8 @@ _REMOTE_PARENT = b"\x85\x01" + _FIXED32(0x300)
 
 
 def encode_span_messages(spans: Sequence[ReadableSpan], writer: SpanBytes) -> bytes:
-    """SDK spans as the `spans` fields of a ScopeSpans message (written by `writer`, whose caches it uses)."""
+    """SDK spans as the `spans` fields of a ScopeSpans message, written by `writer` (its caches used, its
+    parts taken)."""
     for span in spans:
         context = span.context
         assert context is not None
@@ -190,8 +191,9 @@ def encode_span_messages(spans: Sequence[ReadableSpan], writer: SpanBytes) -> by
 def wrap_span_messages(
     resource: Any, scope: Any, span_messages: list[bytes], cache: dict[tuple[Any, ...], bytes]
 ) -> bytes:
-    """The ExportTraceServiceRequest holding `span_messages` (chunks from `encode_span_messages`) under one
-    resource and scope. A batch's spans are hundreds of kilobytes: they are copied once, into the result."""
+    """The ExportTraceServiceRequest holding `span_messages` (a `SpanBytes`' parts, or chunks from
+    `encode_span_messages`) under one resource and scope. A batch's spans are hundreds of kilobytes:
+    they are copied once, into the result."""
     return b"".join(_resource_spans(resource, [_scope_spans(scope, span_messages)], cache))
 
 
