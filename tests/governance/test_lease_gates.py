@@ -9,7 +9,6 @@ really gone, every served request charged once, in the counters and in the ledge
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from gateway.errors import BudgetExceeded
 from gateway.governance import Governance
 from gateway.providers.base import Usage
 from gateway.store import open_store
+from tests.governance.helpers import budget_totals
 
 KEY = "sk-lease-gates-0123456789"
 PER_CALL = 500  # 5 output tokens at $0.0001, inputs free: the reservation is exactly the charge
@@ -108,14 +108,8 @@ async def drive(replicas: Replicas, total: int, concurrency: int) -> tuple[int, 
 
 
 async def store_totals(url: str) -> tuple[int, int, int, int]:
-    """(used, reserved, leased, ledger total) of the key's budget, read by a fresh connection."""
-    store = open_store(url)
-    try:
-        (state,) = await store.counters([COUNTER], time.time())
-        ledger = await store.ledger_range(0, time.time() + 60)
-        return state.used, state.reserved, state.leased, sum(e.charged["usd_micros"] for e in ledger)
-    finally:
-        await store.aclose()
+    """(used, reserved, leased, ledger total) of the key's budget."""
+    return (await budget_totals(url, COUNTER))[:4]
 
 
 async def test_replicas_spending_from_leases_serve_exactly_what_the_budget_affords(

@@ -14,26 +14,17 @@ import pytest
 from gateway.store import open_store
 from gateway.testing.tcp_proxy import TcpProxy
 from gateway.testing.upstream import UpstreamServer
-from tests.conftest import MASTER_KEY, UPSTREAM_KEY, GatewayFactory
+from tests.conftest import MASTER_KEY, GatewayFactory
+from tests.governance.helpers import PER_CALL, budget_totals, budgeted_key_yaml
 from tests.governance.test_alerts import Receiver
 
 KEY = "sk-lease-gateway-0123456789"
-PER_CALL = 500  # micro-dollars: 5 output tokens at $0.0001, inputs free
 COUNTER = "b:key:bot:total:total:usd"
 REDIS = "redis://127.0.0.1:6379/0"
 
 
 def config(upstream: UpstreamServer, store_url: str, affords: int, budgets: str = "{}") -> str:
-    return (
-        "model_list:\n"
-        "  - model_name: gpt-4o\n"
-        f"    litellm_params: {{model: openai/gpt-4o-upstream, api_base: '{upstream.url}', api_key: {UPSTREAM_KEY}}}\n"
-        "    model_info: {input_cost_per_token: 0, output_cost_per_token: 0.0001}\n"
-        f"general_settings: {{master_key: {MASTER_KEY}}}\n"
-        f"keys: [{{name: bot, key: {KEY}, rpm: 1000000, budgets: [{{limit_usd: {affords * PER_CALL / 1e6}, period: total}}]}}]\n"
-        f"store: '{store_url}'\n"
-        f"budgets: {budgets}\n"
-    )
+    return budgeted_key_yaml(upstream, store_url, KEY, affords, budgets)
 
 
 @pytest.fixture
@@ -77,13 +68,7 @@ async def busy_until_leased(url: str, redis_prefix: str) -> None:
 
 
 async def totals(redis_prefix: str) -> tuple[int, int, int, int]:
-    store = open_store(f"{REDIS}?prefix={redis_prefix}")
-    try:
-        (state,) = await store.counters([COUNTER], time.time())
-        ledger = await store.ledger_range(0, time.time() + 60)
-        return state.used, state.reserved, state.leased, sum(e.charged["usd_micros"] for e in ledger)
-    finally:
-        await store.aclose()
+    return (await budget_totals(f"{REDIS}?prefix={redis_prefix}", COUNTER))[:4]
 
 
 def test_with_leases_a_store_outage_still_fails_closed_and_recovers_by_itself(
@@ -186,13 +171,7 @@ def test_a_lease_whose_key_changed_drains_into_the_store(
     admin.close()
 
     async def read() -> tuple[int, int, int, int]:
-        store = open_store(f"{REDIS}?prefix={redis_prefix}")
-        try:
-            (state,) = await store.counters([counter], time.time())
-            ledger = await store.ledger_range(0, time.time() + 60)
-            return state.used, state.reserved, state.leased, sum(e.charged["usd_micros"] for e in ledger)
-        finally:
-            await store.aclose()
+        return (await budget_totals(f"{REDIS}?prefix={redis_prefix}", counter))[:4]
 
     served = len(upstream.upstream.received)
     assert asyncio.run(read()) == (served * PER_CALL, 0, 0, served * PER_CALL)

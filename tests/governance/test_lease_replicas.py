@@ -15,27 +15,17 @@ from gateway.budgets.gate import LEASE_TTL
 from gateway.config.governance import BudgetsSection
 from gateway.store import open_store
 from gateway.testing.upstream import UpstreamServer
-from tests.conftest import MASTER_KEY, UPSTREAM_KEY
-from tests.governance.helpers import Admin
+from tests.governance.helpers import PER_CALL, Admin, budget_totals, budgeted_key_yaml
 from tests.replicas import ask_budgeted, gateway_replicas
 
 KEY = "sk-lease-replicas-0123456789"
-PER_CALL = 500  # micro-dollars: 5 output tokens at $0.0001, inputs free
 COUNTER = "b:key:bot:total:total:usd"
 RESERVATION_TTL = BudgetsSection().reservation_ttl  # the config leaves it at its default
 
 
 def write_config(tmp_path: Path, upstream: UpstreamServer, redis_prefix: str, affords: int) -> Path:
     path = tmp_path / "lockgate.yaml"
-    path.write_text(
-        "model_list:\n"
-        "  - model_name: gpt-4o\n"
-        f"    litellm_params: {{model: openai/gpt-4o-upstream, api_base: '{upstream.url}', api_key: {UPSTREAM_KEY}}}\n"
-        "    model_info: {input_cost_per_token: 0, output_cost_per_token: 0.0001}\n"
-        f"general_settings: {{master_key: {MASTER_KEY}}}\n"
-        f"keys: [{{name: bot, key: {KEY}, rpm: 1000000, budgets: [{{limit_usd: {affords * PER_CALL / 1e6}, period: total}}]}}]\n"
-        f"store: 'redis://127.0.0.1:6379/0?prefix={redis_prefix}'\n"
-    )
+    path.write_text(budgeted_key_yaml(upstream, f"redis://127.0.0.1:6379/0?prefix={redis_prefix}", KEY, affords))
     return path
 
 
@@ -46,14 +36,7 @@ def store_url(redis_prefix: str) -> str:
 
 async def totals(store_url: str) -> tuple[int, int, int, int, list[tuple[str, int, bool]]]:
     """(used, reserved, leased, ledger total, ledger entries as (id, usd, swept)) of the key's budget."""
-    store = open_store(store_url)
-    try:
-        (state,) = await store.counters([COUNTER], time.time())
-        ledger = await store.ledger_range(0, time.time() + 3600)  # sweeps below are dated in the future
-        entries = [(e.reservation_id, e.charged["usd_micros"], e.swept) for e in ledger]
-        return state.used, state.reserved, state.leased, sum(e[1] for e in entries), entries
-    finally:
-        await store.aclose()
+    return await budget_totals(store_url, COUNTER)
 
 
 def clients(urls: list[str]) -> list[openai.AsyncOpenAI]:
