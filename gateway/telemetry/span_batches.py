@@ -85,8 +85,11 @@ class SpanBatcher:
         self._chunk = min(CHUNK_SPANS, max_batch)
         self._max_queue = max_queue
         self._queue: deque[FinishedRequest] = deque()
-        # Spans waiting (a request makes one plus one per attempt): the limits count spans, as OTEL_BSP_* do.
-        self._waiting = 0
+        # Spans waiting (a request makes one plus one per attempt; the limits count spans, as OTEL_BSP_*
+        # do) are those queued less those taken. Each count has one writer: `_queued` the event loop,
+        # `_taken` the export thread, so neither update can be lost to the other thread.
+        self._queued = 0
+        self._taken = 0
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="lockgate-span-export", daemon=True)
@@ -95,12 +98,13 @@ class SpanBatcher:
     def write(self, finished: FinishedRequest) -> None:
         """Queue a finished request (event loop). Never blocks; drops and counts when the queue is full."""
         count = finished.span_count
-        if self._waiting + count > self._max_queue or self._stopping:
+        waiting = self._queued - self._taken
+        if waiting + count > self._max_queue or self._stopping:
             self._counts.dropped += count
             return
         self._queue.append(finished)
-        self._waiting += count
-        if self._waiting >= self._chunk and not self._wake.is_set():  # set() takes a lock: once is enough
+        self._queued += count
+        if waiting + count >= self._chunk and not self._wake.is_set():  # set() takes a lock: once is enough
             self._wake.set()
 
     def _run(self) -> None:
@@ -127,8 +131,9 @@ class SpanBatcher:
                 item = queue.popleft()
                 chunk.append(item)
                 spans += item.span_count
-            # Read-modify-write races with `write` on the event loop's thread: recount from what is left.
-            self._waiting = sum(item.span_count for item in queue) if queue else 0
+            # Never walk the queue here: the event loop appends to it meanwhile, and iterating a deque
+            # that changes raises (which killed this thread and, with it, all later export).
+            self._taken += spans
             _build_into(self._build, chunk, self._batch, self._counts)
             if self._batch.pending >= self._max_batch:
                 self._batch.send()

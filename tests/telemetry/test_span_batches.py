@@ -6,6 +6,7 @@ collector would receive and what the `lockgate.spans.exported` counts would say.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -147,3 +148,21 @@ def test_no_export_carries_more_spans_than_the_batch_size() -> None:
     spans.shutdown()
     assert sum(sink.sizes) == counts.exported == 250
     assert max(sink.sizes) == 100
+
+
+def test_requests_queued_while_the_export_thread_counts_what_is_left_are_all_exported() -> None:
+    # The event loop appends to the queue while the export thread takes chunks from it; the thread
+    # switching often makes the two interleave at every step (a loaded gateway does, now and then).
+    sink = SpanSink()
+    telemetry, spans, counts = batcher(sink, max_batch=512, max_queue=1_000_000)
+    requests = [finished(telemetry, f"POST {i}") for i in range(20_000)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for request in requests:
+            spans.write(request)
+    finally:
+        sys.setswitchinterval(interval)
+    spans.shutdown(timeout=60)
+    assert counts.dropped == counts.failed == 0
+    assert counts.exported == len(sink.servers()) == 20_000
