@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -164,11 +165,28 @@ def main() -> None:
                     print(f"  {name:16s} {rps:8.0f} req/s (x{rps / base_rps:5.3f}, paired median x{paired:5.3f})   "
                           f"gateway CPU {per * 1e6:6.0f} us/req (x{per / base_cpu:5.3f}, over off {over * 1e6:+4.0f} us)",
                           flush=True)
+            # A span that was not exported is work not done: a tracing gateway that dropped spans (a full
+            # queue) or lost its export thread would look cheaper than it is. Its own counter says.
+            for name, (_, port) in gateways.items():
+                if settings[name][1]:
+                    print(f"  {name}: spans {span_counts(port)}")
         finally:
             for process, _ in gateways.values():
                 stop(process)
             for process in helpers:
                 stop(process)
+
+
+def span_counts(port: int) -> str:
+    """The gateway's `lockgate.telemetry.spans` counter by export result, read from `GET /metrics`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("lockgate_telemetry_spans") and "lockgate_export_result=" in line:
+            result = line.split('lockgate_export_result="', 1)[1].split('"', 1)[0]
+            found[result] = int(float(line.rsplit(" ", 1)[1]))
+    return ", ".join(f"{result} {count}" for result, count in sorted(found.items())) or "(counter not found)"
 
 
 if __name__ == "__main__":
