@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -179,8 +180,11 @@ def main() -> None:
 
 def span_counts(port: int) -> str:
     """The gateway's `lockgate.telemetry.spans` counter by export result, read from `GET /metrics`."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except urllib.error.HTTPError as exc:  # metrics off: no /metrics to read
+        return f"not known (GET /metrics: HTTP {exc.code})"
     found = {}
     for line in text.splitlines():
         if line.startswith("lockgate_telemetry_spans") and "lockgate_export_result=" in line:
