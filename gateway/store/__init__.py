@@ -9,6 +9,7 @@ See `base.py` for the primitives and what each is for.
 from __future__ import annotations
 
 from gateway.store.base import (
+    AuditEntry,
     AuditRecord,
     Charge,
     CounterState,
@@ -54,6 +55,7 @@ def open_store(url: str, timeout: float = 2.0) -> Store:
 
 __all__ = [
     "DEFAULT_STORE_URL",
+    "AuditEntry",
     "AuditRecord",
     "Charge",
     "CounterState",

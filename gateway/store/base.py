@@ -21,7 +21,7 @@ embedded default, and `redis_store.py`, shared by replicas) pass one contract su
    it no longer needs, and asks for more, which the store grants only while the counters are far
    from their limits (`LeaseUpdate.headroom`). Expired, it is swept like any reservation: charged
    in full. `CounterState.leased` says how much of `reserved` is held by leases.
-3. An append-only, hash-chained audit log (`audit_append` / `audit_range` / `audit_head`).
+3. An append-only, hash-chained audit log (`audit_append[_many]` / `audit_range` / `audit_head`).
 4. Cooldowns: deployment id -> until (epoch seconds), shared by every replica.
 5. `ping`, for readiness.
 
@@ -165,6 +165,10 @@ class LedgerEntry:
     swept: bool = False
 
 
+# One audit entry to append: actor, action, target, reason, details, time (epoch seconds).
+AuditEntry = tuple[str, str, str, str, JsonDict, float]
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     """One audit entry as stored: `hash` = sha256(prev_hash + canonical JSON of the rest)."""
@@ -248,6 +252,9 @@ class Store(Protocol):
     async def audit_append(
         self, actor: str, action: str, target: str, reason: str, details: JsonDict, now: float
     ) -> AuditRecord: ...
+
+    async def audit_append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Append several entries, in order and chained, in one transaction (one round trip)."""
 
     async def audit_range(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]: ...
 

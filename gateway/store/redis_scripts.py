@@ -298,7 +298,7 @@ return {1, v}
 AUDIT_APPEND = """
 local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
 if seq ~= tonumber(ARGV[1]) then return 0 end
-redis.call('RPUSH', KEYS[1], ARGV[2])
-redis.call('HSET', KEYS[2], 'seq', ARGV[3], 'hash', ARGV[4])
+for i = 4, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+redis.call('HSET', KEYS[2], 'seq', ARGV[2], 'hash', ARGV[3])
 return 1
 """

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from gateway.store import redis_scripts as lua
 from gateway.store.base import (
+    AuditEntry,
     AuditRecord,
     Charge,
     CounterState,
@@ -281,24 +282,30 @@ class RedisStore:
     async def audit_append(
         self, actor: str, action: str, target: str, reason: str, details: JsonDict, now: float
     ) -> AuditRecord:
-        async with self._audit_lock:  # one appender per process; replicas contend via the CAS below
-            return await self._audit_append_cas(actor, action, target, reason, details, now)
+        return (await self.audit_append_many([(actor, action, target, reason, details, now)]))[0]
 
-    async def _audit_append_cas(
-        self, actor: str, action: str, target: str, reason: str, details: JsonDict, now: float
-    ) -> AuditRecord:
+    async def audit_append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        if not entries:
+            return []
+        async with self._audit_lock:  # one appender per process; replicas contend via the CAS below
+            return await self._audit_append_cas(entries)
+
+    async def _audit_append_cas(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Chain the entries after the head read, and append them all only if the head has not moved."""
         for attempt in range(_AUDIT_RETRIES):
             if attempt:
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # de-synchronise the replicas
             last_seq, prev = await self.audit_head()
-            seq = last_seq + 1
-            digest = entry_hash(prev, seq, now, actor, action, target, reason, details)
-            record = AuditRecord(seq, now, actor, action, target, reason, details, prev, digest)
-            blob = orjson.dumps(_record_dict(record))
+            seq, records = last_seq, []
+            for actor, action, target, reason, details, now in entries:
+                seq += 1
+                digest = entry_hash(prev, seq, now, actor, action, target, reason, details)
+                records.append(AuditRecord(seq, now, actor, action, target, reason, details, prev, digest))
+                prev = digest
             keys = [self._k("audit"), self._k("audit", "head")]
-            args = [last_seq, blob, seq, digest]
+            args = [last_seq, seq, prev, *(orjson.dumps(_record_dict(r)) for r in records)]
             if await self._call(lambda k=keys, a=args: self._audit_append(keys=k, args=a)):  # type: ignore[misc]
-                return record
+                return records
         raise StoreUnavailable("Redis store: the audit log is too contended to append to; try again")
 
     async def audit_range(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:

@@ -19,6 +19,7 @@ import orjson
 
 from gateway.store import sqlite_counters
 from gateway.store.base import (
+    AuditEntry,
     AuditRecord,
     Charge,
     CounterState,
@@ -262,19 +263,28 @@ class SqliteStore:
     async def audit_append(
         self, actor: str, action: str, target: str, reason: str, details: JsonDict, now: float
     ) -> AuditRecord:
-        def append(db: sqlite3.Connection) -> AuditRecord:
+        return (await self.audit_append_many([(actor, action, target, reason, details, now)]))[0]
+
+    async def audit_append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        def append(db: sqlite3.Connection) -> list[AuditRecord]:
             head = db.execute("SELECT seq, hash FROM audit_head WHERE id=1").fetchone()
-            seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-            digest = entry_hash(prev, seq, now, actor, action, target, reason, details)
-            db.execute(
+            seq, prev = head if head else (0, GENESIS)
+            records = []
+            for actor, action, target, reason, details, now in entries:
+                seq += 1
+                digest = entry_hash(prev, seq, now, actor, action, target, reason, details)
+                records.append(AuditRecord(seq, now, actor, action, target, reason, details, prev, digest))
+                prev = digest
+            db.executemany(
                 "INSERT INTO audit (seq, ts, actor, action, target, reason, details, prev_hash, hash) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
-                (seq, now, actor, action, target, reason, orjson.dumps(details), prev, digest),
+                [(r.seq, r.ts, r.actor, r.action, r.target, r.reason, orjson.dumps(r.details), r.prev_hash, r.hash)
+                 for r in records],
             )
-            db.execute("INSERT OR REPLACE INTO audit_head (id, seq, hash) VALUES (1, ?, ?)", (seq, digest))
-            return AuditRecord(seq, now, actor, action, target, reason, details, prev, digest)
+            db.execute("INSERT OR REPLACE INTO audit_head (id, seq, hash) VALUES (1, ?, ?)", (seq, prev))
+            return records
 
-        return await self._run(append)
+        return await self._run(append) if entries else []
 
     async def audit_range(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
         def read(db: sqlite3.Connection) -> list[AuditRecord]:

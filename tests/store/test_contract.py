@@ -158,6 +158,24 @@ async def test_concurrent_audit_appends_form_one_chain(store: Store) -> None:
     assert verify(records, await store.audit_head()).ok
 
 
+async def test_a_batch_of_audit_entries_is_chained_after_single_ones_and_concurrent_batches(store: Store) -> None:
+    await store.audit_append("admin", "key.create", "key:k1", "", {}, NOW)
+    batches = [[("gateway", "budget.refused", f"key:{b}-{i}", "daily", {"n": i}, NOW + i) for i in range(50)]
+               for b in range(4)]
+    written = await asyncio.gather(*(store.audit_append_many(batch) for batch in batches), store.audit_append_many([]))
+    assert written[-1] == []
+    records = await store.audit_range()
+    assert [r.seq for r in records] == list(range(1, 202))
+    assert verify(records, await store.audit_head()).ok
+    # Each batch lands whole and in order: its 50 entries are consecutive in the log.
+    for batch, returned in zip(batches, written, strict=False):
+        first = returned[0].seq
+        assert [(r.target, r.details, r.ts) for r in records[first - 1 : first + 49]] == [
+            (target, details, ts) for _, _, target, _, details, ts in batch
+        ]
+        assert returned == records[first - 1 : first + 49]
+
+
 # ---------------------------------------------------------------- cooldowns, durability, outages
 
 
