@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_turns import TURNS, agent_body, agent_headers, fixed_body  # noqa: E402
 from policies_overhead import TEN_RULES, config_text  # noqa: E402
 
+from gateway.audit.trail import AuditTrail  # noqa: E402
 from gateway.auth import MASTER  # noqa: E402
 from gateway.config.loader import parse_config  # noqa: E402
 from gateway.context import ApiRequest  # noqa: E402
@@ -83,7 +84,7 @@ async def measure(policies: str, stream: bool, requests: int, rounds: int, tmp: 
     store = open_store(config.store.url)
     stage = PolicyStage(PolicyEngine(config.policies))
     desk = HoldDesk(Approvals(store, config.approvals), Pauses(store), WebhookAnnouncer(config.approvals.webhooks))
-    stage.attach(desk, VerdictAudit(store))
+    stage.attach(desk, VerdictAudit(AuditTrail(store)))
     warm = max(requests // 10, CLIENTS * TURNS)
     # Every request of the warm-up and of every round is a new one (conversations move on).
     prepared = exchanges(turn, stream, warm + rounds * requests, whole)

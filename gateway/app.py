@@ -82,7 +82,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     traces = TracesApi(pipeline, telemetry.settings, config.server.max_body_bytes)
     approvals = Approvals(store, config.approvals)
     pauses = Pauses(store)
-    policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)), VerdictAudit(store))
+    policies.attach(HoldDesk(approvals, pauses, WebhookAnnouncer(config.approvals.webhooks)), VerdictAudit(governance.audit))
     pending = PendingHolds(approvals, telemetry.metrics.set_pending_holds) if telemetry.metrics else None
     if pending is not None and telemetry.prometheus is not None:
         telemetry.prometheus.before_scrape.append(pending.refresh)

@@ -2,8 +2,15 @@
 
 Recording never fails the action it describes when the store is down only if the caller says so:
 admin actions are refused when they cannot be audited (their change would be in the same store
-anyway), while hot-path events (budget refusals) are recorded off the request path and a failure is
-logged, never raised.
+anyway), while hot-path events (budget refusals, policy denials and holds, session tool events) are
+recorded off the request path and a failure is logged, never raised.
+
+Hot-path entries wait in one bounded queue that a single writer drains in batches, one store round
+trip per batch (`Store.audit_append_many`). One task and one append per entry, as before, let a
+refusal storm (an agent retrying a capped key in a loop) pile up thousands of waiting tasks, each
+serialised behind the chain's lock: memory grew without bound and the log fell seconds behind
+(bench/soak.py). Past `max_pending` entries, new ones are dropped, counted and logged: the request
+path never waits for the audit log, and a storm cannot exhaust the gateway's memory.
 """
 
 from __future__ import annotations
@@ -11,19 +18,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import asdict
 from typing import Any
 
-from gateway.store import AuditRecord, Store, StoreUnavailable
+from gateway.store import AuditEntry, AuditRecord, Store, StoreUnavailable
 from gateway.store.chain import Verdict, verify
 
 log = logging.getLogger("lockgate.audit")
 
 
 class AuditTrail:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_pending: int = 10_000, batch: int = 500) -> None:
         self._store = store
-        self._background: set[asyncio.Task[None]] = set()
+        self._pending: deque[AuditEntry] = deque()
+        self._max_pending = max_pending
+        self._batch = batch
+        self._writer: asyncio.Task[None] | None = None
+        self.dropped = 0  # entries never written: the queue was full, or the store failed
+        self._warned_at = -1e9
 
     async def record(
         self, actor: str, action: str, target: str, reason: str = "", details: dict[str, Any] | None = None
@@ -33,22 +46,37 @@ class AuditTrail:
     def record_later(
         self, actor: str, action: str, target: str, reason: str = "", details: dict[str, Any] | None = None
     ) -> None:
-        """Record off the request path; a store failure is logged, never raised."""
+        """Record off the request path, in order; a full queue or a store failure is logged, never raised."""
+        if len(self._pending) >= self._max_pending:
+            self._lost(1, f"more than {self._max_pending} entries are waiting to be written")
+            return
+        self._pending.append((actor, action, target, reason, details or {}, time.time()))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
 
-        async def run() -> None:
+    async def _write(self) -> None:
+        pending = self._pending
+        while pending:
+            batch = [pending.popleft() for _ in range(min(self._batch, len(pending)))]
             try:
-                await self.record(actor, action, target, reason, details)
+                await self._store.audit_append_many(batch)
             except StoreUnavailable as exc:
-                log.warning("audit entry %s on %s not recorded: %s", action, target, exc)
+                self._lost(len(batch), str(exc))
+            except Exception:  # a bug must not stop the audit of what comes next
+                log.exception("writing %d audit entries failed", len(batch))
+                self._lost(len(batch), "an unexpected error (logged above)")
 
-        task = asyncio.get_running_loop().create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _lost(self, count: int, why: str) -> None:
+        self.dropped += count
+        now = time.monotonic()
+        if now - self._warned_at >= 10:  # a storm would otherwise log a line per entry
+            self._warned_at = now
+            log.warning("audit entries not recorded (%d so far): %s", self.dropped, why)
 
     async def drain(self) -> None:
-        """Wait for background entries (shutdown)."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """Wait until every queued entry is written (shutdown, and tests reading the log)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     async def query(
         self,
