@@ -77,7 +77,14 @@ def exhausted(request: ApiRequest, down: dict[str, Down], too_long: TooLong | No
 
 def describe(down: dict[str, Down]) -> str:
     now = time.time()
-    return "; ".join(f"{i}: {d.reason}, for {max(0.0, d.until - now):.1f}s" for i, d in down.items())
+    return "; ".join(f"{i}: {d.reason}, for {remaining(d.until - now)}" for i, d in down.items())
+
+
+def remaining(seconds: float) -> str:
+    """A wait as people read it: a provider's Retry-After of 50 ms is "50 ms", never "0.0s"."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))} ms"
+    return f"{seconds:.1f}s"
 
 
 def with_attempts(error: GatewayError, attempts: list[Attempt]) -> GatewayError:

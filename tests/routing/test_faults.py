@@ -6,9 +6,13 @@ and Retry-After respected, non-retryable errors never retried), and the breaker'
 
 from __future__ import annotations
 
+import re
+import time
+
 import openai
 import pytest
 
+from gateway.routing.outcome import Down, describe
 from gateway.testing.upstream import Fault, UpstreamServer
 from tests.conftest import GatewayFactory
 from tests.routing.conftest import MESSAGES, config, deployment, router_of, sdk
@@ -256,3 +260,10 @@ def test_embeddings_fail_over_like_chat(
     assert raw.headers["x-lockgate-deployment"] == "live"
     assert raw.headers["x-lockgate-attempts"] == "2"
     assert raw.parse().data[0].embedding
+
+
+def test_a_cooldown_shorter_than_a_second_reads_in_milliseconds_not_as_zero() -> None:
+    # A provider's Retry-After of 50 ms used to read "cooling down ... for 0.0s" in the 503's message.
+    now = time.time()
+    text = describe({"a": Down("cooling down after a rate limit", now + 0.05), "b": Down("circuit breaker open", now + 12.3)})
+    assert re.fullmatch(r"a: cooling down after a rate limit, for [1-5]\d ms; b: circuit breaker open, for 12\.[23]s", text)
