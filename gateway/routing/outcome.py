@@ -39,7 +39,7 @@ def exhausted(request: ApiRequest, down: dict[str, Down], too_long: TooLong | No
         error = last.failure.to_client_error(last.deployment.id)
         unavailable = f" Unavailable: {describe(down)}." if down else ""
         error.message = (
-            f"All {len(attempts)} attempts for '{request.model}' failed [{tried}].{unavailable}"
+            f"{_every(len(attempts))} for '{request.model}' failed [{tried}].{unavailable}"
             f" Last: {error.message}"
         )
         return with_attempts(error, attempts)
@@ -83,8 +83,13 @@ def describe(down: dict[str, Down]) -> str:
 def remaining(seconds: float) -> str:
     """A wait as people read it: a provider's Retry-After of 50 ms is "50 ms", never "0.0s"."""
     if seconds < 1:
-        return f"{max(0, round(seconds * 1000))} ms"
+        milliseconds = round(seconds * 1000)
+        return f"{milliseconds} ms" if milliseconds >= 1 else "under 1 ms"
     return f"{seconds:.1f}s"
+
+
+def _every(attempts: int) -> str:
+    return "The only attempt" if attempts == 1 else f"All {attempts} attempts"
 
 
 def with_attempts(error: GatewayError, attempts: list[Attempt]) -> GatewayError:

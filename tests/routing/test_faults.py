@@ -12,7 +12,7 @@ import time
 import openai
 import pytest
 
-from gateway.routing.outcome import Down, describe
+from gateway.routing.outcome import Down, describe, remaining
 from gateway.testing.upstream import Fault, UpstreamServer
 from tests.conftest import GatewayFactory
 from tests.routing.conftest import MESSAGES, config, deployment, router_of, sdk
@@ -55,6 +55,7 @@ def test_429_longer_than_the_deadline_is_returned_at_once_then_cooling_down_is_5
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(model="gpt", messages=MESSAGES)
     assert caught.value.response.headers["retry-after"] == "30"
+    assert "The only attempt for 'gpt' failed [solo (rate_limited)]" in caught.value.message
     assert upstream.upstream.arrivals("solo") and len(upstream.upstream.arrivals("solo")) == 1
 
     # The deployment is cooling down: the next request is not sent to it at all.
@@ -262,8 +263,9 @@ def test_embeddings_fail_over_like_chat(
     assert raw.parse().data[0].embedding
 
 
-def test_a_cooldown_shorter_than_a_second_reads_in_milliseconds_not_as_zero() -> None:
+def test_a_cooldown_shorter_than_a_second_reads_in_milliseconds_never_as_zero() -> None:
     # A provider's Retry-After of 50 ms used to read "cooling down ... for 0.0s" in the 503's message.
     now = time.time()
     text = describe({"a": Down("cooling down after a rate limit", now + 0.05), "b": Down("circuit breaker open", now + 12.3)})
     assert re.fullmatch(r"a: cooling down after a rate limit, for [1-5]\d ms; b: circuit breaker open, for 12\.[23]s", text)
+    assert remaining(0.0004) == "under 1 ms"
