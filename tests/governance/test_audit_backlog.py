@@ -19,8 +19,7 @@ from gateway.store.chain import verify
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import GatewayFactory
 from tests.governance.helpers import Admin
-from tests.governance.test_audit_and_spend import config
-from tests.governance.test_audit_and_spend import wait_for_entries
+from tests.governance.test_audit_and_spend import config, wait_for_entries
 
 REFUSALS = 300
 

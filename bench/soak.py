@@ -1,0 +1,302 @@
+"""A soak run: the real gateway under mixed load while its upstream misbehaves, then its books are checked.
+
+Not a speed figure: a bad day compressed into a minute, to find what only shows under sustained
+concurrent load (a background thread that dies, a count that drifts, memory that grows, an
+unexpected 500). Starts, on loopback:
+
+- the test upstream (`gateway.testing.upstream`, in this process) answering a share of requests with
+  a random fault: 429 with Retry-After, 500, 503, a slow answer, a slow first token, a stream cut
+  mid-way, a malformed chunk, a dropped connection;
+- an OTLP/HTTP receiver (this process) counting the spans it gets;
+- one gateway process with everything on: two deployments and a fallback group, retries, breakers,
+  a Redis store (127.0.0.1:6379, its own key prefix), a budgeted key and a key that runs out of
+  budget, the policy benchmark's ten rules, tracing exported to the receiver, metrics.
+
+`--clients` clients send JSON and streaming chats (some with an email address to redact, some from
+the capped key) for `--seconds`, every response read to its end and checked. Then it checks what an
+operator would, and exits 1 if anything is wrong:
+
+- every response is a completion, a stream ending in `[DONE]` or in an error event, or an error in
+  OpenAI's shape with a status the gateway documents; never a 500;
+- the gateway logged no traceback;
+- every span was exported (the gateway's `lockgate.telemetry.spans` counts none dropped or failed)
+  and the receiver got exactly that many;
+- the gateway counted every request it was sent (`lockgate.requests`);
+- the gateway's resident memory after the run, against after the warm-up (printed; a leak shows).
+
+    python bench/soak.py [--seconds 60] [--clients 32] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import free_port, stop_all, wait_ready
+from policies_overhead import TEN_RULES
+
+from gateway.testing.otlp_receiver import Receiver, ReceiverServer
+from gateway.testing.upstream import Fault, Upstream, UpstreamServer
+
+MASTER = "sk-soak-master-0123456789"
+BUDGETED = "sk-soak-budgeted-0123456789"
+CAPPED = "sk-soak-capped-0123456789"
+# Statuses a client may get, each for a documented reason; anything else (a 500 above all) is a bug.
+EXPECTED = {
+    200,
+    403,  # a policy denial
+    429,  # the capped key's budget, or an upstream's 429 the gateway could not route around
+    502, 503, 504,  # every deployment failed, breakers open, or the upstream timed out
+}
+_FAULTS: list[tuple[float, Fault]] = [
+    (0.05, Fault.error(429, "slow down", retry_after=0.05)),
+    (0.04, Fault.error(500)),
+    (0.03, Fault.error(503)),
+    (0.03, Fault(delay=0.3)),
+    (0.02, Fault(first_chunk_delay=0.2)),
+    (0.02, Fault(after_chunks=3, cut=True)),
+    (0.01, Fault(after_chunks=2, malformed=True)),
+    (0.01, Fault(drop=True)),
+]
+
+
+class FaultyUpstream(Upstream):
+    """The test upstream, drawing each request's fault at random (seeded) from `_FAULTS`."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.record = False  # a minute of requests: do not keep them
+        self._random = random.Random(seed)
+
+    def _next(self, model: str = "") -> Fault:
+        draw = self._random.random()
+        for share, fault in _FAULTS:
+            if draw < share:
+                return fault
+            draw -= share
+        return self.default
+
+
+def config(upstream: str, prefix: str) -> str:
+    deployment = "litellm_params: {{model: openai/{model}, api_base: '{base}', api_key: sk-up-0123456789}}"
+    return (
+        "model_list:\n"
+        f"  - model_name: gpt-4o\n    {deployment.format(model='primary', base=upstream)}\n"
+        f"  - model_name: gpt-4o\n    {deployment.format(model='secondary', base=upstream)}\n"
+        f"  - model_name: backup\n    {deployment.format(model='backup', base=upstream)}\n"
+        "    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n"
+        "router_settings: {num_retries: 2, timeout: 2, fallbacks: [{gpt-4o: [backup]}]}\n"
+        "breakers: {failure_threshold: 5, reset_timeout: 0.5}\n"
+        f"general_settings: {{master_key: {MASTER}}}\n"
+        f"store: 'redis://127.0.0.1:6379/0?prefix={prefix}'\n"
+        "keys:\n"
+        f"  - {{name: budgeted, key: {BUDGETED}, budgets: [{{limit_usd: 1000, period: daily}}]}}\n"
+        f"  - {{name: capped, key: {CAPPED}, budgets: [{{limit_usd: 0.0005, period: total}}]}}\n"
+        "telemetry: {metrics_export_interval: 5}\n"
+        + TEN_RULES
+    )
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.sent = 0
+        self.statuses: Counter[int] = Counter()
+        self.errors: Counter[tuple[int, str]] = Counter()  # refusals by status and OpenAI error code
+        self.problems: list[str] = []
+        self.examples: list[str] = []  # the first refusal of each kind, as the client read it
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < 20:
+            self.problems.append(text)
+
+
+def check_json(status: int, raw: bytes, tally: Tally) -> None:
+    import orjson
+
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        tally.problem(f"{status}: a body that is not JSON: {raw[:200]!r}")
+        return
+    if status == 200:
+        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+            tally.problem(f"200 without choices: {raw[:200]!r}")
+        return
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or not {"message", "type", "code"} <= error.keys():
+        tally.problem(f"{status}: an error not in OpenAI's shape: {raw[:200]!r}")
+        return
+    tally.errors[(status, str(error["code"]))] += 1
+    if tally.errors[(status, str(error["code"]))] == 1:
+        tally.examples.append(f"{status} {error['code']}: {error['message']}")
+
+
+def check_stream(raw: bytes, tally: Tally) -> None:
+    events = [e for e in raw.split(b"\n\n") if e.strip() and not e.startswith(b":")]
+    if not events:
+        tally.problem("a 200 stream with no events")
+        return
+    last = events[-1]
+    if last != b"data: [DONE]" and not (last.startswith(b"data: {") and b'"error"' in last):
+        tally.problem(f"a stream that ended without [DONE] or an error event: ...{raw[-200:]!r}")
+
+
+async def client(session: aiohttp.ClientSession, url: str, number: int, stop: float, tally: Tally) -> None:
+    rng = random.Random(number)
+    turn = 0
+    while time.monotonic() < stop:
+        turn += 1
+        stream = rng.random() < 0.5
+        key = CAPPED if number % 8 == 0 else BUDGETED
+        question = f"Client {number}, turn {turn}: summarise the Q3 report in one line."
+        if rng.random() < 0.3:
+            question += f" Reply to carol.{number}.{turn}@example.com."
+        body = {"model": "gpt-4o", "stream": stream, "max_tokens": 64,
+                "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]}
+        headers = {"Authorization": f"Bearer {key}", "x-lockgate-session-id": f"soak-{number}"}
+        tally.sent += 1
+        try:
+            async with session.post(url, json=body, headers=headers) as response:
+                raw = await response.read()
+                tally.statuses[response.status] += 1
+                if response.status not in EXPECTED:
+                    tally.problem(f"status {response.status}: {raw[:300]!r}")
+                elif response.status == 200 and stream:
+                    check_stream(raw, tally)
+                else:
+                    check_json(response.status, raw, tally)
+        except aiohttp.ClientError as exc:
+            tally.problem(f"the connection to the gateway failed: {exc!r}")
+
+
+def metric_sum(text: str, name: str, label: str | None = None) -> dict[str, float]:
+    """A Prometheus counter's samples summed by one label's value (or all together under "")."""
+    found: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")):
+            value = float(line.rsplit(" ", 1)[1])
+            key = ""
+            if label is not None:
+                match = re.search(label + r'="([^"]*)"', line)
+                key = match.group(1) if match else ""
+            found[key] += value
+    return dict(found)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def start_gateway(config_path: Path, port: int, otlp_endpoint: str, log: Path) -> subprocess.Popen[bytes]:
+    """The gateway as its own process, exporting to `otlp_endpoint`, its output into `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config_path), "--port", str(port),
+             "--log-level", "warning"],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+                 "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint},
+            stdout=out, stderr=subprocess.STDOUT, cwd=config_path.parent,
+        )
+
+
+async def run(args: argparse.Namespace) -> int:
+    upstream = UpstreamServer(FaultyUpstream(args.seed))
+    upstream.start()
+    receiver = ReceiverServer(Receiver(keep=False))
+    receiver.start()
+    prefix = f"lockgate-soak-{uuid.uuid4().hex[:8]}:"
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="lockgate-soak-") as tmp:
+        path = Path(tmp) / "lockgate.yaml"
+        path.write_text(config(upstream.url, prefix))
+        log = Path(tmp) / "gateway.log"
+        gateway = start_gateway(path, port, receiver.url, log)
+        try:
+            await wait_ready(port)
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            tally = Tally()
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+                warm = time.monotonic() + min(5.0, args.seconds / 4)
+                await asyncio.gather(*(client(session, url, n, warm, tally) for n in range(args.clients)))
+                rss_warm = rss_kib(gateway.pid)
+                stop = time.monotonic() + args.seconds
+                started = time.monotonic()
+                await asyncio.gather(*(client(session, url, n, stop, tally) for n in range(args.clients)))
+                elapsed = time.monotonic() - started
+                rss_end = rss_kib(gateway.pid)
+                # Every request has finished: the gateway's counts are final (spans may still be queued).
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    metrics = await response.text()
+        finally:
+            stop_all([gateway])  # a graceful stop: what is still queued is exported first
+            upstream.stop()
+        received = receiver.receiver.span_count
+        receiver.stop()
+        logged = log.read_text(errors="replace")
+    store = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    keys = list(store.scan_iter(match=prefix + "*"))
+    audited = sum(store.llen(key) for key in keys if key.endswith(b":audit"))
+    for key in keys:
+        store.delete(key)
+    requests = sum(metric_sum(metrics, "lockgate_requests_total").values())
+    attempts = sum(metric_sum(metrics, "lockgate_attempts_total").values())
+    spans = metric_sum(metrics, "lockgate_telemetry_spans_total", "lockgate_export_result")
+    problems = list(tally.problems)
+    if "Traceback" in logged:
+        problems.append("the gateway logged a traceback:\n" + logged[logged.index("Traceback"):][:2000])
+    if spans.get("dropped", 0) or spans.get("failed", 0):
+        problems.append(f"spans not exported: {spans}")
+    # A SERVER span per request and a CLIENT span per upstream attempt, all sent by the graceful stop.
+    if received != requests + attempts:
+        problems.append(f"the receiver got {received} spans for {requests:.0f} requests and {attempts:.0f} attempts")
+    # Every budget refusal is audited (nothing else here is): written in batches, the last at the stop.
+    refused = tally.errors[(429, "budget_exceeded")]
+    if audited != refused:
+        problems.append(f"{refused} budget refusals, {audited} audit entries")
+    if requests != tally.sent:
+        problems.append(f"{tally.sent} requests sent, the gateway counted {requests:.0f}")
+    print(f"{tally.sent} requests in {elapsed:.0f} s after the warm-up, {args.clients} clients; statuses "
+          + ", ".join(f"{s}: {n}" for s, n in sorted(tally.statuses.items())))
+    print("refusals by status and code: " + ", ".join(f"{s} {c}: {n}" for (s, c), n in tally.errors.most_common()))
+    for example in tally.examples:
+        print("  e.g.", example)
+    print(f"spans: {received} received; the gateway's counts before its stop: {spans}")
+    print(f"audit: {audited} entries for {refused} budget refusals")
+    print(f"gateway memory: {rss_warm / 1024:.0f} MiB after the warm-up, {rss_end / 1024:.0f} MiB at the end")
+    warnings = Counter(line.split(":", 2)[-1].strip()[:100] for line in logged.splitlines() if "WARNING" in line)
+    for text, count in warnings.most_common(5):
+        print(f"gateway warning x{count}: {text}")
+    for problem in problems:
+        print("PROBLEM:", problem)
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=1)
+    sys.exit(asyncio.run(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
