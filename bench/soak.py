@@ -9,8 +9,8 @@ unexpected 500). Starts, on loopback:
   mid-way, a malformed chunk, a dropped connection;
 - an OTLP/HTTP receiver (this process) counting the spans it gets;
 - one gateway process with everything on: two deployments and a fallback group, retries, breakers,
-  a Redis store (127.0.0.1:6379, its own key prefix), a budgeted key and a key that runs out of
-  budget, the policy benchmark's ten rules, tracing exported to the receiver, metrics.
+  a Redis store (127.0.0.1:6379, its own key prefix; or `--store sqlite`), a budgeted key and a key
+  that runs out of budget, the policy benchmark's ten rules, tracing exported to the receiver, metrics.
 
 `--clients` clients send JSON and streaming chats (some with an email address to redact, some from
 the capped key) for `--seconds`, every response read to its end and checked. Then it checks what an
@@ -24,7 +24,7 @@ operator would, and exits 1 if anything is wrong:
 - the gateway counted every request it was sent (`lockgate.requests`);
 - the gateway's resident memory after the run, against after the warm-up (printed; a leak shows).
 
-    python bench/soak.py [--seconds 60] [--clients 32] [--seed 1]
+    python bench/soak.py [--seconds 60] [--clients 32] [--seed 1] [--store redis|sqlite]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import asyncio
 import os
 import random
 import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -92,7 +93,7 @@ class FaultyUpstream(Upstream):
         return self.default
 
 
-def config(upstream: str, prefix: str) -> str:
+def config(upstream: str, store: str) -> str:
     deployment = "litellm_params: {{model: openai/{model}, api_base: '{base}', api_key: sk-up-0123456789}}"
     return (
         "model_list:\n"
@@ -103,7 +104,7 @@ def config(upstream: str, prefix: str) -> str:
         "router_settings: {num_retries: 2, timeout: 2, fallbacks: [{gpt-4o: [backup]}]}\n"
         "breakers: {failure_threshold: 5, reset_timeout: 0.5}\n"
         f"general_settings: {{master_key: {MASTER}}}\n"
-        f"store: 'redis://127.0.0.1:6379/0?prefix={prefix}'\n"
+        f"store: '{store}'\n"
         "keys:\n"
         f"  - {{name: budgeted, key: {BUDGETED}, budgets: [{{limit_usd: 1000, period: daily}}]}}\n"
         f"  - {{name: capped, key: {CAPPED}, budgets: [{{limit_usd: 0.0005, period: total}}]}}\n"
@@ -115,6 +116,7 @@ def config(upstream: str, prefix: str) -> str:
 class Tally:
     def __init__(self) -> None:
         self.sent = 0
+        self.abandoned = 0  # streams the client closed after the first chunk
         self.statuses: Counter[int] = Counter()
         self.errors: Counter[tuple[int, str]] = Counter()  # refusals by status and OpenAI error code
         self.problems: list[str] = []
@@ -172,6 +174,11 @@ async def client(session: aiohttp.ClientSession, url: str, number: int, stop: fl
         tally.sent += 1
         try:
             async with session.post(url, json=body, headers=headers) as response:
+                if stream and response.status == 200 and rng.random() < 0.05:
+                    await response.content.readany()  # a client that goes away mid-stream
+                    response.close()
+                    tally.abandoned += 1
+                    continue
                 raw = await response.read()
                 tally.statuses[response.status] += 1
                 if response.status not in EXPECTED:
@@ -217,16 +224,32 @@ def start_gateway(config_path: Path, port: int, otlp_endpoint: str, log: Path) -
         )
 
 
+def audit_entries(store: str, prefix: str, database: Path) -> int:
+    """How many entries the audit log holds (the run's store, read directly); a Redis run's keys are removed."""
+    if store == "sqlite":
+        with sqlite3.connect(database) as db:
+            return int(db.execute("SELECT count(*) FROM audit").fetchone()[0])
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    keys = list(client.scan_iter(match=prefix + ":*"))
+    entries = sum(int(client.llen(key)) for key in keys if key == f"{prefix}:audit".encode())
+    if keys:
+        client.delete(*keys)
+    client.close()
+    return entries
+
+
 async def run(args: argparse.Namespace) -> int:
     upstream = UpstreamServer(FaultyUpstream(args.seed))
     upstream.start()
     receiver = ReceiverServer(Receiver(keep=False))
     receiver.start()
-    prefix = f"lockgate-soak-{uuid.uuid4().hex[:8]}:"
+    prefix = f"lockgate-soak-{uuid.uuid4().hex[:8]}"
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="lockgate-soak-") as tmp:
         path = Path(tmp) / "lockgate.yaml"
-        path.write_text(config(upstream.url, prefix))
+        database = Path(tmp) / "lockgate.db"
+        store_url = f"redis://127.0.0.1:6379/0?prefix={prefix}" if args.store == "redis" else f"sqlite:///{database}"
+        path.write_text(config(upstream.url, store_url))
         log = Path(tmp) / "gateway.log"
         gateway = start_gateway(path, port, receiver.url, log)
         try:
@@ -237,12 +260,17 @@ async def run(args: argparse.Namespace) -> int:
                 warm = time.monotonic() + min(5.0, args.seconds / 4)
                 await asyncio.gather(*(client(session, url, n, warm, tally) for n in range(args.clients)))
                 rss_warm = rss_kib(gateway.pid)
+                warm_sent = tally.sent
                 stop = time.monotonic() + args.seconds
                 started = time.monotonic()
                 await asyncio.gather(*(client(session, url, n, stop, tally) for n in range(args.clients)))
                 elapsed = time.monotonic() - started
                 rss_end = rss_kib(gateway.pid)
-                # Every request has finished: the gateway's counts are final (spans may still be queued).
+                # Every request has finished: the budgets' standing and the gateway's counts are final
+                # (spans may still be queued). The budgets read is a request too, traced and counted.
+                async with session.get(f"http://127.0.0.1:{port}/admin/budgets",
+                                       headers={"Authorization": f"Bearer {MASTER}"}) as response:
+                    budgets = (await response.json())["data"]
                 async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
                     metrics = await response.text()
         finally:
@@ -251,11 +279,7 @@ async def run(args: argparse.Namespace) -> int:
         received = receiver.receiver.span_count
         receiver.stop()
         logged = log.read_text(errors="replace")
-    store = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    keys = list(store.scan_iter(match=prefix + "*"))
-    audited = sum(store.llen(key) for key in keys if key.endswith(b":audit"))
-    for key in keys:
-        store.delete(key)
+        audited = audit_entries(args.store, prefix, database)
     requests = sum(metric_sum(metrics, "lockgate_requests_total").values())
     attempts = sum(metric_sum(metrics, "lockgate_attempts_total").values())
     spans = metric_sum(metrics, "lockgate_telemetry_spans_total", "lockgate_export_result")
@@ -267,19 +291,30 @@ async def run(args: argparse.Namespace) -> int:
     # A SERVER span per request and a CLIENT span per upstream attempt, all sent by the graceful stop.
     if received != requests + attempts:
         problems.append(f"the receiver got {received} spans for {requests:.0f} requests and {attempts:.0f} attempts")
+    # Nothing is in flight: every reservation was settled or released (a client hanging up included),
+    # and no budget was spent past its limit.
+    for budget in budgets:
+        name = f"{budget['scope']}:{budget['id']} ({budget['period']})"
+        if budget["reserved_usd"]:
+            problems.append(f"{name}: ${budget['reserved_usd']} still reserved with nothing in flight")
+        if budget["spent_usd"] > budget["limit_usd"] + 1e-9:
+            problems.append(f"{name}: spent ${budget['spent_usd']} of a ${budget['limit_usd']} limit")
     # Every budget refusal is audited (nothing else here is): written in batches, the last at the stop.
     refused = tally.errors[(429, "budget_exceeded")]
     if audited != refused:
         problems.append(f"{refused} budget refusals, {audited} audit entries")
-    if requests != tally.sent:
-        problems.append(f"{tally.sent} requests sent, the gateway counted {requests:.0f}")
-    print(f"{tally.sent} requests in {elapsed:.0f} s after the warm-up, {args.clients} clients; statuses "
+    if requests != tally.sent + 1:
+        problems.append(f"{tally.sent} requests sent and the budgets read, the gateway counted {requests:.0f}")
+    print(f"{tally.sent} requests ({warm_sent} in the warm-up, then {elapsed:.0f} s), {args.clients} clients,"
+          f" {args.store} store; statuses "
           + ", ".join(f"{s}: {n}" for s, n in sorted(tally.statuses.items())))
     print("refusals by status and code: " + ", ".join(f"{s} {c}: {n}" for (s, c), n in tally.errors.most_common()))
     for example in tally.examples:
         print("  e.g.", example)
     print(f"spans: {received} received; the gateway's counts before its stop: {spans}")
-    print(f"audit: {audited} entries for {refused} budget refusals")
+    print(f"audit: {audited} entries for {refused} budget refusals; {tally.abandoned} streams abandoned by their client")
+    print("budgets: " + "; ".join(f"{b['scope']}:{b['id']} spent ${b['spent_usd']:.6f} of ${b['limit_usd']},"
+                                  f" reserved ${b['reserved_usd']}" for b in budgets))
     print(f"gateway memory: {rss_warm / 1024:.0f} MiB after the warm-up, {rss_end / 1024:.0f} MiB at the end")
     warnings = Counter(line.split(":", 2)[-1].strip()[:100] for line in logged.splitlines() if "WARNING" in line)
     for text, count in warnings.most_common(5):
@@ -295,6 +330,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--store", choices=("redis", "sqlite"), default="redis")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 
