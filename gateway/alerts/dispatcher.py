@@ -18,6 +18,7 @@ from gateway.budgets.periods import GRACE_SECONDS
 from gateway.budgets.scopes import ScopedCharge
 from gateway.config.governance import AlertsSection
 from gateway.context import ApiRequest
+from gateway.log_throttle import ThrottledWarning
 from gateway.store import Store, StoreUnavailable, VersionConflict
 
 log = logging.getLogger("lockgate.alerts")
@@ -36,6 +37,7 @@ class AlertDispatcher:
         self.metric_hooks: list[MetricHook] = []
         # Alerts this process already handled: repeats (every refusal of an exhausted budget) stay local.
         self._seen: set[str] = set()
+        self._warn_full = ThrottledWarning(log)
 
     # ---- the request path: compare, record, enqueue
 
@@ -73,7 +75,7 @@ class AlertDispatcher:
         try:
             self._queue.put_nowait(alert)
         except asyncio.QueueFull:
-            log.warning("alert queue full: dropped %s at %.0f%%", alert.scope_name, threshold * 100)
+            self._warn_full("alert queue full: dropped %s at %.0f%%", alert.scope_name, threshold * 100)
 
     # ---- background delivery
 

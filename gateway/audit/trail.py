@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import asdict
 from typing import Any
 
+from gateway.log_throttle import ThrottledWarning
 from gateway.store import AuditEntry, AuditRecord, Store, StoreUnavailable
 from gateway.store.chain import Verdict, verify
 
@@ -36,7 +37,7 @@ class AuditTrail:
         self._batch = batch
         self._writer: asyncio.Task[None] | None = None
         self.dropped = 0  # entries never written: the queue was full, or the store failed
-        self._warned_at = -1e9
+        self._warn_lost = ThrottledWarning(log)  # a storm would otherwise log a line per entry
 
     async def record(
         self, actor: str, action: str, target: str, reason: str = "", details: dict[str, Any] | None = None
@@ -68,10 +69,7 @@ class AuditTrail:
 
     def _lost(self, count: int, why: str) -> None:
         self.dropped += count
-        now = time.monotonic()
-        if now - self._warned_at >= 10:  # a storm would otherwise log a line per entry
-            self._warned_at = now
-            log.warning("audit entries not recorded (%d so far): %s", self.dropped, why)
+        self._warn_lost("audit entries not recorded (%d): %s", count, why)
 
     async def drain(self) -> None:
         """Wait until every queued entry is written (shutdown, and tests reading the log)."""

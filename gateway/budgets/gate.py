@@ -37,6 +37,7 @@ from gateway.config.runtime import Deployment, RuntimeConfig
 from gateway.context import ApiRequest
 from gateway.errors import BudgetExceeded, GovernanceUnavailable, RateLimited
 from gateway.ids import hex_id
+from gateway.log_throttle import ThrottledWarning
 from gateway.providers.base import Usage
 from gateway.store import Store, StoreUnavailable
 
@@ -88,6 +89,10 @@ class BudgetGate:
         self._on_settled = on_settled
         self._on_refused = on_refused
         self._plans = BudgetPlans(config.budgets)
+        # A store outage would log these for every request: once per interval, with a count.
+        self._warn_store_down = ThrottledWarning(log)
+        self._warn_settle = ThrottledWarning(log)
+        self._warn_spend = ThrottledWarning(log)
         self._rate_plans = RatePlans()
         # Per model: the prices and output limits of every deployment its chain may reach.
         self._chains: dict[str, list[Price]] = {}
@@ -207,7 +212,7 @@ class BudgetGate:
             not hold.budgets and self._rate_config.on_store_error == "closed"
         )
         what = "budgets" if hold.budgets else "rate limits"
-        log.warning("store unreachable, %s %s: %s", what, "enforced closed" if closed else "not enforced", exc)
+        self._warn_store_down("store unreachable, %s %s: %s", what, "enforced closed" if closed else "not enforced", exc)
         request.decide("lockgate.budget.store_unavailable", mode="closed" if closed else "open", error=str(exc))
         if closed:
             raise GovernanceUnavailable(
@@ -282,7 +287,7 @@ class BudgetGate:
         try:
             result = await self._store.settle(hold.reservation_id, actual, time.time())
         except StoreUnavailable as exc:
-            log.warning("settling %s failed (it will expire and be charged in full): %s", hold.reservation_id, exc)
+            self._warn_settle("settling %s failed (it will expire and be charged in full): %s", hold.reservation_id, exc)
             request.decide("lockgate.budget.settle", reservation=hold.reservation_id, error=str(exc))
             return
         charged = actual.get(USD, hold.cost_micros)
@@ -322,7 +327,7 @@ class BudgetGate:
             try:
                 await self._store.ledger_append(hold.reservation_id, hold.meta, charged, time.time())
             except StoreUnavailable as exc:
-                log.warning("spend of %s not recorded (store unreachable): %s", request.request_id, exc)
+                self._warn_spend("spend of %s not recorded (store unreachable): %s", request.request_id, exc)
                 return
         request.decide("lockgate.budget.settle", reservation=hold.reservation_id, charged_usd_micros=charged[USD],
                        tokens=charged[TOKENS], settled=True)

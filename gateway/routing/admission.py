@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from gateway.config.runtime import Deployment
 from gateway.context import ApiRequest
+from gateway.log_throttle import ThrottledWarning
 from gateway.routing.breakers import Breakers, BreakerTransition
 from gateway.routing.capacity import Capacity, Full, Ticket
 from gateway.routing.cooldowns import Cooldowns
@@ -30,12 +31,13 @@ class Admission:
         self._capacity = capacity
         # Deployments with rpm/tpm: only these cost a store call per attempt. Without a store, none.
         self.limited = capacity.limited if capacity is not None else frozenset()
+        self._warn_cooldowns = ThrottledWarning(log)  # a store outage would log it for every request
 
     async def cooling(self, deployments: Sequence[Deployment]) -> dict[str, float]:
         try:
             return await self._cooldowns.active([d.id for d in deployments])
         except Exception:  # a shared store that is down must not take routing down with it
-            log.warning("cooldowns unavailable; routing as if nothing were cooling down", exc_info=True)
+            self._warn_cooldowns("cooldowns unavailable; routing as if nothing were cooling down", exc_info=True)
             return {}
 
     def open_breakers(self, deployments: Sequence[Deployment]) -> set[str]:

@@ -37,6 +37,7 @@ from gateway.config.governance import RateLimit
 from gateway.config.runtime import Deployment
 from gateway.context import ApiRequest
 from gateway.ids import hex_id
+from gateway.log_throttle import ThrottledWarning
 from gateway.providers.base import Usage
 from gateway.store import Store, StoreError
 
@@ -112,6 +113,7 @@ class Capacity:
         # Deployments this replica saw at their rpm, until their window turns.
         self._full: dict[str, Full] = {}
         self._store_down_until = 0.0
+        self._warn_settle = ThrottledWarning(log)  # a store outage would log it for every attempt
 
     @property
     def limited(self) -> frozenset[str]:
@@ -166,4 +168,4 @@ class Capacity:
         try:
             await self._store.settle(reservation_id, actual, time.time())
         except StoreError as exc:  # the sweeper charges the estimate when the reservation expires
-            log.warning("capacity reservation %s not settled: %s", reservation_id, exc)
+            self._warn_settle("capacity reservation %s not settled: %s", reservation_id, exc)

@@ -34,6 +34,7 @@ from gateway.errors import (
     ModelNotFound,
     UpstreamFailure,
 )
+from gateway.log_throttle import ThrottledWarning
 from gateway.providers import Providers
 from gateway.providers.base import JsonReply, Provider, UpstreamCall
 from gateway.routing import operations
@@ -93,6 +94,7 @@ class Router:
         self._backoff = Backoff(settings.retry_backoff, settings.max_backoff, settings.min_retry_wait)
         self._providers = providers
         self._random = rng or random.Random()
+        self._warn_cooldown = ThrottledWarning(log)  # a store outage would log it for every 429
         self.cooldowns: Cooldowns = cooldowns or InMemoryCooldowns()
         self.breakers = breakers or Breakers(
             BreakerSettings(
@@ -339,7 +341,7 @@ class Router:
             try:
                 await self.cooldowns.start(deployment.id, seconds)
             except Exception:  # same: the 429 is still handled for this request
-                log.warning("cannot record a cooldown for %s", deployment.id, exc_info=True)
+                self._warn_cooldown("cannot record a cooldown for %s", deployment.id, exc_info=True)
             request.decide("lockgate.cooldown", deployment=deployment.id, seconds=round(seconds, 4))
         if failure.kind == "timeout":
             self.stats.observe(deployment.id, elapsed)  # a slow deployment must look slow to latency routing

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 
+from gateway.log_throttle import ThrottledWarning
 from gateway.store import Store, StoreError
 
 log = logging.getLogger("lockgate.routing")
@@ -29,6 +30,9 @@ class StoreCooldowns:
         self._latest = 0.0
         self._fetched_at = -math.inf
         self._fetching = False
+        # A store outage would log these for every 429 and every refresh: once per interval, with a count.
+        self._warn_share = ThrottledWarning(log)
+        self._warn_read = ThrottledWarning(log)
 
     def _due(self, now: float) -> bool:
         return not self._fetching and now - self._fetched_at >= self._refresh
@@ -41,7 +45,7 @@ class StoreCooldowns:
         try:
             await self._store.cooldown_set(deployment_id, until)
         except StoreError:
-            log.warning("cannot share the cooldown of %s: the store is unavailable", deployment_id)
+            self._warn_share("cannot share the cooldown of %s: the store is unavailable", deployment_id)
 
     async def active(self, deployment_ids: Iterable[str]) -> dict[str, float]:
         now = self._clock()
@@ -59,7 +63,7 @@ class StoreCooldowns:
         try:
             shared = await self._store.cooldowns(now)
         except StoreError:
-            log.warning("cannot read shared cooldowns: the store is unavailable; using this replica's own")
+            self._warn_read("cannot read shared cooldowns: the store is unavailable; using this replica's own")
             shared = {}
         finally:
             self._fetching = False

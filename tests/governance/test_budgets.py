@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -174,5 +175,25 @@ def test_the_gateway_recovers_by_itself_when_the_store_returns(
         assert unavailable.value.status_code == 503
         proxy.up()
         ask(client)  # no restart, no operator: the next request simply works
+    finally:
+        proxy.stop()
+
+
+def test_a_store_outage_is_logged_once_not_once_per_refused_request(
+    redis_prefix: str, upstream: UpstreamServer, gateway_factory: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 6379).start()
+    try:
+        store = f"redis://127.0.0.1:{proxy.port}/0?prefix={redis_prefix}"
+        gateway = gateway_factory(budget_yaml(upstream, store, "{global: [{limit_usd: 1}]}"))
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
+        proxy.down()
+        with caplog.at_level(logging.WARNING, logger="lockgate.budgets"):
+            for _ in range(30):
+                with pytest.raises(openai.InternalServerError) as unavailable:
+                    ask(client)
+                assert unavailable.value.status_code == 503
+        lines = [r.getMessage() for r in caplog.records if "store unreachable" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].startswith("store unreachable, budgets enforced closed: Redis store")
     finally:
         proxy.stop()
