@@ -26,6 +26,7 @@ import asyncio
 import logging
 import time
 
+from gateway.log_throttle import ThrottledWarning
 from gateway.store import Store, StoreError
 
 log = logging.getLogger("lockgate.approvals")
@@ -50,6 +51,7 @@ class HoldIndex:
         self._complete = False
         self._read_at = -1e9
         self._lock = asyncio.Lock()
+        self._warn_list = ThrottledWarning(log)  # an outage would log it on every refresh
         # Holds made here, kept for a while so a listing taken before their write cannot drop them.
         self._recent: list[tuple[float, str, str | None]] = []
         # The marker's version at the last full listing, and when that listing was taken.
@@ -120,7 +122,7 @@ class HoldIndex:
                 sessions = await self._store.doc_list(BY_SESSION, now, limit=self._limit)
             except StoreError as exc:
                 # Ask the store per request (which raises as it did without the index) until it answers.
-                log.warning("cannot list held requests from the store: %s", exc)
+                self._warn_list("cannot list held requests from the store: %s", exc)
                 self._complete = False
             else:
                 self._complete = len(requests) < self._limit and len(sessions) < self._limit

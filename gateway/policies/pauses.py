@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.log_throttle import ThrottledWarning
 from gateway.store import Store, StoreError
 
 log = logging.getLogger("lockgate.pauses")
@@ -37,6 +38,7 @@ class Pauses:
         self._cache: dict[str, PauseState] = {}
         self._read_at = -1e9
         self._lock = asyncio.Lock()
+        self._warn_read = ThrottledWarning(log)  # an outage would log it on every refresh
         # Requests this replica is holding, per target: shown to operators next to each pause.
         self.waiting: dict[str, int] = {}
 
@@ -79,7 +81,7 @@ class Pauses:
                 self._cache = {s.target: s for s in await self.list()}
             except StoreError as exc:
                 # Fail open: an unreachable store must not stop all traffic; keep the last known states.
-                log.warning("cannot read pauses from the store: %s", exc)
+                self._warn_read("cannot read pauses from the store: %s", exc)
             self._read_at = loop.time()
 
 
