@@ -41,7 +41,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import redis
@@ -52,6 +54,7 @@ from harness import free_port, stop_all, wait_ready
 from policies_overhead import TEN_RULES
 
 from gateway.testing.otlp_receiver import Receiver, ReceiverServer
+from gateway.testing.tcp_proxy import TcpProxy
 from gateway.testing.upstream import Fault, Upstream, UpstreamServer
 
 MASTER = "sk-soak-master-0123456789"
@@ -117,10 +120,18 @@ class Tally:
     def __init__(self) -> None:
         self.sent = 0
         self.abandoned = 0  # streams the client closed after the first chunk
-        self.statuses: Counter[int] = Counter()
+        self.phase = "warm-up"  # before, during or after the outage (or "before" all along)
+        self.statuses: dict[str, Counter[int]] = {}  # by phase
         self.errors: Counter[tuple[int, str]] = Counter()  # refusals by status and OpenAI error code
         self.problems: list[str] = []
         self.examples: list[str] = []  # the first refusal of each kind, as the client read it
+
+    def saw(self, status: int) -> None:
+        self.statuses.setdefault(self.phase, Counter())[status] += 1
+
+    def success_share(self, phase: str) -> float:
+        seen = self.statuses.get(phase, Counter())
+        return seen[200] / max(1, sum(seen.values()))
 
     def problem(self, text: str) -> None:
         if len(self.problems) < 20:
@@ -180,7 +191,7 @@ async def client(session: aiohttp.ClientSession, url: str, number: int, stop: fl
                     tally.abandoned += 1
                     continue
                 raw = await response.read()
-                tally.statuses[response.status] += 1
+                tally.saw(response.status)
                 if response.status not in EXPECTED:
                     tally.problem(f"status {response.status}: {raw[:300]!r}")
                 elif response.status == 200 and stream:
@@ -238,90 +249,170 @@ def audit_entries(store: str, prefix: str, database: Path) -> int:
     return entries
 
 
-async def run(args: argparse.Namespace) -> int:
-    upstream = UpstreamServer(FaultyUpstream(args.seed))
-    upstream.start()
-    receiver = ReceiverServer(Receiver(keep=False))
-    receiver.start()
-    prefix = f"lockgate-soak-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="lockgate-soak-") as tmp:
-        path = Path(tmp) / "lockgate.yaml"
-        database = Path(tmp) / "lockgate.db"
-        store_url = f"redis://127.0.0.1:6379/0?prefix={prefix}" if args.store == "redis" else f"sqlite:///{database}"
-        path.write_text(config(upstream.url, store_url))
-        log = Path(tmp) / "gateway.log"
-        gateway = start_gateway(path, port, receiver.url, log)
-        try:
-            await wait_ready(port)
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            tally = Tally()
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-                warm = time.monotonic() + min(5.0, args.seconds / 4)
-                await asyncio.gather(*(client(session, url, n, warm, tally) for n in range(args.clients)))
-                rss_warm = rss_kib(gateway.pid)
-                warm_sent = tally.sent
-                stop = time.monotonic() + args.seconds
-                started = time.monotonic()
-                await asyncio.gather(*(client(session, url, n, stop, tally) for n in range(args.clients)))
-                elapsed = time.monotonic() - started
-                rss_end = rss_kib(gateway.pid)
-                # Every request has finished: the budgets' standing and the gateway's counts are final
-                # (spans may still be queued). The budgets read is a request too, traced and counted.
-                async with session.get(f"http://127.0.0.1:{port}/admin/budgets",
-                                       headers={"Authorization": f"Bearer {MASTER}"}) as response:
-                    budgets = (await response.json())["data"]
-                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-                    metrics = await response.text()
-        finally:
-            stop_all([gateway])  # a graceful stop: what is still queued is exported first
-            upstream.stop()
-        received = receiver.receiver.span_count
-        receiver.stop()
-        logged = log.read_text(errors="replace")
-        audited = audit_entries(args.store, prefix, database)
-    requests = sum(metric_sum(metrics, "lockgate_requests_total").values())
-    attempts = sum(metric_sum(metrics, "lockgate_attempts_total").values())
-    spans = metric_sum(metrics, "lockgate_telemetry_spans_total", "lockgate_export_result")
-    problems = list(tally.problems)
-    if "Traceback" in logged:
-        problems.append("the gateway logged a traceback:\n" + logged[logged.index("Traceback"):][:2000])
-    if spans.get("dropped", 0) or spans.get("failed", 0):
-        problems.append(f"spans not exported: {spans}")
-    # A SERVER span per request and a CLIENT span per upstream attempt, all sent by the graceful stop.
-    if received != requests + attempts:
-        problems.append(f"the receiver got {received} spans for {requests:.0f} requests and {attempts:.0f} attempts")
-    # Nothing is in flight: every reservation was settled or released (a client hanging up included),
-    # and no budget was spent past its limit.
-    for budget in budgets:
-        name = f"{budget['scope']}:{budget['id']} ({budget['period']})"
-        if budget["reserved_usd"]:
-            problems.append(f"{name}: ${budget['reserved_usd']} still reserved with nothing in flight")
-        if budget["spent_usd"] > budget["limit_usd"] + 1e-9:
-            problems.append(f"{name}: spent ${budget['spent_usd']} of a ${budget['limit_usd']} limit")
-    # Every budget refusal is audited (nothing else here is): written in batches, the last at the stop.
-    refused = tally.errors[(429, "budget_exceeded")]
-    if audited != refused:
-        problems.append(f"{refused} budget refusals, {audited} audit entries")
+@dataclass
+class Run:
+    """What one soak run saw, for the checks."""
+
+    tally: Tally
+    warm_sent: int
+    elapsed: float
+    rss_warm: int
+    rss_end: int
+    budgets: list[dict[str, Any]]
+    metrics: str
+    received: int
+    logged: str
+    audited: int
+
+
+async def settled_metrics(session: aiohttp.ClientSession, port: int, seconds: float = 30.0) -> str:
+    """`GET /metrics` once every span the gateway made is accounted for (exported, failed or dropped).
+
+    Spans leave in batches (up to 5 s), and a batch caught by an outage is retried for up to 10 s;
+    this polls another process's counters, so there is no event to wait on.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            metrics = await response.text()
+        made = sum(metric_sum(metrics, "lockgate_requests_total").values()) + sum(
+            metric_sum(metrics, "lockgate_attempts_total").values())
+        settled = sum(metric_sum(metrics, "lockgate_telemetry_spans_total").values())
+        if settled >= made or time.monotonic() > deadline:
+            return metrics
+        await asyncio.sleep(0.5)
+
+
+async def outage(proxy: TcpProxy | None, seconds: float, tally: Tally) -> None:
+    """Cut what `proxy` stands in front of for the middle third of the run, then bring it back."""
+    if proxy is None:
+        return
+    await asyncio.sleep(seconds / 3)
+    await asyncio.to_thread(proxy.down)
+    tally.phase = "during"
+    await asyncio.sleep(seconds / 3)
+    await asyncio.to_thread(proxy.up)
+    tally.phase = "after"
+
+
+async def soak(args: argparse.Namespace, port: int, gateway: subprocess.Popen[bytes], proxy: TcpProxy | None) -> Run:
+    """Warm up, load for `args.seconds` (with the outage, if any), then read the gateway's books."""
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    tally = Tally()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        warm = time.monotonic() + min(5.0, args.seconds / 4)
+        await asyncio.gather(*(client(session, url, n, warm, tally) for n in range(args.clients)))
+        rss_warm, warm_sent = rss_kib(gateway.pid), tally.sent
+        tally.phase = "before"
+        stop = time.monotonic() + args.seconds
+        started = time.monotonic()
+        await asyncio.gather(outage(proxy, args.seconds, tally),
+                             *(client(session, url, n, stop, tally) for n in range(args.clients)))
+        elapsed, rss_end = time.monotonic() - started, rss_kib(gateway.pid)
+        # Every request has finished: the budgets' standing and the gateway's counts are final. The
+        # budgets read is a request too, traced and counted.
+        async with session.get(f"http://127.0.0.1:{port}/admin/budgets",
+                               headers={"Authorization": f"Bearer {MASTER}"}) as response:
+            budgets = (await response.json())["data"]
+        metrics = await settled_metrics(session, port)
+    return Run(tally, warm_sent, elapsed, rss_warm, rss_end, budgets, metrics, 0, "", 0)
+
+
+def checks(args: argparse.Namespace, run: Run) -> list[str]:
+    """What an operator would check after a bad day; each failure as a sentence."""
+    tally, problems = run.tally, list(run.tally.problems)
+    requests = sum(metric_sum(run.metrics, "lockgate_requests_total").values())
+    attempts = sum(metric_sum(run.metrics, "lockgate_attempts_total").values())
+    spans = metric_sum(run.metrics, "lockgate_telemetry_spans_total", "lockgate_export_result")
+    if "Traceback" in run.logged:
+        problems.append("the gateway logged a traceback:\n" + run.logged[run.logged.index("Traceback"):][:2000])
     if requests != tally.sent + 1:
         problems.append(f"{tally.sent} requests sent and the budgets read, the gateway counted {requests:.0f}")
-    print(f"{tally.sent} requests ({warm_sent} in the warm-up, then {elapsed:.0f} s), {args.clients} clients,"
-          f" {args.store} store; statuses "
-          + ", ".join(f"{s}: {n}" for s, n in sorted(tally.statuses.items())))
+    # A SERVER span per request and a CLIENT span per upstream attempt: each exported, or (only while
+    # the collector was cut off) counted as failed; the receiver got every exported one.
+    accounted = sum(spans.values())
+    if accounted != requests + attempts:
+        problems.append(f"{accounted:.0f} spans accounted for ({spans}), {requests + attempts:.0f} made")
+    if args.outage != "collector" and (spans.get("dropped", 0) or spans.get("failed", 0)):
+        problems.append(f"spans not exported: {spans}")
+    if run.received != spans.get("exported", 0):
+        problems.append(f"the receiver got {run.received} spans, the gateway exported {spans.get('exported', 0):.0f}")
+    for budget in run.budgets:
+        name = f"{budget['scope']}:{budget['id']} ({budget['period']})"
+        if budget["spent_usd"] > budget["limit_usd"] + 1e-9:
+            problems.append(f"{name}: spent ${budget['spent_usd']} of a ${budget['limit_usd']} limit")
+        # Nothing is in flight: every reservation was settled or released, a client hanging up included
+        # (a store outage strands the reservations it caught until their TTL sweeps them: not checked).
+        if budget["reserved_usd"] and args.outage != "store":
+            problems.append(f"{name}: ${budget['reserved_usd']} still reserved with nothing in flight")
+    # Every budget refusal is audited (nothing else here is), unless the store was away to write it to.
+    refused = tally.errors[(429, "budget_exceeded")]
+    if run.audited != refused and args.outage != "store":
+        problems.append(f"{refused} budget refusals, {run.audited} audit entries")
+    if args.outage != "none":  # back to normal once the outage is over
+        before, after = tally.success_share("before"), tally.success_share("after")
+        if after < before / 2:
+            problems.append(f"no recovery: {after:.0%} of requests served after the outage, {before:.0%} before")
+    return problems
+
+
+def report(args: argparse.Namespace, run: Run, problems: list[str]) -> None:
+    tally = run.tally
+    print(f"{tally.sent} requests ({run.warm_sent} in the warm-up, then {run.elapsed:.0f} s), {args.clients} clients,"
+          f" {args.store} store, outage: {args.outage}")
+    for phase, statuses in tally.statuses.items():
+        print(f"  {phase:7s} statuses " + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())))
     print("refusals by status and code: " + ", ".join(f"{s} {c}: {n}" for (s, c), n in tally.errors.most_common()))
     for example in tally.examples:
         print("  e.g.", example)
-    print(f"spans: {received} received; the gateway's counts before its stop: {spans}")
-    print(f"audit: {audited} entries for {refused} budget refusals; {tally.abandoned} streams abandoned by their client")
+    spans = metric_sum(run.metrics, "lockgate_telemetry_spans_total", "lockgate_export_result")
+    print(f"spans: {run.received} received; the gateway's counts: {spans}")
+    print(f"audit: {run.audited} entries for {tally.errors[(429, 'budget_exceeded')]} budget refusals;"
+          f" {tally.abandoned} streams abandoned by their client")
     print("budgets: " + "; ".join(f"{b['scope']}:{b['id']} spent ${b['spent_usd']:.6f} of ${b['limit_usd']},"
-                                  f" reserved ${b['reserved_usd']}" for b in budgets))
-    print(f"gateway memory: {rss_warm / 1024:.0f} MiB after the warm-up, {rss_end / 1024:.0f} MiB at the end")
-    warnings = Counter(line.split(":", 2)[-1].strip()[:100] for line in logged.splitlines() if "WARNING" in line)
-    for text, count in warnings.most_common(5):
-        print(f"gateway warning x{count}: {text}")
+                                  f" reserved ${b['reserved_usd']}" for b in run.budgets))
+    print(f"gateway memory: {run.rss_warm / 1024:.0f} MiB after the warm-up, {run.rss_end / 1024:.0f} MiB at the end")
+    warnings = Counter(line.split(" WARNING ", 1)[1][:110] for line in run.logged.splitlines() if " WARNING " in line)
+    print(f"gateway log: {sum(warnings.values())} warnings")
+    for text, count in warnings.most_common(6):
+        print(f"  x{count}: {text}")
     for problem in problems:
         print("PROBLEM:", problem)
     print("ok" if not problems else f"{len(problems)} problem(s)")
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    upstream = UpstreamServer(FaultyUpstream(args.seed)).start()
+    receiver = ReceiverServer(Receiver(keep=False)).start()
+    prefix = f"lockgate-soak-{uuid.uuid4().hex[:8]}"
+    # The outage's target is reached through a proxy the run cuts: Redis (`store`), or the collector.
+    proxy = None
+    if args.outage == "store":
+        proxy = TcpProxy("127.0.0.1", 6379).start()
+    elif args.outage == "collector":
+        proxy = TcpProxy("127.0.0.1", receiver.port).start()
+    redis_port = proxy.port if proxy is not None and args.outage == "store" else 6379
+    otlp = f"http://127.0.0.1:{proxy.port}" if proxy is not None and args.outage == "collector" else receiver.url
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="lockgate-soak-") as tmp:
+        path, database, log = Path(tmp) / "lockgate.yaml", Path(tmp) / "lockgate.db", Path(tmp) / "gateway.log"
+        store_url = f"redis://127.0.0.1:{redis_port}/0?prefix={prefix}" if args.store == "redis" else f"sqlite:///{database}"
+        path.write_text(config(upstream.url, store_url))
+        gateway = start_gateway(path, port, otlp, log)
+        try:
+            await wait_ready(port)
+            run = await soak(args, port, gateway, proxy)
+        finally:
+            stop_all([gateway])  # a graceful stop
+            upstream.stop()
+            if proxy is not None:
+                proxy.stop()
+        run.received = receiver.receiver.span_count
+        receiver.stop()
+        run.logged = log.read_text(errors="replace")
+        run.audited = audit_entries(args.store, prefix, database)
+    problems = checks(args, run)
+    report(args, run, problems)
     return 1 if problems else 0
 
 
@@ -331,7 +422,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--store", choices=("redis", "sqlite"), default="redis")
-    sys.exit(asyncio.run(run(parser.parse_args())))
+    parser.add_argument("--outage", choices=("none", "store", "collector"), default="none",
+                        help="cut Redis (with --store redis) or the OTLP collector off for the middle third")
+    args = parser.parse_args()
+    if args.outage == "store" and args.store != "redis":
+        parser.error("--outage store cuts Redis off: use it with --store redis")
+    sys.exit(asyncio.run(main_async(args)))
 
 
 if __name__ == "__main__":
