@@ -13,13 +13,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from gateway.policies.approvals import Approvals
+from gateway.policies.approvals import LIST_SCAN, Approvals
 from gateway.store import StoreError
 
 log = logging.getLogger("lockgate.approvals")
 
-# Listing more approvals than this to count them would cost more than the figure is worth.
-COUNT_LIMIT = 10_000
 
 
 class PendingHolds:
@@ -38,7 +36,7 @@ class PendingHolds:
             if loop.time() - self._read_at < self._min_interval:
                 return
             try:
-                pending = await self._approvals.list("pending", limit=COUNT_LIMIT)
+                pending = await self._approvals.list("pending", limit=LIST_SCAN)
             except StoreError as exc:  # the gauge keeps its last figure; the store's trouble is reported elsewhere
                 log.debug("cannot count pending holds: %s", exc)
                 return

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.testing.upstream import UpstreamServer
-from tests.conftest import GatewayFactory
+from tests.conftest import MASTER_KEY, GatewayFactory
 from tests.policies.helpers import ask, client
 from tests.policies.oversight import WIRE, Admin, hold_config, sqlite_url
 
@@ -168,3 +171,30 @@ def test_a_waiting_stream_gets_keep_alive_comments_and_no_held_tool_delta(
     assert b": keep-alive" in events
     assert not any(b"tool_calls" in e and b"wire_money" in e for e in events)
     assert b"awaiting human approval" in events[-3] and events[-1] == b"data: [DONE]"
+
+
+def test_every_pending_hold_is_listed_however_many_decided_ones_are_kept(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    # Decided approvals are kept for a day. The listing used to take the first 200 approvals by id
+    # (random) and filter them after, so with 300 kept a reviewer saw only some of the pending ones.
+    gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path), hold_window=0))
+    admin = Admin(gateway)
+
+    async def hold(n: int) -> str:
+        async with httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                                     timeout=30) as http:
+            reply = await http.post("/v1/chat/completions", json={
+                "model": "gpt-4o", "messages": ask(f"pay invoice {n}"), "tools": [WIRE]})
+        text = reply.json()["choices"][0]["message"]["content"]
+        return re.search(r"approval id (apr_\w+)", text).group(1)  # type: ignore[union-attr]
+
+    async def hold_all() -> list[str]:
+        return await asyncio.gather(*(hold(n) for n in range(300)))
+
+    ids = asyncio.run(hold_all())
+    for approval_id in ids[20:]:
+        assert admin.decide(approval_id, "deny", reason="not today").status_code == 200
+
+    assert sorted(a["id"] for a in admin.pending()) == sorted(ids[:20])
+    assert len(admin.http.get("/admin/approvals", params={"status": "decided"}).json()["data"]) == 200  # the limit
