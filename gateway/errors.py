@@ -133,6 +133,12 @@ class GovernanceUnavailable(GatewayError):
     spec = ErrorSpec(503, "server_error", "governance_store_unavailable", True)
 
 
+class ApprovalsUnavailable(GatewayError):
+    """A tool call needs a human's approval and its hold cannot be stored: the call is not released."""
+
+    spec = ErrorSpec(503, "server_error", "approvals_store_unavailable", True)
+
+
 # ---- upstream trouble the gateway could not route around ----
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from gateway.config.policies import ApprovalsSection
 from gateway.policies.hold_index import BY_REQUEST, BY_SESSION, HoldIndex
-from gateway.store import Doc, Store, VersionConflict
+from gateway.store import Doc, Store, StoreError, VersionConflict
 
 APPROVALS = "approvals"
 # How long a decided approval (and its indexes) is kept after it expired, for audits and retries.
@@ -168,11 +168,15 @@ class Approvals:
         loop = asyncio.get_running_loop()
         until = loop.time() + max(0.0, seconds)
         waker = self._wakers.setdefault(approval_id, asyncio.Event())
+        approval: Approval | None = None
         try:
             while True:
-                approval = await self.get(approval_id)
+                try:
+                    approval, read = await self.get(approval_id), True
+                except StoreError:  # the store is away: undecided as far as we know; keep waiting
+                    read = False
                 remaining = until - loop.time()
-                if approval is None or approval.decided or remaining <= 0:
+                if (read and (approval is None or approval.decided)) or remaining <= 0:
                     return approval
                 try:
                     await asyncio.wait_for(waker.wait(), min(_POLL, remaining))

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from gateway.context import ApiRequest
-from gateway.errors import PolicyViolation, stream_error_event
+from gateway.errors import ApprovalsUnavailable, PolicyViolation, stream_error_event
 from gateway.policies.engine import HeldCall, PolicyEngine
 from gateway.policies.messages import completion_text, rewrite_completion
 from gateway.policies.pii import StreamRedactor
@@ -167,8 +167,8 @@ class ResponseGuard:
                     sent_block = out[0] if len(out) == 1 else b"".join(out)
                     out.clear()
                     yield sent_block
-        except PolicyViolation as violation:
-            out.append(stream_error_event(violation))
+        except (PolicyViolation, ApprovalsUnavailable) as refusal:  # after the first byte: an error event
+            out.append(stream_error_event(refusal))
             yield b"".join(out)
         finally:
             aclose = getattr(events, "aclose", None)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.context import ApiRequest
-from gateway.errors import PolicyViolation
+from gateway.errors import ApprovalsUnavailable, PolicyViolation
+from gateway.log_throttle import ThrottledWarning
 from gateway.policies.approvals import Approval, Approvals
 from gateway.policies.engine import HeldCall
 from gateway.policies.loops import Loop
@@ -26,6 +28,9 @@ from gateway.policies.pauses import Pauses
 from gateway.policies.replies import DONE, KEEP_ALIVE, as_chunks, completion
 from gateway.policies.webhook import WebhookAnnouncer
 from gateway.providers.base import ToolCall
+from gateway.store import StoreError
+
+log = logging.getLogger("lockgate.approvals")
 
 # Seconds kept in hand under the client's read timeout, for the answer to travel.
 _MARGIN = 1.0
@@ -44,6 +49,7 @@ class HoldDesk:
         self.pauses = pauses
         self._webhooks = webhooks
         self._settings = approvals.settings
+        self._warn_delivery = ThrottledWarning(log)
 
     def window(self, request: ApiRequest) -> float:
         """How long this client can be kept waiting for a decision."""
@@ -163,11 +169,22 @@ class HoldDesk:
                 # Calls no rule held go through with the others once those are decided.
                 "decision": None if hold else {"action": "approve", "by": "policy", "reason": "", "at": 0},
             })
-        approval = await self.approvals.create(
-            fingerprint=fingerprint(request), session_id=request.session_id,
-            key=request.principal.name if request.principal else "", model=request.model,
-            deployment=deployment, response=response, calls=entries,
-        )
+        try:
+            approval = await self.approvals.create(
+                fingerprint=fingerprint(request), session_id=request.session_id,
+                key=request.principal.name if request.principal else "", model=request.model,
+                deployment=deployment, response=response, calls=entries,
+            )
+        except StoreError as exc:
+            # Not stored, not released: without a durable hold nobody could approve the call, and a
+            # retry could not re-attach to it. The client is told to retry (the model is called again).
+            names = ", ".join(f"'{h.call.name}'" for h in held)
+            request.decide("lockgate.approval.unavailable", tools=",".join(h.call.name for h in held), error=str(exc))
+            raise ApprovalsUnavailable(
+                f"The call to {names} needs a human's approval, and the gateway cannot store the hold right now "
+                "(its store is unreachable), so the call was not released. Retry shortly.",
+                retry_after=2.0,
+            ) from None
         request.decide("lockgate.approval.hold", approval_id=approval.id, tools=",".join(h.call.name for h in held))
         self._webhooks.announce(approval.public())
         return approval
@@ -197,7 +214,10 @@ class HoldDesk:
 
     async def _conclude(self, request: ApiRequest, approval: Approval, *, text_sent: bool) -> dict[str, Any]:
         if approval.decided:
-            await self.approvals.delivered(approval)
+            try:
+                await self.approvals.delivered(approval)
+            except StoreError as exc:  # the decision is here; at worst the session's next request gets it again
+                self._warn_delivery("approval %s delivered, but not marked so in the store: %s", approval.id, exc)
             actions = ",".join(c["decision"]["action"] for c in approval.calls)
             request.decide("lockgate.approval.delivered", approval_id=approval.id, actions=actions)
         else:
