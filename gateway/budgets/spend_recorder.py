@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 
+from gateway.log_throttle import ThrottledWarning
 from gateway.store.base import JsonDict, LedgerAppend, Store, StoreUnavailable
 
 log = logging.getLogger("lockgate.budgets")
@@ -29,6 +30,7 @@ class SpendRecorder:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self._warn_waiting = ThrottledWarning(log)  # an outage would log it at every flush (4 a second)
 
     def add(self, reservation_id: str, meta: JsonDict, charged: dict[str, int], now: float) -> None:
         """Queue one entry; never waits."""
@@ -51,7 +53,7 @@ class SpendRecorder:
                 await self._store.ledger_append_many(batch)
             except StoreUnavailable as exc:
                 self._pending[:0] = batch
-                log.warning("spend ledger: %d entries wait for the store: %s", len(batch), exc)
+                self._warn_waiting("spend ledger: %d entries wait for the store: %s", len(batch), exc)
 
     async def _flush_forever(self) -> None:
         while True:
