@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import re
@@ -41,11 +42,13 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,6 +63,12 @@ from gateway.testing.upstream import Fault, Upstream, UpstreamServer
 MASTER = "sk-soak-master-0123456789"
 BUDGETED = "sk-soak-budgeted-0123456789"
 CAPPED = "sk-soak-capped-0123456789"
+# A tool whose every call waits for a human: the run's reviewer approves or denies each one.
+HELD_TOOL = "send_payment"
+PAYMENT = {"type": "function", "function": {
+    "name": HELD_TOOL, "description": "Send a payment.",
+    "parameters": {"type": "object", "properties": {"to": {"type": "string"}, "amount": {"type": "number"}},
+                   "required": ["to", "amount"]}}}
 # Statuses a client may get, each for a documented reason; anything else (a 500 above all) is a bug.
 EXPECTED = {
     200,
@@ -112,7 +121,8 @@ def config(upstream: str, store: str) -> str:
         f"  - {{name: budgeted, key: {BUDGETED}, budgets: [{{limit_usd: 1000, period: daily}}]}}\n"
         f"  - {{name: capped, key: {CAPPED}, budgets: [{{limit_usd: 0.0005, period: total}}]}}\n"
         "telemetry: {metrics_export_interval: 5}\n"
-        + TEN_RULES
+        "approvals: {hold_window: 10}\n"
+        + TEN_RULES.replace("  tools:\n", f"  tools:\n    - {{name: payments-need-approval, tool: {HELD_TOOL}, action: hold}}\n")
     )
 
 
@@ -120,6 +130,9 @@ class Tally:
     def __init__(self) -> None:
         self.sent = 0
         self.abandoned = 0  # streams the client closed after the first chunk
+        self.held: Counter[str] = Counter()  # answers to requests offering the held tool: "approved", "denied", "other"
+        self.decided: Counter[str] = Counter()  # the reviewer's decisions: "approve", "deny"
+        self.review_lag: list[float] = []  # seconds from each hold to its decision
         self.phase = "warm-up"  # before, during or after the outage (or "before" all along)
         self.statuses: dict[str, Counter[int]] = {}  # by phase
         self.errors: Counter[tuple[int, str]] = Counter()  # refusals by status and OpenAI error code
@@ -139,8 +152,6 @@ class Tally:
 
 
 def check_json(status: int, raw: bytes, tally: Tally) -> None:
-    import orjson
-
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -169,19 +180,25 @@ def check_stream(raw: bytes, tally: Tally) -> None:
         tally.problem(f"a stream that ended without [DONE] or an error event: ...{raw[-200:]!r}")
 
 
+_TURNS = itertools.count(1)
+
+
 async def client(session: aiohttp.ClientSession, url: str, number: int, stop: float, tally: Tally) -> None:
     rng = random.Random(number)
-    turn = 0
     while time.monotonic() < stop:
-        turn += 1
+        turn = next(_TURNS)  # never the same request twice: a repeat would re-attach to an earlier hold
         stream = rng.random() < 0.5
         key = CAPPED if number % 8 == 0 else BUDGETED
         question = f"Client {number}, turn {turn}: summarise the Q3 report in one line."
         if rng.random() < 0.3:
             question += f" Reply to carol.{number}.{turn}@example.com."
-        body = {"model": "gpt-4o", "stream": stream, "max_tokens": 64,
-                "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]}
-        headers = {"Authorization": f"Bearer {key}", "x-lockgate-session-id": f"soak-{number}"}
+        body: dict[str, Any] = {"model": "gpt-4o", "stream": stream, "max_tokens": 64, "messages": [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]}
+        session_id = f"soak-{number}"
+        paying = key == BUDGETED and rng.random() < 0.1
+        if paying:  # its call is held until the reviewer decides; a session of its own, decided once
+            body["tools"], session_id = [PAYMENT], f"soak-{number}-pay-{turn}"
+        headers = {"Authorization": f"Bearer {key}", "x-lockgate-session-id": session_id}
         tally.sent += 1
         try:
             async with session.post(url, json=body, headers=headers) as response:
@@ -198,6 +215,13 @@ async def client(session: aiohttp.ClientSession, url: str, number: int, stop: fl
                     check_stream(raw, tally)
                 else:
                     check_json(response.status, raw, tally)
+                finished = not stream or raw.rstrip().endswith(b"data: [DONE]")  # not cut by an upstream fault
+                if paying and response.status == 200 and finished:
+                    # Approved: the call reaches the client as a tool call; denied: as text, never a tool call.
+                    called = HELD_TOOL.encode() in raw and b"tool_calls" in raw
+                    tally.held["approved" if called else "denied" if b"denied" in raw else "other"] += 1
+                    if not called and b"denied" not in raw:
+                        tally.problem(f"a held call answered with neither the call nor a denial: {raw[:300]!r}")
         except aiohttp.ClientError as exc:
             tally.problem(f"the connection to the gateway failed: {exc!r}")
 
@@ -235,18 +259,18 @@ def start_gateway(config_path: Path, port: int, otlp_endpoint: str, log: Path) -
         )
 
 
-def audit_entries(store: str, prefix: str, database: Path) -> int:
-    """How many entries the audit log holds (the run's store, read directly); a Redis run's keys are removed."""
+def audit_entries(store: str, prefix: str, database: Path) -> Counter[str]:
+    """The audit log's entries by action (the run's store, read directly); a Redis run's keys are removed."""
     if store == "sqlite":
         with sqlite3.connect(database) as db:
-            return int(db.execute("SELECT count(*) FROM audit").fetchone()[0])
+            return Counter(dict(db.execute("SELECT action, count(*) FROM audit GROUP BY action").fetchall()))
     client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
     keys = list(client.scan_iter(match=prefix + ":*"))
-    entries = sum(int(client.llen(key)) for key in keys if key == f"{prefix}:audit".encode())
+    entries = client.lrange(f"{prefix}:audit", 0, -1)
     if keys:
         client.delete(*keys)
     client.close()
-    return entries
+    return Counter(orjson.loads(entry)["action"] for entry in entries)
 
 
 @dataclass
@@ -259,10 +283,11 @@ class Run:
     rss_warm: int
     rss_end: int
     budgets: list[dict[str, Any]]
+    pending: int  # holds still awaiting a decision after the reviewer left
     metrics: str
     received: int
     logged: str
-    audited: int
+    audited: Counter[str]  # audit entries by action
 
 
 async def settled_metrics(session: aiohttp.ClientSession, port: int, seconds: float = 30.0) -> str:
@@ -295,27 +320,65 @@ async def outage(proxy: TcpProxy | None, seconds: float, tally: Tally) -> None:
     tally.phase = "after"
 
 
+async def reviewer(session: aiohttp.ClientSession, port: int, done: asyncio.Event, tally: Tally) -> None:
+    """A human at the approvals queue: every pending hold approved or denied (alternately), until the
+    clients are `done` and none is left."""
+    admin = f"http://127.0.0.1:{port}/admin/approvals"
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    while True:
+        try:
+            async with session.get(admin, params={"status": "pending"}, headers=headers) as response:
+                pending = (await response.json())["data"] if response.status == 200 else []
+        except aiohttp.ClientError:
+            pending = []
+        async def decide(approval: dict[str, Any], action: str) -> None:
+            async with session.post(f"{admin}/{approval['id']}/{action}", headers=headers,
+                                    json={"by": "soak-reviewer", "reason": "soak"}) as response:
+                if response.status == 200:
+                    tally.decided[action] += 1
+                    tally.review_lag.append(time.time() - approval["created_at"])
+
+        await asyncio.gather(*(decide(a, "approve" if i % 2 == 0 else "deny") for i, a in enumerate(pending)))
+        if not pending and done.is_set():
+            return
+        await asyncio.sleep(0.2)  # a person polling a queue; the gateway offers no push for it
+
+
+async def load(session: aiohttp.ClientSession, port: int, work: list[Coroutine[Any, Any, None]], tally: Tally) -> None:
+    """Run the clients (and the outage) with the reviewer, who stays until the last hold is decided."""
+    done = asyncio.Event()
+    review = asyncio.ensure_future(reviewer(session, port, done, tally))
+    try:
+        await asyncio.gather(*work)
+    finally:
+        done.set()
+        await review
+
+
 async def soak(args: argparse.Namespace, port: int, gateway: subprocess.Popen[bytes], proxy: TcpProxy | None) -> Run:
     """Warm up, load for `args.seconds` (with the outage, if any), then read the gateway's books."""
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     tally = Tally()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         warm = time.monotonic() + min(5.0, args.seconds / 4)
-        await asyncio.gather(*(client(session, url, n, warm, tally) for n in range(args.clients)))
+        await load(session, port, [client(session, url, n, warm, tally) for n in range(args.clients)], tally)
         rss_warm, warm_sent = rss_kib(gateway.pid), tally.sent
         tally.phase = "before"
         stop = time.monotonic() + args.seconds
         started = time.monotonic()
-        await asyncio.gather(outage(proxy, args.seconds, tally),
-                             *(client(session, url, n, stop, tally) for n in range(args.clients)))
+        await load(session, port, [outage(proxy, args.seconds, tally),
+                                   *(client(session, url, n, stop, tally) for n in range(args.clients))], tally)
         elapsed, rss_end = time.monotonic() - started, rss_kib(gateway.pid)
         # Every request has finished: the budgets' standing and the gateway's counts are final. The
         # budgets read is a request too, traced and counted.
         async with session.get(f"http://127.0.0.1:{port}/admin/budgets",
                                headers={"Authorization": f"Bearer {MASTER}"}) as response:
             budgets = (await response.json())["data"]
+        async with session.get(f"http://127.0.0.1:{port}/admin/approvals", params={"status": "pending"},
+                               headers={"Authorization": f"Bearer {MASTER}"}) as response:
+            pending = len((await response.json())["data"])
         metrics = await settled_metrics(session, port)
-    return Run(tally, warm_sent, elapsed, rss_warm, rss_end, budgets, metrics, 0, "", 0)
+    return Run(tally, warm_sent, elapsed, rss_warm, rss_end, budgets, pending, metrics, 0, "", Counter())
 
 
 def checks(args: argparse.Namespace, run: Run) -> list[str]:
@@ -326,8 +389,9 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
     spans = metric_sum(run.metrics, "lockgate_telemetry_spans_total", "lockgate_export_result")
     if "Traceback" in run.logged:
         problems.append("the gateway logged a traceback:\n" + run.logged[run.logged.index("Traceback"):][:2000])
-    if requests != tally.sent + 1:
-        problems.append(f"{tally.sent} requests sent and the budgets read, the gateway counted {requests:.0f}")
+    chats = metric_sum(run.metrics, "lockgate_requests_total", "http_route").get("/v1/chat/completions", 0)
+    if chats != tally.sent:
+        problems.append(f"{tally.sent} chat requests sent, the gateway counted {chats:.0f}")
     # A SERVER span per request and a CLIENT span per upstream attempt: each exported, or (only while
     # the collector was cut off) counted as failed; the receiver got every exported one.
     accounted = sum(spans.values())
@@ -347,8 +411,11 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
             problems.append(f"{name}: ${budget['reserved_usd']} still reserved with nothing in flight")
     # Every budget refusal is audited (nothing else here is), unless the store was away to write it to.
     refused = tally.errors[(429, "budget_exceeded")]
-    if run.audited != refused and args.outage != "store":
-        problems.append(f"{refused} budget refusals, {run.audited} audit entries")
+    if run.audited["budget.refused"] != refused and args.outage != "store":
+        problems.append(f"{refused} budget refusals, {run.audited['budget.refused']} audited")
+    # Every hold was decided by the reviewer, and no client was left with an "awaiting approval" reply.
+    if run.pending:
+        problems.append(f"{run.pending} holds still pending after the reviewer left")
     if args.outage != "none":  # back to normal once the outage is over
         before, after = tally.success_share("before"), tally.success_share("after")
         if after < before / 2:
@@ -367,8 +434,11 @@ def report(args: argparse.Namespace, run: Run, problems: list[str]) -> None:
         print("  e.g.", example)
     spans = metric_sum(run.metrics, "lockgate_telemetry_spans_total", "lockgate_export_result")
     print(f"spans: {run.received} received; the gateway's counts: {spans}")
-    print(f"audit: {run.audited} entries for {tally.errors[(429, 'budget_exceeded')]} budget refusals;"
+    print(f"audit: {dict(run.audited)} for {tally.errors[(429, 'budget_exceeded')]} budget refusals;"
           f" {tally.abandoned} streams abandoned by their client")
+    lag = sorted(tally.review_lag) or [0.0]
+    print(f"holds: reviewer decisions {dict(tally.decided)} (after {lag[len(lag) // 2]:.1f} s median,"
+          f" {lag[-1]:.1f} s at most); answers to the held tool's requests {dict(tally.held)}")
     print("budgets: " + "; ".join(f"{b['scope']}:{b['id']} spent ${b['spent_usd']:.6f} of ${b['limit_usd']},"
                                   f" reserved ${b['reserved_usd']}" for b in run.budgets))
     print(f"gateway memory: {run.rss_warm / 1024:.0f} MiB after the warm-up, {run.rss_end / 1024:.0f} MiB at the end")
@@ -376,7 +446,7 @@ def report(args: argparse.Namespace, run: Run, problems: list[str]) -> None:
     print(f"gateway log: {sum(warnings.values())} warnings")
     for text, count in warnings.most_common(6):
         print(f"  x{count}: {text}")
-    for problem in problems:
+    for problem in problems[:10] + (["..."] if len(problems) > 20 else []) + problems[max(10, len(problems) - 10):]:
         print("PROBLEM:", problem)
     print("ok" if not problems else f"{len(problems)} problem(s)")
 
