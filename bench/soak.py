@@ -8,7 +8,7 @@ unexpected 500). Starts, on loopback:
   a random fault: 429 with Retry-After, 500, 503, a slow answer, a slow first token, a stream cut
   mid-way, a malformed chunk, a dropped connection;
 - an OTLP/HTTP receiver (this process) counting the spans it gets;
-- one gateway process with everything on: two deployments and a fallback group, retries, breakers,
+- one gateway process (or `--replicas N` sharing Redis) with everything on: two deployments and a fallback group, retries, breakers,
   a Redis store (127.0.0.1:6379, its own key prefix; or `--store sqlite`), a budgeted key and a key
   that runs out of budget, the policy benchmark's ten rules, tracing exported to the receiver, metrics.
 
@@ -24,7 +24,8 @@ operator would, and exits 1 if anything is wrong:
 - the gateway counted every request it was sent (`lockgate.requests`);
 - the gateway's resident memory after the run, against after the warm-up (printed; a leak shows).
 
-    python bench/soak.py [--seconds 60] [--clients 32] [--seed 1] [--store redis|sqlite]
+    python bench/soak.py [--seconds 60] [--clients 32] [--seed 1] [--store redis|sqlite] [--replicas 2]
+                         [--outage none|store|collector]
 """
 
 from __future__ import annotations
@@ -280,8 +281,8 @@ class Run:
     tally: Tally
     warm_sent: int
     elapsed: float
-    rss_warm: int
-    rss_end: int
+    rss_warm: list[int]  # per replica, KiB
+    rss_end: list[int]
     budgets: list[dict[str, Any]]
     pending: int  # holds still awaiting a decision after the reviewer left
     metrics: str
@@ -355,29 +356,38 @@ async def load(session: aiohttp.ClientSession, port: int, work: list[Coroutine[A
         await review
 
 
-async def soak(args: argparse.Namespace, port: int, gateway: subprocess.Popen[bytes], proxy: TcpProxy | None) -> Run:
-    """Warm up, load for `args.seconds` (with the outage, if any), then read the gateway's books."""
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+async def soak(args: argparse.Namespace, ports: list[int], gateways: list[subprocess.Popen[bytes]],
+               proxy: TcpProxy | None) -> Run:
+    """Warm up, load for `args.seconds` (with the outage, if any), then read the gateways' books.
+
+    Client n talks to replica n % replicas; the reviewer works through the last replica.
+    """
+    urls = [f"http://127.0.0.1:{port}/v1/chat/completions" for port in ports]
+    admin, master = ports[-1], {"Authorization": f"Bearer {MASTER}"}
     tally = Tally()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         warm = time.monotonic() + min(5.0, args.seconds / 4)
-        await load(session, port, [client(session, url, n, warm, tally) for n in range(args.clients)], tally)
-        rss_warm, warm_sent = rss_kib(gateway.pid), tally.sent
+        await load(session, admin, [client(session, urls[n % len(urls)], n, warm, tally) for n in range(args.clients)],
+                   tally)
+        rss_warm, warm_sent = [rss_kib(g.pid) for g in gateways], tally.sent
         tally.phase = "before"
         stop = time.monotonic() + args.seconds
         started = time.monotonic()
-        await load(session, port, [outage(proxy, args.seconds, tally),
-                                   *(client(session, url, n, stop, tally) for n in range(args.clients))], tally)
-        elapsed, rss_end = time.monotonic() - started, rss_kib(gateway.pid)
-        # Every request has finished: the budgets' standing and the gateway's counts are final. The
-        # budgets read is a request too, traced and counted.
-        async with session.get(f"http://127.0.0.1:{port}/admin/budgets",
-                               headers={"Authorization": f"Bearer {MASTER}"}) as response:
-            budgets = (await response.json())["data"]
-        async with session.get(f"http://127.0.0.1:{port}/admin/approvals", params={"status": "pending"},
-                               headers={"Authorization": f"Bearer {MASTER}"}) as response:
+        await load(session, admin, [outage(proxy, args.seconds, tally),
+                                    *(client(session, urls[n % len(urls)], n, stop, tally) for n in range(args.clients))],
+                   tally)
+        elapsed, rss_end = time.monotonic() - started, [rss_kib(g.pid) for g in gateways]
+        # Every request has finished: the budgets' standing and the gateways' counts are final. Each
+        # replica's budgets read gives its leases' unused room back first, so the last read shows all.
+        # The reads are requests too, traced and counted.
+        for port in ports:
+            async with session.get(f"http://127.0.0.1:{port}/admin/budgets", headers=master) as response:
+                budgets = (await response.json())["data"]
+        async with session.get(f"http://127.0.0.1:{admin}/admin/approvals", params={"status": "pending"},
+                               headers=master) as response:
             pending = len((await response.json())["data"])
-        metrics = await settled_metrics(session, port)
+        # Each replica's /metrics, one after the other: the counters' sums are over all of them.
+        metrics = "\n".join([await settled_metrics(session, port) for port in ports])
     return Run(tally, warm_sent, elapsed, rss_warm, rss_end, budgets, pending, metrics, 0, "", Counter())
 
 
@@ -426,7 +436,7 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
 def report(args: argparse.Namespace, run: Run, problems: list[str]) -> None:
     tally = run.tally
     print(f"{tally.sent} requests ({run.warm_sent} in the warm-up, then {run.elapsed:.0f} s), {args.clients} clients,"
-          f" {args.store} store, outage: {args.outage}")
+          f" {args.replicas} replica(s), {args.store} store, outage: {args.outage}")
     for phase, statuses in tally.statuses.items():
         print(f"  {phase:7s} statuses " + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())))
     print("refusals by status and code: " + ", ".join(f"{s} {c}: {n}" for (s, c), n in tally.errors.most_common()))
@@ -441,7 +451,8 @@ def report(args: argparse.Namespace, run: Run, problems: list[str]) -> None:
           f" {lag[-1]:.1f} s at most); answers to the held tool's requests {dict(tally.held)}")
     print("budgets: " + "; ".join(f"{b['scope']}:{b['id']} spent ${b['spent_usd']:.6f} of ${b['limit_usd']},"
                                   f" reserved ${b['reserved_usd']}" for b in run.budgets))
-    print(f"gateway memory: {run.rss_warm / 1024:.0f} MiB after the warm-up, {run.rss_end / 1024:.0f} MiB at the end")
+    for replica, (warm, end) in enumerate(zip(run.rss_warm, run.rss_end, strict=True)):
+        print(f"gateway {replica} memory: {warm / 1024:.0f} MiB after the warm-up, {end / 1024:.0f} MiB at the end")
     warnings = Counter(line.split(" WARNING ", 1)[1][:110] for line in run.logged.splitlines() if " WARNING " in line)
     print(f"gateway log: {sum(warnings.values())} warnings")
     for text, count in warnings.most_common(6):
@@ -463,23 +474,25 @@ async def main_async(args: argparse.Namespace) -> int:
         proxy = TcpProxy("127.0.0.1", receiver.port).start()
     redis_port = proxy.port if proxy is not None and args.outage == "store" else 6379
     otlp = f"http://127.0.0.1:{proxy.port}" if proxy is not None and args.outage == "collector" else receiver.url
-    port = free_port()
+    ports = [free_port() for _ in range(args.replicas)]
     with tempfile.TemporaryDirectory(prefix="lockgate-soak-") as tmp:
-        path, database, log = Path(tmp) / "lockgate.yaml", Path(tmp) / "lockgate.db", Path(tmp) / "gateway.log"
+        path, database = Path(tmp) / "lockgate.yaml", Path(tmp) / "lockgate.db"
+        logs = [Path(tmp) / f"gateway-{replica}.log" for replica in range(args.replicas)]
         store_url = f"redis://127.0.0.1:{redis_port}/0?prefix={prefix}" if args.store == "redis" else f"sqlite:///{database}"
         path.write_text(config(upstream.url, store_url))
-        gateway = start_gateway(path, port, otlp, log)
+        gateways = [start_gateway(path, port, otlp, log) for port, log in zip(ports, logs, strict=True)]
         try:
-            await wait_ready(port)
-            run = await soak(args, port, gateway, proxy)
+            for port in ports:
+                await wait_ready(port)
+            run = await soak(args, ports, gateways, proxy)
         finally:
-            stop_all([gateway])  # a graceful stop
+            stop_all(gateways)  # a graceful stop
             upstream.stop()
             if proxy is not None:
                 proxy.stop()
         run.received = receiver.receiver.span_count
         receiver.stop()
-        run.logged = log.read_text(errors="replace")
+        run.logged = "\n".join(log.read_text(errors="replace") for log in logs)
         run.audited = audit_entries(args.store, prefix, database)
     problems = checks(args, run)
     report(args, run, problems)
@@ -492,11 +505,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--store", choices=("redis", "sqlite"), default="redis")
+    parser.add_argument("--replicas", type=int, default=1, help="gateway processes sharing the store (Redis)")
     parser.add_argument("--outage", choices=("none", "store", "collector"), default="none",
                         help="cut Redis (with --store redis) or the OTLP collector off for the middle third")
     args = parser.parse_args()
     if args.outage == "store" and args.store != "redis":
         parser.error("--outage store cuts Redis off: use it with --store redis")
+    if args.replicas > 1 and args.store != "redis":
+        parser.error("replicas share a Redis store: use --replicas with --store redis")
     sys.exit(asyncio.run(main_async(args)))
 
 
