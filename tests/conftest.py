@@ -9,6 +9,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.testing.server import GatewayServer
+from gateway.testing.tcp_proxy import TcpProxy
 from gateway.testing.upstream import UpstreamServer
 
 MASTER_KEY = "sk-test-master-0123456789"
@@ -90,3 +91,13 @@ def redis_prefix() -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def proxied_redis(redis_prefix: str) -> Iterator[tuple[TcpProxy, str]]:
+    """The real Redis behind a proxy the test can cut (`down`) and restore (`up`): (proxy, store URL)."""
+    proxy = TcpProxy("127.0.0.1", 6379).start()
+    try:
+        yield proxy, f"redis://127.0.0.1:{proxy.port}/0?prefix={redis_prefix}"
+    finally:
+        proxy.stop()

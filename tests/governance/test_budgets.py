@@ -160,40 +160,35 @@ def test_an_unreachable_store_fails_closed_by_default_and_open_when_configured(
     assert ask(client)
 
 
+def budgeted_behind(proxied: tuple[TcpProxy, str], upstream: UpstreamServer, gateway_factory: GatewayFactory) -> openai.OpenAI:
+    """A client of a gateway whose store (Redis, with a global budget) is behind the test's proxy."""
+    gateway = gateway_factory(budget_yaml(upstream, proxied[1], "{global: [{limit_usd: 1}]}"))
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
+
+
 def test_the_gateway_recovers_by_itself_when_the_store_returns(
-    redis_prefix: str, upstream: UpstreamServer, gateway_factory: GatewayFactory
+    proxied_redis: tuple[TcpProxy, str], upstream: UpstreamServer, gateway_factory: GatewayFactory
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 6379).start()
-    try:
-        store = f"redis://127.0.0.1:{proxy.port}/0?prefix={redis_prefix}"
-        gateway = gateway_factory(budget_yaml(upstream, store, "{global: [{limit_usd: 1}]}"))
-        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
+    proxy, client = proxied_redis[0], budgeted_behind(proxied_redis, upstream, gateway_factory)
+    ask(client)
+    proxy.down()
+    with pytest.raises(openai.InternalServerError) as unavailable:
         ask(client)
-        proxy.down()
-        with pytest.raises(openai.InternalServerError) as unavailable:
-            ask(client)
-        assert unavailable.value.status_code == 503
-        proxy.up()
-        ask(client)  # no restart, no operator: the next request simply works
-    finally:
-        proxy.stop()
+    assert unavailable.value.status_code == 503
+    proxy.up()
+    ask(client)  # no restart, no operator: the next request simply works
 
 
 def test_a_store_outage_is_logged_once_not_once_per_refused_request(
-    redis_prefix: str, upstream: UpstreamServer, gateway_factory: GatewayFactory, caplog: pytest.LogCaptureFixture
+    proxied_redis: tuple[TcpProxy, str], upstream: UpstreamServer, gateway_factory: GatewayFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 6379).start()
-    try:
-        store = f"redis://127.0.0.1:{proxy.port}/0?prefix={redis_prefix}"
-        gateway = gateway_factory(budget_yaml(upstream, store, "{global: [{limit_usd: 1}]}"))
-        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
-        proxy.down()
-        with caplog.at_level(logging.WARNING, logger="lockgate.budgets"):
-            for _ in range(30):
-                with pytest.raises(openai.InternalServerError) as unavailable:
-                    ask(client)
-                assert unavailable.value.status_code == 503
-        lines = [r.getMessage() for r in caplog.records if "store unreachable" in r.getMessage()]
-        assert len(lines) == 1 and lines[0].startswith("store unreachable, budgets enforced closed: Redis store")
-    finally:
-        proxy.stop()
+    proxy, client = proxied_redis[0], budgeted_behind(proxied_redis, upstream, gateway_factory)
+    proxy.down()
+    with caplog.at_level(logging.WARNING, logger="lockgate.budgets"):
+        for _ in range(30):
+            with pytest.raises(openai.InternalServerError) as unavailable:
+                ask(client)
+            assert unavailable.value.status_code == 503
+    lines = [r.getMessage() for r in caplog.records if "store unreachable" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("store unreachable, budgets enforced closed: Redis store")

@@ -89,39 +89,36 @@ def test_hold_on_one_gateway_approved_through_another_on_the_same_redis(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_hold_that_cannot_be_stored_is_refused_with_a_retryable_503_and_the_call_never_released(
-    redis_prefix: str, upstream: UpstreamServer, gateway_factory: GatewayFactory, stream: bool
+    proxied_redis: tuple[TcpProxy, str], upstream: UpstreamServer, gateway_factory: GatewayFactory, stream: bool
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 6379).start()
-    try:
-        gateway = gateway_factory(hold_config(upstream, f"redis://127.0.0.1:{proxy.port}/0?prefix={redis_prefix}"))
-        upstream.upstream.script(Fault(delay=1.0))
+    proxy, store = proxied_redis
+    gateway = gateway_factory(hold_config(upstream, store))
+    upstream.upstream.script(Fault(delay=1.0))
 
-        def ask_to_pay() -> None:
-            if stream:
-                for _ in client(gateway).chat.completions.create(model="gpt-4o", messages=PAY, tools=[WIRE], stream=True):
-                    pass
-            else:
-                client(gateway).chat.completions.create(model="gpt-4o", messages=PAY, tools=[WIRE])
+    def ask_to_pay() -> None:
+        if stream:
+            for _ in client(gateway).chat.completions.create(model="gpt-4o", messages=PAY, tools=[WIRE], stream=True):
+                pass
+        else:
+            client(gateway).chat.completions.create(model="gpt-4o", messages=PAY, tools=[WIRE])
 
-        with ThreadPoolExecutor(1) as pool, pytest.raises(openai.APIError) as refused:
-            asked = pool.submit(ask_to_pay)
-            wait_until(lambda: upstream.upstream.count("/chat/completions") == 1)  # admitted, at the model
-            proxy.down()  # the store goes away; the model then answers with a call that needs a human
-            asked.result(10)
-        assert "needs a human's approval, and the gateway cannot store the hold right now" in refused.value.message
-        assert "'wire_money'" in refused.value.message
-        if not stream:  # a stream's error arrives after its first byte, as an event
-            assert isinstance(refused.value, openai.InternalServerError) and refused.value.status_code == 503
-            assert refused.value.body["code"] == "approvals_store_unavailable"  # type: ignore[index]
-        assert upstream.upstream.count("/chat/completions") == 1
+    with ThreadPoolExecutor(1) as pool, pytest.raises(openai.APIError) as refused:
+        asked = pool.submit(ask_to_pay)
+        wait_until(lambda: upstream.upstream.count("/chat/completions") == 1)  # admitted, at the model
+        proxy.down()  # the store goes away; the model then answers with a call that needs a human
+        asked.result(10)
+    assert "needs a human's approval, and the gateway cannot store the hold right now" in refused.value.message
+    assert "'wire_money'" in refused.value.message
+    if not stream:  # a stream's error arrives after its first byte, as an event
+        assert isinstance(refused.value, openai.InternalServerError) and refused.value.status_code == 503
+        assert refused.value.body["code"] == "approvals_store_unavailable"  # type: ignore[index]
+    assert upstream.upstream.count("/chat/completions") == 1
 
-        proxy.up()  # back: the retry is held as usual
-        with ThreadPoolExecutor(1) as pool:
-            future = pool.submit(client(gateway).chat.completions.create, model="gpt-4o", messages=PAY, tools=[WIRE])
-            admin = Admin(gateway)
-            [pending] = admin.wait_for_pending()
-            assert admin.decide(pending["id"], "approve").status_code == 200
-            [call] = future.result(10).choices[0].message.tool_calls or []
-        assert call.function.name == "wire_money"
-    finally:
-        proxy.stop()
+    proxy.up()  # back: the retry is held as usual
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(client(gateway).chat.completions.create, model="gpt-4o", messages=PAY, tools=[WIRE])
+        admin = Admin(gateway)
+        [pending] = admin.wait_for_pending()
+        assert admin.decide(pending["id"], "approve").status_code == 200
+        [call] = future.result(10).choices[0].message.tool_calls or []
+    assert call.function.name == "wire_money"
