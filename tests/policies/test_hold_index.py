@@ -6,6 +6,7 @@ replicas, or for one gateway before and after a restart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,21 @@ async def test_a_refresh_lists_again_only_when_a_hold_was_made_or_delivered_some
     await hold(Approvals(store, ApprovalsSection()), "fp-elsewhere", None)
     assert await index.may_hold_request("fp-elsewhere")
     assert await index.may_hold_request("fp-quiet")
+
+
+async def test_a_hold_whose_request_is_cancelled_mid_write_is_still_stored_whole(store: Store) -> None:
+    # The client hangs up while the hold is being written: the request's task is cancelled.
+    approvals = Approvals(store, ApprovalsSection())
+    writing = asyncio.ensure_future(hold(approvals, "fp-gone", "sess-gone"))
+    await asyncio.sleep(0)  # inside its first store write
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    # The write goes on regardless: a retry of the request finds the hold, and the audit log has it.
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await approvals.for_request("fp-gone") is None or not await store.audit_range()) \
+            and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)  # the write runs in the store's thread: no event to wait on
+    found = await approvals.for_request("fp-gone")
+    assert found is not None and found.value["session_id"] == "sess-gone"
+    assert [(r.action, r.target) for r in await store.audit_range()] == [("approval.hold", found.id)]
