@@ -212,7 +212,16 @@ class Approvals:
         call_id: str | None = None,
         arguments: str | None = None,
     ) -> Approval:
-        """Approve, edit (with new `arguments`) or deny one call (`call_id`) or every undecided one."""
+        """Approve, edit (with new `arguments`) or deny one call (`call_id`) or every undecided one.
+
+        Like a hold, a decision is written whole (with its audit entries) even if the request making it
+        is cancelled meanwhile: an expiry decided by a waiting stream whose client then hangs up.
+        """
+        return await asyncio.shield(self._decide(approval_id, action, by, reason, call_id, arguments))
+
+    async def _decide(
+        self, approval_id: str, action: str, by: str, reason: str, call_id: str | None, arguments: str | None
+    ) -> Approval:
         for _ in range(5):
             # Read without the expiry check (expiry itself decides through here).
             current = await self._store.doc_get(APPROVALS, approval_id, time.time())
