@@ -423,9 +423,15 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
     refused = tally.errors[(429, "budget_exceeded")]
     if run.audited["budget.refused"] != refused and args.outage != "store":
         problems.append(f"{refused} budget refusals, {run.audited['budget.refused']} audited")
-    # Every hold was decided by the reviewer, and no client was left with an "awaiting approval" reply.
+    # Every hold was decided by the reviewer, and no client was left with an "awaiting approval" reply;
+    # each hold verdict stored a hold, and each hold and decision is in the audit log.
     if run.pending:
         problems.append(f"{run.pending} holds still pending after the reviewer left")
+    decided = sum(tally.decided.values())
+    held = (run.audited["policy.hold"], run.audited["approval.hold"],
+            run.audited["approval.approve"] + run.audited["approval.deny"])
+    if args.outage != "store" and held != (decided, decided, decided):
+        problems.append(f"{decided} holds decided; audited: {held[0]} hold verdicts, {held[1]} holds, {held[2]} decisions")
     if args.outage != "none":  # back to normal once the outage is over
         before, after = tally.success_share("before"), tally.success_share("after")
         if after < before / 2:
