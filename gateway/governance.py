@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ from gateway.store import Store, StoreUnavailable
 log = logging.getLogger("lockgate.governance")
 
 
+# How often a replica deletes ledger entries past their retention (each replica does; the deletes are
+# idempotent and cheap: by time, in one statement).
+PRUNE_INTERVAL = 3600.0
+
+
 @dataclass(slots=True)
 class Governance:
     store: Store
@@ -48,6 +54,7 @@ class Governance:
     # Every budget's standing now (spent, reserved, left); the optional argument names a session.
     budget_report: Callable[[str | None], Awaitable[list[dict[str, Any]]]]
     sweep_interval: float = 30.0
+    ledger_retention: float | None = None  # seconds; None keeps the ledger whole
     _sweeper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -76,7 +83,9 @@ class Governance:
             await gate.flush(give_back=True)  # this replica's leased spend and unused room, into the store first
             return await budget_status(config.budgets, store, static + virtual, session, time.time())
 
-        return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, spend, report, sweep)
+        days = config.budgets.ledger_retention_days
+        return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, spend, report, sweep,
+                   days * 86400 if days is not None else None)
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
         routes = [*AdminKeysApi(self.guard, self.keys).routes(),
@@ -97,11 +106,16 @@ class Governance:
             self.budgets.leases.start()
 
     async def _sweep_forever(self) -> None:
-        """Charge expired reservations (crashed requests) at their reserved amounts, on every replica."""
+        """Charge expired reservations (crashed requests) at their reserved amounts, on every replica;
+        and, once an hour, delete ledger entries past their retention."""
+        pruned_at = -math.inf
         while True:
             try:
                 while await self.store.sweep(time.time()) >= 100:
                     pass
+                if self.ledger_retention is not None and time.monotonic() - pruned_at >= PRUNE_INTERVAL:
+                    await self.store.ledger_prune(time.time() - self.ledger_retention)
+                    pruned_at = time.monotonic()
             except StoreUnavailable as exc:
                 log.warning("sweeping expired reservations failed; will retry: %s", exc)
             await asyncio.sleep(self.sweep_interval)

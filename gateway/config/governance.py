@@ -81,6 +81,10 @@ class BudgetsSection(_Strict):
     record_spend: bool = True
     # Seconds after which an unsettled reservation expires and is charged by the sweeper.
     reservation_ttl: float = Field(default=900.0, gt=0)
+    # Days the spend ledger (what spend reports read) keeps an entry; null keeps every entry forever.
+    # Budgets never read it (their counters do), so this bounds only the reports' reach and the
+    # store's size: a Redis store keeps the ledger in memory.
+    ledger_retention_days: float | None = Field(default=90.0, gt=0)
     # Busy plans far from their limits spend from leases (no store call per request; see
     # gateway/budgets/leases.py); their spend reaches the store every `lease_interval` seconds.
     leases: bool = True

@@ -15,7 +15,8 @@ embedded default, and `redis_store.py`, shared by replicas) pass one contract su
    idempotent; unsettled reservations expire and `sweep` charges them at their reserved amounts
    (the call may have happened; charging the upper bound keeps limits safe). Use for budgets
    (unit "usd_micros", "tokens") and rate limits ("requests", "tokens" on per-minute counters).
-   Settling also appends the reservation's `meta` to the spend ledger (`ledger_range`).
+   Settling also appends the reservation's `meta` to the spend ledger (`ledger_range`; pruned by
+   age with `ledger_prune`).
    A lease (`lease`) is a reservation a replica resizes over time: it reports what it spent from
    the lease (moved into `used`, with the ledger entries of that spend, atomically), gives back room
    it no longer needs, and asks for more, which the store grants only while the counters are far
@@ -247,6 +248,9 @@ class Store(Protocol):
 
     async def ledger_append_many(self, entries: Sequence[LedgerAppend]) -> None:
         """Record several such spends in one round trip (one transaction, one command)."""
+
+    async def ledger_prune(self, before: float) -> int:
+        """Delete the ledger entries dated before `before` (retention); how many were deleted."""
 
     # ---- audit log
     async def audit_append(

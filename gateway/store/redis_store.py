@@ -277,6 +277,10 @@ class RedisStore:
         }
         await self._call(lambda: self._client.zadd(self._k("ledger"), mapping))
 
+    async def ledger_prune(self, before: float) -> int:
+        # Scored by time: everything strictly older than `before`, in O(log N + deleted).
+        return int(await self._call(lambda: self._client.zremrangebyscore(self._k("ledger"), "-inf", f"({before!r}")))
+
     # ---- audit
 
     async def audit_append(

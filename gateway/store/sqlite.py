@@ -258,6 +258,9 @@ class SqliteStore:
 
         await self._run(append)
 
+    async def ledger_prune(self, before: float) -> int:
+        return await self._run(lambda db: db.execute("DELETE FROM ledger WHERE ts < ?", (before,)).rowcount)
+
     # ---- audit
 
     async def audit_append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import openai
 import pytest
 import redis
 
+from gateway.store import open_store
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY, GatewayFactory
 from tests.governance.helpers import Admin
@@ -175,4 +177,30 @@ def test_budget_status_shows_spent_left_and_reset_for_every_scope(
     assert table.returncode == 0, table.stderr
     assert "eng" in table.stdout and "s-7" in table.stdout
     assert f"${cost:,.6f}".rstrip("0") in table.stdout  # what the session has spent
+    admin.close()
+
+
+def test_spend_older_than_the_ledgers_retention_is_deleted_and_newer_spend_kept(
+    tmp_path: Path, upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
+    db = tmp_path / "lockgate.db"
+    now = time.time()
+
+    async def spent_before() -> None:  # a gateway that ran for months: spend from 100 days and 1 day ago
+        store = open_store(f"sqlite:///{db}")
+        await store.start()
+        await store.ledger_append_many([("long-ago", {"key": "eng-bot"}, {"usd_micros": 7}, now - 100 * 86400),
+                                        ("yesterday", {"key": "ops-bot"}, {"usd_micros": 5}, now - 86400)])
+        await store.aclose()
+
+    asyncio.run(spent_before())
+    gateway = gateway_factory(config(upstream, f"sqlite:///{db}") + "budgets: {ledger_retention_days: 30}\n")
+    admin = Admin(gateway.url)
+    deadline = time.monotonic() + 10
+    while True:  # the replica's sweeper prunes at start-up, in the background: poll (bounded)
+        rows = admin.http.get("/admin/spend", params={"group_by": "key", "since": now - 200 * 86400}).json()["data"]
+        if len(rows) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [(r["group"], r["spend_micros"]) for r in rows] == [("ops-bot", 5)]
     admin.close()

@@ -228,3 +228,15 @@ async def test_ledger_append_many_records_a_batch_in_order(store: Store) -> None
     )
     entries = await store.ledger_range(NOW - 1, NOW + 1)
     assert [(e.reservation_id, e.meta["key"], e.charged["usd_micros"]) for e in entries] == [("a", "k1", 1), ("b", "k2", 3)]
+
+
+async def test_ledger_prune_deletes_entries_older_than_the_cutoff_only(store: Store) -> None:
+    old, cutoff = NOW - 100 * 86400, NOW - 90 * 86400
+    await store.ledger_append_many([("oldest", {}, {"usd_micros": 1}, old), ("old", {}, {"usd_micros": 2}, cutoff - 1),
+                                    ("edge", {}, {"usd_micros": 3}, cutoff), ("new", {}, {"usd_micros": 4}, NOW)])
+    await store.reserve("settled", [budget("g", 5, 100)], NOW, NOW + 60, meta={"key": "k"})
+    await store.settle("settled", {"usd_micros": 5}, NOW)  # a settlement's entry, written by the store itself
+    assert await store.ledger_prune(cutoff) == 2
+    assert await store.ledger_prune(cutoff) == 0
+    left = await store.ledger_range(old - 1, NOW + 1)
+    assert sorted(e.reservation_id for e in left) == ["edge", "new", "settled"]
