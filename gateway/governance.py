@@ -39,6 +39,7 @@ log = logging.getLogger("lockgate.governance")
 # How often a replica deletes ledger entries past their retention (each replica does; the deletes are
 # idempotent and cheap: by time, in one statement).
 PRUNE_INTERVAL = 3600.0
+PRUNE_STEP = 10_000  # entries deleted per statement
 
 
 @dataclass(slots=True)
@@ -114,7 +115,9 @@ class Governance:
                 while await self.store.sweep(time.time()) >= 100:
                     pass
                 if self.ledger_retention is not None and time.monotonic() - pruned_at >= PRUNE_INTERVAL:
-                    await self.store.ledger_prune(time.time() - self.ledger_retention)
+                    cutoff = time.time() - self.ledger_retention
+                    while await self.store.ledger_prune(cutoff, PRUNE_STEP) >= PRUNE_STEP:
+                        await asyncio.sleep(0)  # a long backlog: let requests' store calls in between steps
                     pruned_at = time.monotonic()
             except StoreUnavailable as exc:
                 log.warning("sweeping expired reservations failed; will retry: %s", exc)

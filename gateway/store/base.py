@@ -249,8 +249,9 @@ class Store(Protocol):
     async def ledger_append_many(self, entries: Sequence[LedgerAppend]) -> None:
         """Record several such spends in one round trip (one transaction, one command)."""
 
-    async def ledger_prune(self, before: float) -> int:
-        """Delete the ledger entries dated before `before` (retention); how many were deleted."""
+    async def ledger_prune(self, before: float, limit: int = 10_000) -> int:
+        """Delete the oldest ledger entries dated before `before` (retention), at most `limit` of them
+        (a backlog of millions is deleted in steps, not in one long-blocking statement); how many."""
 
     # ---- audit log
     async def audit_append(

@@ -277,9 +277,15 @@ class RedisStore:
         }
         await self._call(lambda: self._client.zadd(self._k("ledger"), mapping))
 
-    async def ledger_prune(self, before: float) -> int:
-        # Scored by time: everything strictly older than `before`, in O(log N + deleted).
-        return int(await self._call(lambda: self._client.zremrangebyscore(self._k("ledger"), "-inf", f"({before!r}")))
+    async def ledger_prune(self, before: float, limit: int = 10_000) -> int:
+        # Scored by time, so the entries older than `before` are the lowest ranks: the oldest `limit` of
+        # them go by rank (no entry is ever written dated before the cutoff, so the count stays true).
+        key = self._k("ledger")
+        older = int(await self._call(lambda: self._client.zcount(key, "-inf", f"({before!r}")))
+        count = min(older, limit)
+        if count:
+            await self._call(lambda: self._client.zremrangebyrank(key, 0, count - 1))
+        return count
 
     # ---- audit
 

@@ -258,8 +258,11 @@ class SqliteStore:
 
         await self._run(append)
 
-    async def ledger_prune(self, before: float) -> int:
-        return await self._run(lambda db: db.execute("DELETE FROM ledger WHERE ts < ?", (before,)).rowcount)
+    async def ledger_prune(self, before: float, limit: int = 10_000) -> int:
+        return await self._run(lambda db: db.execute(
+            "DELETE FROM ledger WHERE rowid IN (SELECT rowid FROM ledger WHERE ts < ? ORDER BY ts LIMIT ?)",
+            (before, limit),
+        ).rowcount)
 
     # ---- audit
 

@@ -236,7 +236,9 @@ async def test_ledger_prune_deletes_entries_older_than_the_cutoff_only(store: St
                                     ("edge", {}, {"usd_micros": 3}, cutoff), ("new", {}, {"usd_micros": 4}, NOW)])
     await store.reserve("settled", [budget("g", 5, 100)], NOW, NOW + 60, meta={"key": "k"})
     await store.settle("settled", {"usd_micros": 5}, NOW)  # a settlement's entry, written by the store itself
-    assert await store.ledger_prune(cutoff) == 2
+    assert await store.ledger_prune(cutoff, limit=1) == 1  # the oldest first, a step at a time
+    assert [e.reservation_id for e in await store.ledger_range(old - 1, cutoff)] == ["old"]
+    assert await store.ledger_prune(cutoff) == 1
     assert await store.ledger_prune(cutoff) == 0
     left = await store.ledger_range(old - 1, NOW + 1)
     assert sorted(e.reservation_id for e in left) == ["edge", "new", "settled"]
