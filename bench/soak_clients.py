@@ -1,0 +1,173 @@
+"""The soak run's clients: agents sending chats (some hanging up, some asking for a held tool), a
+human reviewer deciding holds, and the tally of what they all saw. `bench/soak.py` runs them.
+
+Every response is read to its end and checked as a client would: a completion, a stream ending in
+`[DONE]` or in an error event, or an error in OpenAI's shape with a documented status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+import orjson
+
+MASTER = "sk-soak-master-0123456789"
+BUDGETED = "sk-soak-budgeted-0123456789"
+CAPPED = "sk-soak-capped-0123456789"
+# A tool whose every call waits for a human: the run's reviewer approves or denies each one.
+HELD_TOOL = "send_payment"
+PAYMENT = {"type": "function", "function": {
+    "name": HELD_TOOL, "description": "Send a payment.",
+    "parameters": {"type": "object", "properties": {"to": {"type": "string"}, "amount": {"type": "number"}},
+                   "required": ["to", "amount"]}}}
+# Statuses a client may get, each for a documented reason; anything else (a 500 above all) is a bug.
+EXPECTED = {
+    200,
+    403,  # a policy denial
+    429,  # the capped key's budget, or an upstream's 429 the gateway could not route around
+    502, 503, 504,  # every deployment failed, breakers open, or the upstream timed out
+}
+
+
+class Tally:
+    """What the clients and the reviewer saw, by phase of the run (warm-up, before/during/after an outage)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.abandoned = 0  # streams the client closed after the first chunk
+        self.held: Counter[str] = Counter()  # answers to requests offering the held tool: "approved", "denied", "other"
+        self.decided: Counter[str] = Counter()  # the reviewer's decisions: "approve", "deny"
+        self.review_lag: list[float] = []  # seconds from each hold to its decision
+        self.phase = "warm-up"  # before, during or after the outage (or "before" all along)
+        self.statuses: dict[str, Counter[int]] = {}  # by phase
+        self.errors: Counter[tuple[int, str]] = Counter()  # refusals by status and OpenAI error code
+        self.problems: list[str] = []
+        self.examples: list[str] = []  # the first refusal of each kind, as the client read it
+
+    def saw(self, status: int) -> None:
+        self.statuses.setdefault(self.phase, Counter())[status] += 1
+
+    def success_share(self, phase: str) -> float:
+        seen = self.statuses.get(phase, Counter())
+        return seen[200] / max(1, sum(seen.values()))
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < 20:
+            self.problems.append(text)
+
+
+def check_json(status: int, raw: bytes, tally: Tally) -> None:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        tally.problem(f"{status}: a body that is not JSON: {raw[:200]!r}")
+        return
+    if status == 200:
+        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+            tally.problem(f"200 without choices: {raw[:200]!r}")
+        return
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or not {"message", "type", "code"} <= error.keys():
+        tally.problem(f"{status}: an error not in OpenAI's shape: {raw[:200]!r}")
+        return
+    tally.errors[(status, str(error["code"]))] += 1
+    if tally.errors[(status, str(error["code"]))] == 1:
+        tally.examples.append(f"{status} {error['code']}: {error['message']}")
+
+
+def check_stream(raw: bytes, tally: Tally) -> None:
+    events = [e for e in raw.split(b"\n\n") if e.strip() and not e.startswith(b":")]
+    if not events:
+        tally.problem("a 200 stream with no events")
+        return
+    last = events[-1]
+    if last != b"data: [DONE]" and not (last.startswith(b"data: {") and b'"error"' in last):
+        tally.problem(f"a stream that ended without [DONE] or an error event: ...{raw[-200:]!r}")
+
+
+_TURNS = itertools.count(1)
+
+
+async def client(session: aiohttp.ClientSession, url: str, number: int, stop: float, tally: Tally) -> None:
+    rng = random.Random(number)
+    while time.monotonic() < stop:
+        turn = next(_TURNS)  # never the same request twice: a repeat would re-attach to an earlier hold
+        stream = rng.random() < 0.5
+        key = CAPPED if number % 8 == 0 else BUDGETED
+        question = f"Client {number}, turn {turn}: summarise the Q3 report in one line."
+        if rng.random() < 0.3:
+            question += f" Reply to carol.{number}.{turn}@example.com."
+        body: dict[str, Any] = {"model": "gpt-4o", "stream": stream, "max_tokens": 64, "messages": [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]}
+        session_id = f"soak-{number}"
+        paying = key == BUDGETED and rng.random() < 0.1
+        if paying:  # its call is held until the reviewer decides; a session of its own, decided once
+            body["tools"], session_id = [PAYMENT], f"soak-{number}-pay-{turn}"
+        headers = {"Authorization": f"Bearer {key}", "x-lockgate-session-id": session_id}
+        tally.sent += 1
+        try:
+            async with session.post(url, json=body, headers=headers) as response:
+                if stream and response.status == 200 and rng.random() < 0.05:
+                    await response.content.readany()  # a client that goes away mid-stream
+                    response.close()
+                    tally.abandoned += 1
+                    continue
+                raw = await response.read()
+                tally.saw(response.status)
+                if response.status not in EXPECTED:
+                    tally.problem(f"status {response.status}: {raw[:300]!r}")
+                elif response.status == 200 and stream:
+                    check_stream(raw, tally)
+                else:
+                    check_json(response.status, raw, tally)
+                finished = not stream or raw.rstrip().endswith(b"data: [DONE]")  # not cut by an upstream fault
+                if paying and response.status == 200 and finished:
+                    # Approved: the call reaches the client as a tool call; denied: as text, never a tool call.
+                    called = HELD_TOOL.encode() in raw and b"tool_calls" in raw
+                    tally.held["approved" if called else "denied" if b"denied" in raw else "other"] += 1
+                    if not called and b"denied" not in raw:
+                        tally.problem(f"a held call answered with neither the call nor a denial: {raw[:300]!r}")
+        except aiohttp.ClientError as exc:
+            tally.problem(f"the connection to the gateway failed: {exc!r}")
+
+
+async def reviewer(session: aiohttp.ClientSession, port: int, done: asyncio.Event, tally: Tally) -> None:
+    """A human at the approvals queue: every pending hold approved or denied (alternately), until the
+    clients are `done` and none is left."""
+    admin = f"http://127.0.0.1:{port}/admin/approvals"
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    while True:
+        try:
+            async with session.get(admin, params={"status": "pending"}, headers=headers) as response:
+                pending = (await response.json())["data"] if response.status == 200 else []
+        except aiohttp.ClientError:
+            pending = []
+        async def decide(approval: dict[str, Any], action: str) -> None:
+            async with session.post(f"{admin}/{approval['id']}/{action}", headers=headers,
+                                    json={"by": "soak-reviewer", "reason": "soak"}) as response:
+                if response.status == 200:
+                    tally.decided[action] += 1
+                    tally.review_lag.append(time.time() - approval["created_at"])
+
+        await asyncio.gather(*(decide(a, "approve" if i % 2 == 0 else "deny") for i, a in enumerate(pending)))
+        if not pending and done.is_set():
+            return
+        await asyncio.sleep(0.2)  # a person polling a queue; the gateway offers no push for it
+
+
+async def load(session: aiohttp.ClientSession, port: int, work: list[Coroutine[Any, Any, None]], tally: Tally) -> None:
+    """Run the clients (and the outage) with the reviewer, who stays until the last hold is decided."""
+    done = asyncio.Event()
+    review = asyncio.ensure_future(reviewer(session, port, done, tally))
+    try:
+        await asyncio.gather(*work)
+    finally:
+        done.set()
+        await review
