@@ -8,21 +8,26 @@ unexpected 500). Starts, on loopback:
   a random fault: 429 with Retry-After, 500, 503, a slow answer, a slow first token, a stream cut
   mid-way, a malformed chunk, a dropped connection;
 - an OTLP/HTTP receiver (this process) counting the spans it gets;
-- one gateway process (or `--replicas N` sharing Redis) with everything on: two deployments and a fallback group, retries, breakers,
-  a Redis store (127.0.0.1:6379, its own key prefix; or `--store sqlite`), a budgeted key and a key
-  that runs out of budget, the policy benchmark's ten rules, tracing exported to the receiver, metrics.
+- one gateway process (or `--replicas N` sharing Redis) with everything on: two deployments and a
+  fallback group, retries, breakers, a Redis store (127.0.0.1:6379, its own key prefix; or
+  `--store sqlite`), a budgeted key and a key that runs out of budget, the policy benchmark's ten
+  rules plus a tool that needs approval, tracing exported to the receiver, metrics.
 
-`--clients` clients send JSON and streaming chats (some with an email address to redact, some from
-the capped key) for `--seconds`, every response read to its end and checked. Then it checks what an
-operator would, and exits 1 if anything is wrong:
+`--clients` clients (`soak_clients.py`) send JSON and streaming chats for `--seconds`: some with an
+email address to redact, some from the capped key, some hanging up mid-stream, some offering the held
+tool, some resending a loop of identical tool calls; a reviewer approves or denies every hold through
+the admin API. Every response is read to its end and checked. Then it checks what an operator would,
+and exits 1 if anything is wrong:
 
 - every response is a completion, a stream ending in `[DONE]` or in an error event, or an error in
   OpenAI's shape with a status the gateway documents; never a 500;
 - the gateway logged no traceback;
-- every span was exported (the gateway's `lockgate.telemetry.spans` counts none dropped or failed)
-  and the receiver got exactly that many;
-- the gateway counted every request it was sent (`lockgate.requests`);
-- the gateway's resident memory after the run, against after the warm-up (printed; a leak shows).
+- every request was counted (`lockgate.requests`), every span exported (`lockgate.telemetry.spans`)
+  and received;
+- every budget refusal is audited; hold verdicts, stored holds and decisions agree; none is pending;
+- a looping agent is noted, then held, then denied, as the thresholds say;
+- nothing is left reserved, no budget is overspent; after an outage the gateway serves again;
+- the gateways' resident memory after the run, against after the warm-up, is printed.
 
     python bench/soak.py [--seconds 60] [--clients 32] [--seed 1] [--store redis|sqlite] [--replicas 2]
                          [--outage none|store|collector]
@@ -275,6 +280,10 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
     # each hold verdict stored a hold, and each hold and decision is in the audit log.
     if run.pending:
         problems.append(f"{run.pending} holds still pending after the reviewer left")
+    # A looping agent gets a note (served), then a hold for the reviewer (served or 403), then a 403.
+    for (step, status), count in tally.loops.items():
+        if (step == "deny" and status != 403) or (step in ("none", "note") and status == 403):
+            problems.append(f"{count} agents looping to the '{step}' step got {status}")
     decided = sum(tally.decided.values())
     held = (run.audited["policy.hold"], run.audited["approval.hold"],
             run.audited["approval.approve"] + run.audited["approval.deny"])
@@ -300,6 +309,8 @@ def report(args: argparse.Namespace, run: Run, problems: list[str]) -> None:
     print(f"spans: {run.received} received; the gateway's counts: {spans}")
     print(f"audit: {dict(run.audited)} for {tally.errors[(429, 'budget_exceeded')]} budget refusals;"
           f" {tally.abandoned} streams abandoned by their client")
+    print("looping agents by the step expected: " + ", ".join(
+        f"{step} -> {status}: {n}" for (step, status), n in sorted(tally.loops.items())))
     lag = sorted(tally.review_lag) or [0.0]
     print(f"holds: reviewer decisions {dict(tally.decided)} (after {lag[len(lag) // 2]:.1f} s median,"
           f" {lag[-1]:.1f} s at most); answers to the held tool's requests {dict(tally.held)}")

@@ -45,6 +45,7 @@ class Tally:
         self.held: Counter[str] = Counter()  # answers to requests offering the held tool: "approved", "denied", "other"
         self.decided: Counter[str] = Counter()  # the reviewer's decisions: "approve", "deny"
         self.review_lag: list[float] = []  # seconds from each hold to its decision
+        self.loops: Counter[tuple[str, int]] = Counter()  # looping agents: (the step expected, status)
         self.phase = "warm-up"  # before, during or after the outage (or "before" all along)
         self.statuses: dict[str, Counter[int]] = {}  # by phase
         self.errors: Counter[tuple[int, str]] = Counter()  # refusals by status and OpenAI error code
@@ -93,6 +94,22 @@ def check_stream(raw: bytes, tally: Tally) -> None:
 
 
 _TURNS = itertools.count(1)
+# What the gateway does to an agent looping N times (the default thresholds: a note from 3, a hold from
+# 5, a denial from 8): indexed by N.
+LOOP_STEP = ("none", "none", "none", "note", "note", "hold", "hold", "hold", "deny", "deny")
+
+
+def looped(repeats: int, turn: int) -> list[dict[str, Any]]:
+    """The same call and the same empty result, `repeats` times: what a stuck agent resends."""
+    messages: list[dict[str, Any]] = []
+    for i in range(repeats):
+        call = f"call_{turn}_{i}"
+        messages += [
+            {"role": "assistant", "content": None, "tool_calls": [{"id": call, "type": "function", "function": {
+                "name": "search_mail", "arguments": '{"query": "Q3 sign-off"}'}}]},
+            {"role": "tool", "tool_call_id": call, "content": "no results"},
+        ]
+    return messages
 
 
 async def client(session: aiohttp.ClientSession, url: str, number: int, stop: float, tally: Tally) -> None:
@@ -110,6 +127,10 @@ async def client(session: aiohttp.ClientSession, url: str, number: int, stop: fl
         paying = key == BUDGETED and rng.random() < 0.1
         if paying:  # its call is held until the reviewer decides; a session of its own, decided once
             body["tools"], session_id = [PAYMENT], f"soak-{number}-pay-{turn}"
+        repeats = rng.randint(1, 9) if key == BUDGETED and not paying and rng.random() < 0.05 else 0
+        if repeats:  # an agent that called the same tool, with the same result, `repeats` times in a row
+            body["messages"] += looped(repeats, turn)
+            session_id = f"soak-{number}-loop-{turn}"
         headers = {"Authorization": f"Bearer {key}", "x-lockgate-session-id": session_id}
         tally.sent += 1
         try:
@@ -128,6 +149,8 @@ async def client(session: aiohttp.ClientSession, url: str, number: int, stop: fl
                 else:
                     check_json(response.status, raw, tally)
                 finished = not stream or raw.rstrip().endswith(b"data: [DONE]")  # not cut by an upstream fault
+                if repeats:
+                    tally.loops[(LOOP_STEP[min(repeats, len(LOOP_STEP) - 1)], response.status)] += 1
                 if paying and response.status == 200 and finished:
                     # Approved: the call reaches the client as a tool call; denied: as text, never a tool call.
                     called = HELD_TOOL.encode() in raw and b"tool_calls" in raw
