@@ -45,13 +45,18 @@ class AuditTrail:
         return await self._store.audit_append(actor, action, target, reason, details or {}, time.time())
 
     def record_later(
-        self, actor: str, action: str, target: str, reason: str = "", details: dict[str, Any] | None = None
+        self, actor: str, action: str, target: str, reason: str = "", details: dict[str, Any] | None = None,
+        at: float | None = None,
     ) -> None:
-        """Record off the request path, in order; a full queue or a store failure is logged, never raised."""
+        """Record off the request path, in order; a full queue or a store failure is logged, never raised.
+
+        `at`: when it happened (epoch seconds), if earlier than now: a request's verdicts are queued
+        when the request ends, which for a held response is after the reviewer's decision.
+        """
         if len(self._pending) >= self._max_pending:
             self._lost(1, f"more than {self._max_pending} entries are waiting to be written")
             return
-        self._pending.append((actor, action, target, reason, details or {}, time.time()))
+        self._pending.append((actor, action, target, reason, details or {}, time.time() if at is None else at))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write())
 

@@ -33,6 +33,7 @@ class VerdictAudit:
                     actor, f"policy.{entry['action']}", str(entry["rule"]), str(entry.get("detail", "")),
                     {"phase": entry.get("phase"), "request_id": request.request_id,
                      "session_id": request.session_id or ""},
+                    at=decision.at,
                 )
 
     async def aclose(self) -> None:

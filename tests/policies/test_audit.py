@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
@@ -48,3 +49,29 @@ def test_denials_holds_and_decisions_are_audited(
             break
         time.sleep(0.05)
     assert wanted <= found
+
+
+def test_a_hold_verdict_is_dated_when_it_was_made_not_when_the_held_response_ended(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    url = sqlite_url(tmp_path)
+    gateway = gateway_factory(hold_config(upstream, url))
+    admin = Admin(gateway)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(client(gateway).chat.completions.create, model="gpt-4o", messages=ask("pay"), tools=[WIRE])
+        [pending] = admin.wait_for_pending()
+        assert admin.decide(pending["id"], "approve", by="judy").status_code == 200
+        held.result(10)
+
+    async def dated() -> dict[str, float]:
+        store = open_store(url)
+        await store.start()
+        try:
+            return {r.action: r.ts for r in await store.audit_range()}
+        finally:
+            await store.aclose()
+
+    deadline = time.monotonic() + 10
+    while "policy.hold" not in (when := asyncio.run(dated())) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the verdict is audited in the background: poll the log
+    assert when["policy.hold"] <= when["approval.hold"] <= when["approval.approve"]
