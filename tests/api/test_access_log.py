@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import openai
 import pytest
 
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import MASTER_KEY, GatewayFactory, openai_model
+
+
+def access_lines(caplog: pytest.LogCaptureFixture, count: int, seconds: float = 10.0) -> list[str]:
+    """The access log's lines once there are `count` of them (bounded: the test fails after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        lines = [r.getMessage() for r in caplog.records if r.name == "lockgate.access"]
+        if len(lines) >= count or time.monotonic() > deadline:
+            assert len(lines) == count
+            return lines
+        time.sleep(0.01)  # written on the gateway's own thread, which offers no event to wait on
 
 
 def test_each_request_is_one_line_with_its_ids_status_model_and_deployment(
@@ -29,9 +41,10 @@ def test_each_request_is_one_line_with_its_ids_status_model_and_deployment(
         stream = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
                                                 stream=True)
         assert [chunk for chunk in stream]
+        # A stream's line is written once its last byte has gone, on the server's thread: the client
+        # can have read that byte first. Wait for the line itself (while the level still lets it in).
+        lines = access_lines(caplog, 3)
 
-    lines = [r.getMessage() for r in caplog.records if r.name == "lockgate.access"]
-    assert len(lines) == 3
     served, missing, streamed = (dict(field.split("=", 1) for field in line.split(" ")) for line in lines)
     assert served["request_id"] == raw.headers["x-request-id"]
     assert served["trace_id"] == raw.headers["x-lockgate-trace-id"]
