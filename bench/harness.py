@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,3 +123,17 @@ def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def metric_sum(text: str, name: str, label: str | None = None) -> dict[str, float]:
+    """A Prometheus counter's samples summed by one label's value (or all together under "")."""
+    found: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")):
+            value = float(line.rsplit(" ", 1)[1])
+            key = ""
+            if label is not None:
+                match = re.search(label + r'="([^"]*)"', line)
+                key = match.group(1) if match else ""
+            found[key] += value
+    return dict(found)

@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import sqlite3
 import subprocess
 import sys
@@ -57,7 +56,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import free_port, stop_all, wait_ready
+from harness import free_port, metric_sum, stop_all, wait_ready
 from policies_overhead import TEN_RULES
 from soak_clients import BUDGETED, CAPPED, HELD_TOOL, MASTER, Tally, client, load
 
@@ -113,20 +112,6 @@ def config(upstream: str, store: str) -> str:
         "approvals: {hold_window: 10}\n"
         + TEN_RULES.replace("  tools:\n", f"  tools:\n    - {{name: payments-need-approval, tool: {HELD_TOOL}, action: hold}}\n")
     )
-
-
-def metric_sum(text: str, name: str, label: str | None = None) -> dict[str, float]:
-    """A Prometheus counter's samples summed by one label's value (or all together under "")."""
-    found: Counter[str] = Counter()
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")):
-            value = float(line.rsplit(" ", 1)[1])
-            key = ""
-            if label is not None:
-                match = re.search(label + r'="([^"]*)"', line)
-                key = match.group(1) if match else ""
-            found[key] += value
-    return dict(found)
 
 
 def rss_kib(pid: int) -> int:

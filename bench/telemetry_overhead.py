@@ -42,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from agent_turns import TURNS, agent_body
+from harness import metric_sum
 from run import (
     KEY,
     MESSAGES,
@@ -185,12 +186,8 @@ def span_counts(port: int) -> str:
             text = response.read().decode()
     except urllib.error.HTTPError as exc:  # metrics off: no /metrics to read
         return f"not known (GET /metrics: HTTP {exc.code})"
-    found = {}
-    for line in text.splitlines():
-        if line.startswith("lockgate_telemetry_spans") and "lockgate_export_result=" in line:
-            result = line.split('lockgate_export_result="', 1)[1].split('"', 1)[0]
-            found[result] = int(float(line.rsplit(" ", 1)[1]))
-    return ", ".join(f"{result} {count}" for result, count in sorted(found.items())) or "(counter not found)"
+    found = metric_sum(text, "lockgate_telemetry_spans_total", "lockgate_export_result")
+    return ", ".join(f"{result} {count:.0f}" for result, count in sorted(found.items())) or "(counter not found)"
 
 
 if __name__ == "__main__":
