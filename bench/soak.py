@@ -24,7 +24,7 @@ and exits 1 if anything is wrong:
 - the gateway logged no traceback;
 - every request was counted (`lockgate.requests`), every span exported (`lockgate.telemetry.spans`)
   and received;
-- every budget refusal is audited; hold verdicts, stored holds and decisions agree; none is pending;
+- every budget refusal is accounted for in the audit log (repeats folded into counts); hold verdicts, stored holds and decisions agree; none is pending;
 - a looping agent is noted, then held, then denied, as the thresholds say;
 - nothing is left reserved, no budget is overspent; after an outage the gateway serves again;
 - the gateways' resident memory after the run, against after the warm-up, is printed.
@@ -60,6 +60,7 @@ from harness import free_port, metric_sum, stop_all, wait_ready
 from policies_overhead import TEN_RULES
 from soak_clients import BUDGETED, CAPPED, HELD_TOOL, MASTER, Tally, client, load
 
+from gateway.audit.folding import occurrences
 from gateway.testing.otlp_receiver import Receiver, ReceiverServer
 from gateway.testing.tcp_proxy import TcpProxy
 from gateway.testing.upstream import Fault, Upstream, UpstreamServer
@@ -133,18 +134,23 @@ def start_gateway(config_path: Path, port: int, otlp_endpoint: str, log: Path) -
         )
 
 
-def audit_entries(store: str, prefix: str, database: Path) -> Counter[str]:
-    """The audit log's entries by action (the run's store, read directly); a Redis run's keys are removed."""
+def audit_entries(store: str, prefix: str, database: Path) -> tuple[Counter[str], Counter[str]]:
+    """The audit log's entries by action, and the events they stand for by action (a folded entry
+    stands for its repeats), read directly from the run's store; a Redis run's keys are removed."""
     if store == "sqlite":
         with sqlite3.connect(database) as db:
-            return Counter(dict(db.execute("SELECT action, count(*) FROM audit GROUP BY action").fetchall()))
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    keys = list(client.scan_iter(match=prefix + ":*"))
-    entries = client.lrange(f"{prefix}:audit", 0, -1)
-    if keys:
-        client.delete(*keys)
-    client.close()
-    return Counter(orjson.loads(entry)["action"] for entry in entries)
+            rows = [(action, orjson.loads(details)) for action, details in db.execute("SELECT action, details FROM audit")]
+    else:
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        keys = list(client.scan_iter(match=prefix + ":*"))
+        rows = [(e["action"], e["details"]) for e in map(orjson.loads, client.lrange(f"{prefix}:audit", 0, -1))]
+        if keys:
+            client.delete(*keys)
+        client.close()
+    events: Counter[str] = Counter()
+    for action, details in rows:
+        events[action] += occurrences(details)
+    return Counter(action for action, _ in rows), events
 
 
 @dataclass
@@ -161,7 +167,8 @@ class Run:
     metrics: str
     received: int
     logged: str
-    audited: Counter[str]  # audit entries by action
+    audited: Counter[str]  # events the audit log accounts for, by action (a folded entry counts its repeats)
+    audit_written: Counter[str]  # entries written, by action
 
 
 async def settled_metrics(session: aiohttp.ClientSession, port: int, seconds: float = 30.0) -> str:
@@ -226,7 +233,7 @@ async def soak(args: argparse.Namespace, ports: list[int], gateways: list[subpro
             pending = len((await response.json())["data"])
         # Each replica's /metrics, one after the other: the counters' sums are over all of them.
         metrics = "\n".join([await settled_metrics(session, port) for port in ports])
-    return Run(tally, warm_sent, elapsed, rss_warm, rss_end, budgets, pending, metrics, 0, "", Counter())
+    return Run(tally, warm_sent, elapsed, rss_warm, rss_end, budgets, pending, metrics, 0, "", Counter(), Counter())
 
 
 def checks(args: argparse.Namespace, run: Run) -> list[str]:
@@ -257,7 +264,8 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
         # (a store outage strands the reservations it caught until their TTL sweeps them: not checked).
         if budget["reserved_usd"] and args.outage != "store":
             problems.append(f"{name}: ${budget['reserved_usd']} still reserved with nothing in flight")
-    # Every budget refusal is audited (nothing else here is), unless the store was away to write it to.
+    # Every budget refusal is accounted for in the audit log (repeats folded into counts), unless the store
+    # was away to write it to.
     refused = tally.errors[(429, "budget_exceeded")]
     if run.audited["budget.refused"] != refused and args.outage != "store":
         problems.append(f"{refused} budget refusals, {run.audited['budget.refused']} audited")
@@ -292,7 +300,8 @@ def report(args: argparse.Namespace, run: Run, problems: list[str]) -> None:
         print("  e.g.", example)
     spans = metric_sum(run.metrics, "lockgate_telemetry_spans_total", "lockgate_export_result")
     print(f"spans: {run.received} received; the gateway's counts: {spans}")
-    print(f"audit: {dict(run.audited)} for {tally.errors[(429, 'budget_exceeded')]} budget refusals;"
+    print(f"audit: entries written {dict(run.audit_written)}, the events they stand for {dict(run.audited)};"
+          f" {tally.errors[(429, 'budget_exceeded')]} budget refusals;"
           f" {tally.abandoned} streams abandoned by their client")
     print("looping agents by the step expected: " + ", ".join(
         f"{step} -> {status}: {n}" for (step, status), n in sorted(tally.loops.items())))
@@ -343,7 +352,7 @@ async def main_async(args: argparse.Namespace) -> int:
         run.received = receiver.receiver.span_count
         receiver.stop()
         run.logged = "\n".join(log.read_text(errors="replace") for log in logs)
-        run.audited = audit_entries(args.store, prefix, database)
+        run.audit_written, run.audited = audit_entries(args.store, prefix, database)
     problems = checks(args, run)
     report(args, run, problems)
     return 1 if problems else 0

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.audit.folding import FIRST_AT, OCCURRENCES
 from gateway.cli_http import DEFAULT_URL, Master, Url, admin_call
 
 out = Console(soft_wrap=True)
@@ -169,8 +170,11 @@ def audit_list(
         return
     table = Table("seq", "when (UTC)", "actor", "action", "target", "reason", "hash")
     for e in entries:
-        table.add_row(str(e["seq"]), _when(e["ts"]), e["actor"], e["action"], e["target"], e["reason"] or "-",
-                      e["hash"][:12])
+        reason = e["reason"] or "-"
+        repeats = e["details"].get(OCCURRENCES)
+        if isinstance(repeats, int):  # a folded entry: the repeats of the entry before it with these fields
+            reason += f" ({repeats} repeats since {_when(e['details'].get(FIRST_AT, e['ts']))})"
+        table.add_row(str(e["seq"]), _when(e["ts"]), e["actor"], e["action"], e["target"], reason, e["hash"][:12])
     out.print(table)
 
 

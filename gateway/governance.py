@@ -60,7 +60,7 @@ class Governance:
 
     @classmethod
     def create(cls, config: RuntimeConfig, store: Store) -> Governance:
-        audit = AuditTrail(store)
+        audit = AuditTrail(store, fold_window=config.audit.fold_repeats_seconds)
         cache = KeyCache(store)
         keys = KeyRegistry(store, cache, audit, set(config.groups))
         alerts = AlertDispatcher(config.budgets.alerts, store)
@@ -71,6 +71,7 @@ class Governance:
                 "gateway", "budget.refused", f"{scope.kind}:{scope.id}", f"{scope.limit.period} budget exhausted",
                 {"request_id": request.request_id, "model": request.model, "unit": scoped.charge.unit,
                  "used": used, "reserved": reserved, "limit": scoped.charge.limit, "needed": scoped.charge.amount},
+                fold=True,  # an agent retrying a capped key in a loop: counted, not written a thousand times
             )
             alerts.refused(request, scoped, used)
 

@@ -10,7 +10,9 @@ trip per batch (`Store.audit_append_many`). One task and one append per entry, a
 refusal storm (an agent retrying a capped key in a loop) pile up thousands of waiting tasks, each
 serialised behind the chain's lock: memory grew without bound and the log fell seconds behind
 (bench/soak.py). Past `max_pending` entries, new ones are dropped, counted and logged: the request
-path never waits for the audit log, and a storm cannot exhaust the gateway's memory.
+path never waits for the audit log, and a storm cannot exhaust the gateway's memory. Entries the
+caller marks `fold` (refusals, denials) are folded when they repeat (`folding.py`), so a storm cannot
+exhaust the store's either.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections import deque
 from dataclasses import asdict
 from typing import Any
 
+from gateway.audit.folding import RepeatFolder
 from gateway.log_throttle import ThrottledWarning
 from gateway.store import AuditEntry, AuditRecord, Store, StoreUnavailable
 from gateway.store.chain import Verdict, verify
@@ -30,8 +33,9 @@ log = logging.getLogger("lockgate.audit")
 
 
 class AuditTrail:
-    def __init__(self, store: Store, max_pending: int = 10_000, batch: int = 500) -> None:
+    def __init__(self, store: Store, max_pending: int = 10_000, batch: int = 500, fold_window: float = 0.0) -> None:
         self._store = store
+        self._folder = RepeatFolder(fold_window, self._queue)
         self._pending: deque[AuditEntry] = deque()
         self._max_pending = max_pending
         self._batch = batch
@@ -46,17 +50,23 @@ class AuditTrail:
 
     def record_later(
         self, actor: str, action: str, target: str, reason: str = "", details: dict[str, Any] | None = None,
-        at: float | None = None,
+        at: float | None = None, fold: bool = False,
     ) -> None:
         """Record off the request path, in order; a full queue or a store failure is logged, never raised.
 
         `at`: when it happened (epoch seconds), if earlier than now: a request's verdicts are queued
         when the request ends, which for a held response is after the reviewer's decision.
+        `fold`: repeats of this entry within the fold window are counted into one entry (`folding.py`).
         """
+        entry = (actor, action, target, reason, details or {}, time.time() if at is None else at)
+        if not fold or self._folder.offer(entry):
+            self._queue(entry)
+
+    def _queue(self, entry: AuditEntry) -> None:
         if len(self._pending) >= self._max_pending:
             self._lost(1, f"more than {self._max_pending} entries are waiting to be written")
             return
-        self._pending.append((actor, action, target, reason, details or {}, time.time() if at is None else at))
+        self._pending.append(entry)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
@@ -77,7 +87,8 @@ class AuditTrail:
         self._warn_lost("audit entries not recorded (%d): %s", count, why)
 
     async def drain(self) -> None:
-        """Wait until every queued entry is written (shutdown, and tests reading the log)."""
+        """Wait until every queued entry is written, folded repeats included (shutdown, and tests reading the log)."""
+        self._folder.flush()
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 

@@ -98,6 +98,12 @@ class BudgetsSection(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class AuditSection(_Strict):
+    # Seconds over which repeats of one refusal or denial (same who, what, target and why) are counted
+    # into one audit entry rather than written one each (gateway/audit/folding.py); 0 writes every one.
+    fold_repeats_seconds: float = Field(default=60.0, ge=0, le=86_400)
+
+
 class RateLimitsSection(_Strict):
     on_store_error: FailureMode = "open"
     default: RateLimit = RateLimit()

@@ -238,6 +238,7 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
         telemetry=_telemetry(parsed),
         store=StoreConfig(url=parsed.store.url, timeout=parsed.store.timeout),
         budgets=parsed.budgets,
+        audit=parsed.audit,
         rate_limits=parsed.rate_limits,
         policies=parsed.policies,
         approvals=parsed.approvals,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimit, RateLimitsSection
+from gateway.config.governance import AuditSection, BudgetLimit, BudgetsSection, RateLimit, RateLimitsSection
 from gateway.config.policies import ApprovalsSection, PoliciesSection
 
 Route = Literal["passthrough", "litellm", "fake"]
@@ -141,6 +141,7 @@ class RuntimeConfig:
     telemetry: TelemetryConfig = TelemetryConfig()
     store: StoreConfig = StoreConfig()
     budgets: BudgetsSection = BudgetsSection()
+    audit: AuditSection = AuditSection()
     rate_limits: RateLimitsSection = RateLimitsSection()
     policies: PoliciesSection = field(default_factory=PoliciesSection)
     approvals: ApprovalsSection = field(default_factory=ApprovalsSection)

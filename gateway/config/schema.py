@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.config.governance import BudgetLimit, BudgetsSection, RateLimitsSection
+from gateway.config.governance import AuditSection, BudgetLimit, BudgetsSection, RateLimitsSection
 from gateway.config.policies import ApprovalsSection, PoliciesSection
 from gateway.store import validate_store_url
 
@@ -216,6 +216,7 @@ class ConfigFile(BaseModel):
     # `store: sqlite:///lockgate.db` or the long form `store: {url: ..., timeout: ...}`.
     store: StoreSection = StoreSection()
     budgets: BudgetsSection = BudgetsSection()
+    audit: AuditSection = AuditSection()
     rate_limits: RateLimitsSection = RateLimitsSection()
 
     @field_validator("store", mode="before")

@@ -2,7 +2,8 @@
 
 Verdicts that stop or hold a request (deny, hold) go to the hash-chained audit log through the
 audit trail's background queue (`AuditTrail.record_later`): the request never waits for the write,
-a denial storm is written in batches (and bounded), and a store outage loses audit entries (logged)
+a denial storm is written in batches (and bounded; repeats of one denial within the fold window are
+counted into one entry: `gateway/audit/folding.py`), and a store outage loses audit entries (logged)
 rather than failing requests. Redactions, clamps, loop notes, `log` and `allow` stay on the trace
 only: an audit write per redacted request cost ~40% throughput.
 """
@@ -33,7 +34,7 @@ class VerdictAudit:
                     actor, f"policy.{entry['action']}", str(entry["rule"]), str(entry.get("detail", "")),
                     {"phase": entry.get("phase"), "request_id": request.request_id,
                      "session_id": request.session_id or ""},
-                    at=decision.at,
+                    at=decision.at, fold=entry["action"] == "deny",  # holds are each a reviewer's case
                 )
 
     async def aclose(self) -> None:
