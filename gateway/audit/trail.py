@@ -27,7 +27,7 @@ from typing import Any
 from gateway.audit.folding import RepeatFolder
 from gateway.log_throttle import ThrottledWarning
 from gateway.store import AuditEntry, AuditRecord, Store, StoreUnavailable
-from gateway.store.chain import Verdict, verify
+from gateway.store.chain import ChainWalk, Verdict
 
 log = logging.getLogger("lockgate.audit")
 
@@ -118,17 +118,18 @@ class AuditTrail:
         return out
 
     async def verify(self) -> Verdict:
-        records: list[AuditRecord] = []
+        """Check the whole chain, a thousand entries at a time (never the whole log in memory)."""
+        walk = ChainWalk()
         cursor = 0
         while True:
             batch = await self._store.audit_range(after_seq=cursor, limit=1000)
-            if not batch:
-                break
-            records.extend(batch)
-            cursor = batch[-1].seq
+            broken = walk.feed(batch)
+            if broken is not None:
+                return broken
             if len(batch) < 1000:
                 break
-        return verify(records, await self._store.audit_head())
+            cursor = batch[-1].seq
+        return walk.finish(await self._store.audit_head())
 
 
 def _matches(

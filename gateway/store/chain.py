@@ -44,20 +44,39 @@ class Verdict:
     at_seq: int | None = None
 
 
+class ChainWalk:
+    """Verifies a log fed to it in order, batch by batch, holding only the last entry's hash: a log of
+    millions of entries is checked in constant memory (it was read whole into a list before)."""
+
+    def __init__(self) -> None:
+        self._prev, self._expected, self.checked = GENESIS, 1, 0
+
+    def feed(self, records: Iterable[AuditRecord]) -> Verdict | None:
+        """The verdict at the first broken entry, or None while the chain holds."""
+        for record in records:
+            if record.seq != self._expected:
+                return Verdict(
+                    False, self.checked, f"entry {self._expected} is missing (found {record.seq} next)", self._expected
+                )
+            if record.prev_hash != self._prev:
+                return Verdict(False, self.checked, f"entry {record.seq} does not follow the entry before it", record.seq)
+            if record_hash(record) != record.hash:
+                return Verdict(False, self.checked, f"entry {record.seq} was modified after it was written", record.seq)
+            self._prev, self._expected, self.checked = record.hash, self._expected + 1, self.checked + 1
+        return None
+
+    def finish(self, head: tuple[int, str]) -> Verdict:
+        """After the last entry: `head` (last seq and hash) catches deletions at the end."""
+        last_seq, last_hash = head
+        if last_seq != self._expected - 1 or (last_seq and last_hash != self._prev):
+            return Verdict(
+                False, self.checked, f"the log ends at entry {self._expected - 1} but entry {last_seq} was written",
+                last_seq,
+            )
+        return Verdict(True, self.checked)
+
+
 def verify(records: Iterable[AuditRecord], head: tuple[int, str]) -> Verdict:
     """Walk the chain from the start; `head` (last seq and hash) catches deletions at the end."""
-    prev, expected_seq, checked = GENESIS, 1, 0
-    for record in records:
-        if record.seq != expected_seq:
-            return Verdict(False, checked, f"entry {expected_seq} is missing (found {record.seq} next)", expected_seq)
-        if record.prev_hash != prev:
-            return Verdict(False, checked, f"entry {record.seq} does not follow the entry before it", record.seq)
-        if record_hash(record) != record.hash:
-            return Verdict(False, checked, f"entry {record.seq} was modified after it was written", record.seq)
-        prev, expected_seq, checked = record.hash, expected_seq + 1, checked + 1
-    last_seq, last_hash = head
-    if last_seq != expected_seq - 1 or (last_seq and last_hash != prev):
-        return Verdict(
-            False, checked, f"the log ends at entry {expected_seq - 1} but entry {last_seq} was written", last_seq
-        )
-    return Verdict(True, checked)
+    walk = ChainWalk()
+    return walk.feed(records) or walk.finish(head)
