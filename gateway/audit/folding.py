@@ -1,9 +1,9 @@
 """Repeats of one hot-path audit entry folded into a count, so a storm cannot grow the log without bound.
 
 An agent retrying a capped key in a loop is refused hundreds of times a second, and each refusal was
-its own audit entry. Redis keeps the log in memory: bench/soak.py's four capped clients made ~440
-refusals a second, ~15 GB of log a day, from one misbehaving agent, until the store fell over and
-took budgets, holds and sessions with it. The log must say what happened, to whom, why, when and how
+its own audit entry. Redis keeps the log in memory: bench/soak.py's four capped clients made ~500
+refusals a second, which at 431 bytes an entry is ~19 GB of log a day, until the store fills and
+takes budgets, holds and sessions down with it. The log must say what happened, to whom, why, when and how
 often; it need not say it forty million times. Each refused request is still on its own trace and in
 the metrics.
 
