@@ -75,8 +75,10 @@ def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
 
 
 def test_unknown_keys_in_lockgate_sections_are_errors_with_path_and_hint() -> None:
-    found = problems("server:\n  prot: 4000\nkeys:\n  - {name: a, key: sk-aaaaaaaaaa, modles: []}\nbudgetz: {}\n")
+    found = problems("server:\n  prot: 4000\nkeys:\n  - {name: a, key: sk-aaaaaaaaaa, modles: []}\nbudgetz: {}\n"
+                     "audit: {fold_repeats: 60}\n")
     assert "server.prot: unknown key; did you mean 'port'?" in found
+    assert "audit.fold_repeats: unknown key; did you mean 'fold_repeats_seconds'?" in found
     assert "keys[0].modles: unknown key; did you mean 'models'?" in found
     assert any(p.startswith("budgetz: unknown key") for p in found)
 
@@ -89,11 +91,13 @@ def test_every_problem_is_reported_with_its_path_and_no_secret_values() -> None:
         "  - model_name: c\n    litellm_params: {weight: -1}\n"
         "general_settings: {master_key: sk-super-secret-value}\n"
         "server: {port: 99999}\n"
+        "audit: {fold_repeats_seconds: -1}\n"
     )
     assert "model_list[0].litellm_params.api_key: environment variable MISSING_KEY is not set" in found
     assert any(p.startswith("model_list[2].litellm_params.model: Field required") for p in found)
     assert any(p.startswith("model_list[2].litellm_params.weight:") for p in found)
     assert any(p.startswith("server.port:") for p in found)
+    assert "audit.fold_repeats_seconds: Input should be greater than or equal to 0" in found
     assert not any("sk-super-secret-value" in p for p in found)
 
 
