@@ -183,7 +183,9 @@ def audit_verify(url: Url = DEFAULT_URL, master_key: Master = "") -> None:
     """Check the hash chain: exits 1 if any entry was edited, removed or reordered."""
     verdict = admin_call(url, master_key, "GET", "/admin/audit/verify")
     if verdict["ok"]:
-        out.print(f"[green]ok[/] the audit chain is intact ({verdict['checked']} entries)")
+        first = verdict.get("first_seq", 1)
+        kept = f", from entry {first}: retention deleted the older ones" if first > 1 else ""
+        out.print(f"[green]ok[/] the audit chain is intact ({verdict['checked']} entries{kept})")
         return
     err.print(f"[red]TAMPERED[/] {verdict['problem']} ({verdict['checked']} entries verified before it)")
     raise typer.Exit(1)

@@ -36,8 +36,8 @@ from gateway.store import Store, StoreUnavailable
 log = logging.getLogger("lockgate.governance")
 
 
-# How often a replica deletes ledger entries past their retention (each replica does; the deletes are
-# idempotent and cheap: by time, in one statement).
+# How often a replica deletes ledger and audit entries past their retention (each replica does; the
+# deletes are idempotent and cheap: by time or sequence, a step per statement).
 PRUNE_INTERVAL = 3600.0
 PRUNE_STEP = 10_000  # entries deleted per statement
 
@@ -56,6 +56,7 @@ class Governance:
     budget_report: Callable[[str | None], Awaitable[list[dict[str, Any]]]]
     sweep_interval: float = 30.0
     ledger_retention: float | None = None  # seconds; None keeps the ledger whole
+    audit_retention: float | None = None  # seconds; None keeps the audit log whole
     _sweeper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -85,9 +86,10 @@ class Governance:
             await gate.flush(give_back=True)  # this replica's leased spend and unused room, into the store first
             return await budget_status(config.budgets, store, static + virtual, session, time.time())
 
-        days = config.budgets.ledger_retention_days
+        ledger_days, audit_days = config.budgets.ledger_retention_days, config.audit.retention_days
         return cls(store, audit, cache, keys, AdminGuard(config.master_key), gate, alerts, spend, report, sweep,
-                   days * 86400 if days is not None else None)
+                   ledger_days * 86400 if ledger_days is not None else None,
+                   audit_days * 86400 if audit_days is not None else None)
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
         routes = [*AdminKeysApi(self.guard, self.keys).routes(),
@@ -109,20 +111,29 @@ class Governance:
 
     async def _sweep_forever(self) -> None:
         """Charge expired reservations (crashed requests) at their reserved amounts, on every replica;
-        and, once an hour, delete ledger entries past their retention."""
+        and, once an hour, delete ledger and audit entries past their retention."""
         pruned_at = -math.inf
         while True:
             try:
                 while await self.store.sweep(time.time()) >= 100:
                     pass
-                if self.ledger_retention is not None and time.monotonic() - pruned_at >= PRUNE_INTERVAL:
-                    cutoff = time.time() - self.ledger_retention
-                    while await self.store.ledger_prune(cutoff, PRUNE_STEP) >= PRUNE_STEP:
-                        await asyncio.sleep(0)  # a long backlog: let requests' store calls in between steps
+                if time.monotonic() - pruned_at >= PRUNE_INTERVAL:
+                    await self._prune_past_retention()
                     pruned_at = time.monotonic()
             except StoreUnavailable as exc:
                 log.warning("sweeping expired reservations failed; will retry: %s", exc)
             await asyncio.sleep(self.sweep_interval)
+
+    async def _prune_past_retention(self) -> None:
+        if self.ledger_retention is not None:
+            cutoff = time.time() - self.ledger_retention
+            while await self.store.ledger_prune(cutoff, PRUNE_STEP) >= PRUNE_STEP:
+                await asyncio.sleep(0)  # a long backlog: let requests' store calls in between steps
+        if self.audit_retention is not None:
+            days = self.audit_retention / 86400
+            deleted = await self.audit.prune(time.time() - self.audit_retention, f"retention: {days:g} days")
+            if deleted:
+                log.info("audit retention: deleted %d entries older than %g days", deleted, days)
 
     async def _close_leases(self) -> None:
         if self.budgets.leases is not None:

@@ -44,7 +44,7 @@ class AdminReportsApi:
         self._guard.actor(request)
         verdict = await self._audit.verify()
         return json({"ok": verdict.ok, "checked": verdict.checked, "problem": verdict.problem,
-                     "at_seq": verdict.at_seq})
+                     "at_seq": verdict.at_seq, "first_seq": verdict.first_seq})
 
     async def spend(self, request: Request) -> Response:
         self._guard.actor(request)

@@ -27,9 +27,12 @@ from typing import Any
 from gateway.audit.folding import RepeatFolder
 from gateway.log_throttle import ThrottledWarning
 from gateway.store import AuditEntry, AuditRecord, Store, StoreUnavailable
-from gateway.store.chain import ChainWalk, Verdict
+from gateway.store.chain import PRUNED, ChainWalk, Verdict
 
 log = logging.getLogger("lockgate.audit")
+
+PAGE = 1_000  # entries read or deleted per store call
+PRUNE_PAGES = 100  # a retention pass looks at most this many pages ahead (the next pass goes on)
 
 
 class AuditTrail:
@@ -92,6 +95,36 @@ class AuditTrail:
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 
+    async def prune(self, before: float, why: str) -> int:
+        """Retention: delete the oldest entries dated before `before`, up to the first newer one. First
+        an `audit.pruned` entry says how far, so verify can tell retention from tampering. How many."""
+        through = await self._last_due(before)
+        if not through:
+            return 0
+        await self.record("lockgate", PRUNED, "audit", why, {"through_seq": through, "before": before})
+        deleted = 0
+        while step := await self._store.audit_prune(through, PAGE):
+            deleted += step
+            await asyncio.sleep(0)  # a long backlog: let requests' store calls in between steps
+        return deleted
+
+    async def _last_due(self, before: float) -> int:
+        """The last entry of the log's oldest run dated before `before` (0: none). Entries are in time
+        order but for a few dated a little earlier (a verdict queued at the request's end): stopping
+        at the first newer one never deletes an entry within the retention."""
+        cursor, _ = await self._store.audit_anchor()
+        through = 0
+        for _ in range(PRUNE_PAGES):
+            batch = await self._store.audit_range(after_seq=cursor, limit=PAGE)
+            for record in batch:
+                if record.ts >= before:
+                    return through
+                through = record.seq
+            if len(batch) < PAGE:
+                return through
+            cursor = batch[-1].seq
+        return through  # the next pass goes on from there
+
     async def query(
         self,
         *,
@@ -106,7 +139,7 @@ class AuditTrail:
         out: list[dict[str, Any]] = []
         cursor = after_seq
         while len(out) < limit:
-            batch = await self._store.audit_range(after_seq=cursor, limit=1000)
+            batch = await self._store.audit_range(after_seq=cursor, limit=PAGE)
             if not batch:
                 break
             for record in batch:
@@ -119,14 +152,15 @@ class AuditTrail:
 
     async def verify(self) -> Verdict:
         """Check the whole chain, a thousand entries at a time (never the whole log in memory)."""
-        walk = ChainWalk()
-        cursor = 0
+        anchor = await self._store.audit_anchor()
+        walk = ChainWalk(anchor)
+        cursor = anchor[0]
         while True:
-            batch = await self._store.audit_range(after_seq=cursor, limit=1000)
+            batch = await self._store.audit_range(after_seq=cursor, limit=PAGE)
             broken = walk.feed(batch)
             if broken is not None:
                 return broken
-            if len(batch) < 1000:
+            if len(batch) < PAGE:
                 break
             cursor = batch[-1].seq
         return walk.finish(await self._store.audit_head())

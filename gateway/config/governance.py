@@ -102,6 +102,9 @@ class AuditSection(_Strict):
     # Seconds over which repeats of one refusal or denial (same who, what, target and why) are counted
     # into one audit entry rather than written one each (gateway/audit/folding.py); 0 writes every one.
     fold_repeats_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    # Days an entry is kept; null (the default) keeps the whole log. Deleting is itself an audit entry,
+    # and `lockgate audit verify` checks what is kept from the last deleted entry on.
+    retention_days: float | None = Field(default=None, gt=0)
 
 
 class RateLimitsSection(_Strict):

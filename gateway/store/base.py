@@ -266,6 +266,14 @@ class Store(Protocol):
     async def audit_head(self) -> tuple[int, str]:
         """The last sequence number and hash (0 and the genesis hash when empty)."""
 
+    async def audit_prune(self, through_seq: int, limit: int = 1_000) -> int:
+        """Delete the oldest entries up to `through_seq` (retention), at most `limit` of them, and move
+        the anchor to the last one deleted, in one transaction; how many were deleted."""
+
+    async def audit_anchor(self) -> tuple[int, str]:
+        """The last deleted entry's sequence number and hash, which the oldest kept entry follows
+        (0 and the genesis hash when none was ever deleted): where verification starts."""
+
     # ---- cooldowns
     async def cooldown_set(self, deployment_id: str, until: float) -> None:
         """Cool a deployment down until `until` (keeps the later of two cooldowns)."""

@@ -295,6 +295,24 @@ return {1, v}
 
 # KEYS: audit list, audit head. ARGV: expected current seq, record json, new seq, new hash.
 # Appends only if nobody appended since the caller read the head (the caller retries).
+# The entries after `after_seq`: a list index is a seq less the anchor (entries deleted from the front),
+# read with the anchor in one step so a concurrent prune cannot shift the window.
+AUDIT_RANGE = """
+local anchor = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
+local start = math.max(tonumber(ARGV[1]) - anchor, 0)
+return redis.call('LRANGE', KEYS[1], start, start + tonumber(ARGV[2]) - 1)
+"""
+
+# Delete the first ARGV[2] entries and move the anchor to ARGV[3]/ARGV[4], if the anchor is still
+# ARGV[1] (another replica pruning at the same time moved it: nothing is done, 0 is returned).
+AUDIT_PRUNE = """
+local anchor = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
+if anchor ~= tonumber(ARGV[1]) then return 0 end
+redis.call('LTRIM', KEYS[1], tonumber(ARGV[2]), -1)
+redis.call('HSET', KEYS[2], 'seq', ARGV[3], 'hash', ARGV[4])
+return 1
+"""
+
 AUDIT_APPEND = """
 local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
 if seq ~= tonumber(ARGV[1]) then return 0 end

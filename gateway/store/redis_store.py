@@ -76,6 +76,8 @@ class RedisStore:
         self._doc_put: Any = self._client.register_script(lua.DOC_PUT)
         self._doc_delete: Any = self._client.register_script(lua.DOC_DELETE)
         self._audit_append: Any = self._client.register_script(lua.AUDIT_APPEND)
+        self._audit_range: Any = self._client.register_script(lua.AUDIT_RANGE)
+        self._audit_prune: Any = self._client.register_script(lua.AUDIT_PRUNE)
         self._audit_lock = asyncio.Lock()
 
     def _k(self, *parts: str) -> str:
@@ -319,9 +321,25 @@ class RedisStore:
         raise StoreUnavailable("Redis store: the audit log is too contended to append to; try again")
 
     async def audit_range(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
-        # List index i holds seq i+1 unless entries were deleted; verify() detects that case.
-        rows = await self._call(lambda: self._client.lrange(self._k("audit"), after_seq, after_seq + limit - 1))
+        # List index i holds seq anchor+i+1 (unless entries were deleted behind the gateway's back:
+        # verify() detects that case).
+        keys, args = [self._k("audit"), self._k("audit", "anchor")], [after_seq, limit]
+        rows = await self._call(lambda: self._audit_range(keys=keys, args=args))
         return [_record_from(orjson.loads(r)) for r in rows]
+
+    async def audit_prune(self, through_seq: int, limit: int = 1_000) -> int:
+        anchor, _ = await self.audit_anchor()
+        due = [r for r in await self.audit_range(after_seq=anchor, limit=limit) if r.seq <= through_seq]
+        if not due:
+            return 0
+        keys = [self._k("audit"), self._k("audit", "anchor")]
+        args = [anchor, len(due), due[-1].seq, due[-1].hash]
+        done = await self._call(lambda: self._audit_prune(keys=keys, args=args))
+        return len(due) if done else 0  # another replica pruned meanwhile: its step stands, this one is moot
+
+    async def audit_anchor(self) -> tuple[int, str]:
+        row = await self._call(lambda: self._client.hmget(self._k("audit", "anchor"), "seq", "hash"))
+        return (0, GENESIS) if row[0] is None else (int(row[0]), row[1].decode())
 
     async def audit_head(self) -> tuple[int, str]:
         row = await self._call(lambda: self._client.hmget(self._k("audit", "head"), "seq", "hash"))

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS audit (
   target TEXT NOT NULL, reason TEXT NOT NULL, details BLOB NOT NULL, prev_hash TEXT NOT NULL,
   hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER, hash TEXT);
+CREATE TABLE IF NOT EXISTS audit_anchor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER, hash TEXT);
 CREATE TABLE IF NOT EXISTS cooldowns (deployment TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
@@ -304,11 +305,23 @@ class SqliteStore:
         return await self._run(read, write=False)
 
     async def audit_head(self) -> tuple[int, str]:
-        def read(db: sqlite3.Connection) -> tuple[int, str]:
-            row = db.execute("SELECT seq, hash FROM audit_head WHERE id=1").fetchone()
-            return (row[0], row[1]) if row else (0, GENESIS)
+        return await self._run(lambda db: _seq_and_hash(db, "audit_head"), write=False)
 
-        return await self._run(read, write=False)
+    async def audit_prune(self, through_seq: int, limit: int = 1_000) -> int:
+        def prune(db: sqlite3.Connection) -> int:
+            due = db.execute("SELECT seq, hash FROM audit WHERE seq <= ? ORDER BY seq LIMIT ?",
+                             (through_seq, limit)).fetchall()
+            if not due:
+                return 0
+            last = due[-1]
+            deleted = int(db.execute("DELETE FROM audit WHERE seq <= ?", (last[0],)).rowcount)
+            db.execute("INSERT OR REPLACE INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?)", (last[0], last[1]))
+            return deleted
+
+        return await self._run(prune)
+
+    async def audit_anchor(self) -> tuple[int, str]:
+        return await self._run(lambda db: _seq_and_hash(db, "audit_anchor"), write=False)
 
     # ---- cooldowns
 
@@ -328,3 +341,9 @@ class SqliteStore:
 
         return await self._run(read, write=False)
 
+
+
+def _seq_and_hash(db: sqlite3.Connection, table: str) -> tuple[int, str]:
+    """The one row of `audit_head` or `audit_anchor`, or 0 and the genesis hash."""
+    row = db.execute(f"SELECT seq, hash FROM {table} WHERE id=1").fetchone()  # noqa: S608 (our two names)
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS)

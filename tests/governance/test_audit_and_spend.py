@@ -96,7 +96,8 @@ def test_redis_audit_edits_and_deletions_are_detected(
     admin = Admin(gateway.url)
     for name in ("a", "b", "c"):
         admin.create_key(name=name)
-    assert admin.http.get("/admin/audit/verify").json() == {"ok": True, "checked": 3, "problem": None, "at_seq": None}
+    assert admin.http.get("/admin/audit/verify").json() == {
+        "ok": True, "checked": 3, "problem": None, "at_seq": None, "first_seq": 1}
     raw = redis.Redis.from_url("redis://127.0.0.1:6379/0")
     entries = raw.lrange(f"{redis_prefix}:audit", 0, -1)
     raw.lrem(f"{redis_prefix}:audit", 1, entries[1])  # delete the middle entry

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gateway.store import Charge, Store, StoreUnavailable, VersionConflict, open_store
-from gateway.store.chain import GENESIS, verify
+from gateway.store.chain import GENESIS, PRUNED, verify
 from tests.store.conftest import StoreFactory
 
 # A day ahead of the real clock: Redis expires keys by its own clock, and the suite may run long.
@@ -149,6 +149,32 @@ async def test_audit_log_is_a_hash_chain(store: Store) -> None:
     assert records[0].details == {"team": "eng"}
     assert verify(records, await store.audit_head()).ok
     assert [r.seq for r in await store.audit_range(after_seq=1)] == [2]
+
+
+async def test_audit_prune_deletes_the_oldest_entries_and_what_is_kept_verifies_from_the_anchor(store: Store) -> None:
+    await store.audit_append_many(
+        [("gateway", "budget.refused", f"key:{i}", "daily", {"n": i}, NOW + i) for i in range(1, 31)]
+    )
+    await store.audit_append("lockgate", PRUNED, "audit", "retention", {"through_seq": 10}, NOW + 31)
+    written = await store.audit_range()
+    assert await store.audit_anchor() == (0, GENESIS)
+    assert [await store.audit_prune(10, limit=4) for _ in range(4)] == [4, 4, 2, 0]  # steps, then nothing
+    assert await store.audit_anchor() == (10, written[9].hash)
+    kept = await store.audit_range()
+    assert [r.seq for r in kept] == list(range(11, 32))
+    assert [r.seq for r in await store.audit_range(after_seq=15, limit=3)] == [16, 17, 18]
+    assert [r.seq for r in await store.audit_range(after_seq=4, limit=2)] == [11, 12]  # deleted: from the oldest kept
+    appended = await store.audit_append("admin", "key.create", "key:k", "", {}, NOW + 40)
+    assert (appended.seq, appended.prev_hash) == (32, kept[-1].hash)
+    verdict = verify(await store.audit_range(), await store.audit_head(), await store.audit_anchor())
+    assert (verdict.ok, verdict.checked, verdict.first_seq) == (True, 22, 11)
+
+
+async def test_entries_deleted_from_the_front_without_a_retention_entry_fail_verification(store: Store) -> None:
+    await store.audit_append_many([("admin", "key.create", f"key:{i}", "", {}, NOW + i) for i in range(1, 6)])
+    assert await store.audit_prune(2) == 2
+    verdict = verify(await store.audit_range(), await store.audit_head(), await store.audit_anchor())
+    assert not verdict.ok and verdict.problem == "entries 1 to 2 were deleted without a retention entry saying so"
 
 
 async def test_concurrent_audit_appends_form_one_chain(store: Store) -> None:
