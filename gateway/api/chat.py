@@ -36,7 +36,7 @@ class ChatApi:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise InvalidRequest("'messages' must be a non-empty array of messages.", param="messages")
-        stream = body.get("stream") is True
+        stream = _flag(body.get("stream"), "stream")
         options = body.get("stream_options")
         api_request = ApiRequest(
             request_id=request_id(request),
@@ -59,6 +59,18 @@ class ChatApi:
         headers = {**SSE_HEADERS, **routed_headers(result.routed, api_request)}
         # Not Starlette's StreamingResponse: see gateway/api/streaming.py for why (measured).
         return EventStreamResponse(result.events, headers, on_close=result.close)
+
+
+def _flag(value: object, name: str) -> bool:
+    """A boolean parameter the gateway acts on. Anything else is refused, as OpenAI refuses it: read
+    as false here but forwarded as sent, `"stream": {"a": 1}` made the upstream stream an answer the
+    gateway parsed as JSON, a bad response on every retry, and the deployment's breaker opened for
+    every client (found by sending random malformed requests)."""
+    if value is None or isinstance(value, bool):
+        return value is True
+    kind = {str: "a string", int: "an integer", float: "a number", list: "an array", dict: "an object"}.get(
+        type(value), "something else")
+    raise InvalidRequest(f"Invalid type for '{name}': expected a boolean, but got {kind} instead.", param=name)
 
 
 def _str(value: object) -> str | None:

@@ -51,6 +51,8 @@ def test_malformed_json_is_a_400_with_invalid_json(basic_gateway: GatewayServer)
         ({"model": 7, "messages": MESSAGES}, "model"),
         ({"model": "gpt-4o"}, "messages"),
         ({"model": "gpt-4o", "messages": []}, "messages"),
+        ({"model": "gpt-4o", "messages": MESSAGES, "stream": "yes"}, "stream"),
+        ({"model": "gpt-4o", "messages": MESSAGES, "stream": {"a": 1}}, "stream"),  # was forwarded: upstream streamed
     ],
 )
 def test_missing_fields_name_their_param(basic_gateway: GatewayServer, body: dict[str, object], param: str) -> None:
