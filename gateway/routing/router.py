@@ -291,7 +291,7 @@ class Router:
                 ticket.settle(None, served=False)
             attempt.duration, attempt.failure = loop.time() - t0, failure
             verdict = classify(failure)
-            await self._failed(request, deployment, failure, verdict, attempt.duration)
+            await self._failed(request, deployment, failure, verdict, attempt.duration, deployment.id in failed)
             if verdict.client_fault:
                 self._client_fault(request, deployment, failure, verdict)
             failed[deployment.id] = failure
@@ -335,7 +335,9 @@ class Router:
         failure: UpstreamFailure,
         verdict: Verdict,
         elapsed: float,
+        again: bool,
     ) -> None:
+        """Record a failed attempt; `again`: this request had already failed on this deployment."""
         if verdict.cooldown:
             seconds = failure.retry_after if failure.retry_after is not None else self._cooldown_time
             try:
@@ -345,7 +347,11 @@ class Router:
             request.decide("lockgate.cooldown", deployment=deployment.id, seconds=round(seconds, 4))
         if failure.kind == "timeout":
             self.stats.observe(deployment.id, elapsed)  # a slow deployment must look slow to latency routing
-        if verdict.breaker:
+        # A retry of the same request failing again is not new evidence against the deployment: counted,
+        # one request that its upstream answers with a 500 every time (a malformed body a buggy server
+        # chokes on) opened the breaker alone, after its third attempt, for every client (found by
+        # sending random malformed requests). A half-open probe's failure still reopens it.
+        if verdict.breaker and not (again and self.breakers.state(deployment.id) == "closed"):
             transition = self.breakers.failed(deployment.id, verdict.reason)
             if transition is not None:
                 record_transition(request, transition)

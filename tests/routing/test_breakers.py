@@ -60,6 +60,22 @@ def test_breaker_opens_after_consecutive_failures_answers_503_at_once_then_probe
     ]
 
 
+def test_one_request_failing_on_every_retry_counts_once_and_the_next_client_is_served(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
+    gateway = gateway_factory(config(deployment("gpt", upstream, "solo", "solo"), router="num_retries: 2, timeout: 5"))
+    breakers = router_of(gateway).breakers
+    client = sdk(gateway)
+    # The upstream chokes on this one request, every time it is sent (three attempts: a threshold's worth).
+    upstream.upstream.script_for("solo", *[Fault.error(500, "chokes on this body")] * 3)
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="gpt", messages=MESSAGES)
+    assert caught.value.status_code == 502 and caught.value.response.headers["x-lockgate-attempts"] == "3"
+    assert breakers.state("solo") == "closed" and breakers.failures("solo") == 1
+    reply = client.chat.completions.create(model="gpt", messages=MESSAGES)  # not a 503 for everyone else
+    assert reply.choices[0].message.content and breakers.failures("solo") == 0
+
+
 def test_a_failed_probe_reopens_the_breaker(
     upstream: UpstreamServer, gateway_factory: GatewayFactory
 ) -> None:
