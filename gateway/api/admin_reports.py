@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from gateway.api.admin import AdminGuard, json, query_float
 from gateway.api.admin_keys import Endpoint
+from gateway.api.common import parse_count
 from gateway.audit.trail import AuditTrail
 from gateway.budgets.report import GROUPS, spend_report
 from gateway.errors import InvalidRequest
@@ -78,6 +79,7 @@ class AdminReportsApi:
 def _int(value: str | None, name: str, default: int) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit():
+    number = parse_count(value)
+    if number is None:
         raise InvalidRequest(f"The query parameter '{name}' must be a non-negative integer.", param=name)
-    return int(value)
+    return number

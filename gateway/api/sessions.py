@@ -28,7 +28,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.common import json_response, parse_object, read_body
+from gateway.api.common import STORE_INT_MAX, json_response, parse_count, parse_object, read_body
 from gateway.errors import InvalidRequest, NotFound, StateConflict
 from gateway.pipeline import Pipeline
 from gateway.policies.approvals import Approvals
@@ -123,7 +123,7 @@ class SessionsApi:
         session = self._session(request)
         key = _name(request.path_params["key"], "key")
         raw = request.query_params.get("version")
-        expected = _version(int(raw) if raw is not None and raw.isdigit() else raw)
+        expected = _version(raw if raw is None else parse_count(raw))
         try:
             await self._sessions.delete(session, key, expected)
         except VersionMismatch as mismatch:
@@ -144,10 +144,10 @@ class SessionsApi:
 
     async def get_events(self, request: Request) -> Response:
         session = self._session(request)
-        raw = request.query_params.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        limit = parse_count(request.query_params.get("limit", "100"))
+        if limit is None or not 1 <= limit <= 1000:
             raise InvalidRequest("'limit' must be a number from 1 to 1000.", param="limit")
-        events = await self._sessions.events(session, int(raw))
+        events = await self._sessions.events(session, limit)
         return json_response(orjson.dumps({"data": events}))
 
     def _approval_owner(self, request: Request) -> tuple[str, str]:
@@ -179,7 +179,7 @@ class SessionsApi:
 
 
 def _version(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= STORE_INT_MAX:
         raise InvalidRequest(
             "'version' must be the version the write is based on: 0 for a new key, else the version last read.",
             param="version",
@@ -191,7 +191,7 @@ def _event(event: object, index: int, now: int, principal: str) -> dict[str, Any
     param = f"events[{index}]"
     if not isinstance(event, dict):
         raise InvalidRequest(f"{param} must be an object.", param=param)
-    if event.get("type") not in EVENT_TYPES:
+    if not isinstance(event.get("type"), str) or event["type"] not in EVENT_TYPES:  # a set: an object type raised
         raise InvalidRequest(f"{param}.type must be one of: {', '.join(sorted(EVENT_TYPES))}.", param=param)
     name = event.get("name")
     if not isinstance(name, str) or not name or len(name) > MAX_ID:

@@ -112,6 +112,9 @@ def test_state_api_refuses_bad_input_in_openai_shape(fake_gateway: GatewayServer
         assert no_version.json()["error"]["param"] == "version"
         assert client.put(f"{base}/k", json={"version": 0}).json()["error"]["param"] == "value"
         assert client.put(f"{base}/k", content=b"{nope").json()["error"]["code"] == "invalid_json"
+        # Past what the stores hold, or digits int() refuses: 400s naming the param (they were 500s).
+        assert client.put(f"{base}/k", json={"value": 1, "version": 2**63}).json()["error"]["param"] == "version"
+        assert client.delete(f"{base}/k", params={"version": "²"}).json()["error"]["param"] == "version"
         unauthenticated = httpx.get(base)
         assert unauthenticated.status_code == 401
         conflict = client.put(f"{base}/k", json={"value": 1, "version": 7})
@@ -135,6 +138,9 @@ def test_events_api_refuses_bad_events_naming_them(fake_gateway: GatewayServer) 
         assert client.post(url, json={"events": []}).json()["error"]["param"] == "events"
         wrong_type = client.post(url, json={"events": [{"type": "chat", "name": "x", "status": "ok"}]})
         assert wrong_type.status_code == 400 and "events[0].type" in wrong_type.json()["error"]["message"]
+        for odd in ({"a": 1}, [1]):  # not text at all: was a 500 (an unhashable type)
+            odd_type = client.post(url, json={"events": [{"type": odd, "name": "x", "status": "ok"}]})
+            assert odd_type.status_code == 400 and "events[0].type" in odd_type.json()["error"]["message"]
         no_status = client.post(url, json={"events": [{"type": "tool_call", "name": "x"}, {"type": "tool_call"}]})
         assert "events[0].status" in no_status.json()["error"]["message"]
         too_big = {"type": "tool_call", "name": "x", "status": "ok", "result": "r" * 20000}
@@ -142,6 +148,7 @@ def test_events_api_refuses_bad_events_naming_them(fake_gateway: GatewayServer) 
         # Nothing of a refused batch was kept.
         assert client.get(url).json()["data"] == []
         assert client.get(url, params={"limit": "0"}).json()["error"]["param"] == "limit"
+        assert client.get(url, params={"limit": "²"}).json()["error"]["param"] == "limit"
 
 
 def test_a_session_belongs_to_its_key_another_key_sees_nothing_of_it(sdk: SdkFactory) -> None:
