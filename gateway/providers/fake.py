@@ -106,6 +106,7 @@ class FakeProvider:
 
     async def chat(self, call: UpstreamCall) -> JsonReply:
         await self._misbehave(self._behaviour(call))
+        _refuse_invalid(call.body)
         completion = build_completion(call.body, call.deployment.upstream_model)
         summary = Summary()
         summary.read_completion(completion)
@@ -114,6 +115,7 @@ class FakeProvider:
     async def chat_stream(self, call: UpstreamCall) -> FakeStream:
         behaviour = self._behaviour(call)
         await self._misbehave(behaviour)
+        _refuse_invalid(call.body)
         return FakeStream(call, behaviour)
 
     async def embeddings(self, call: UpstreamCall) -> JsonReply:
@@ -149,6 +151,41 @@ class FakeStream:
         yield DONE_EVENT
 
 
+def _refuse_invalid(body: dict[str, Any]) -> None:
+    problem = invalid_request(body)
+    if problem is not None:
+        raise UpstreamFailure("status", problem, status=400)
+
+
+def invalid_request(body: dict[str, Any]) -> str | None:
+    """What OpenAI would refuse with a 400 in the parts of a chat request the builders read, or None.
+
+    The fake answered a malformed `tools` with a crash (a 500), which the gateway rightly took for
+    a broken upstream; a real one answers 400 (found by sending random malformed requests).
+    """
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        return "Invalid 'messages': expected an array of objects."
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            return "Invalid 'tools': expected an array."
+        for i, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                return f"Invalid 'tools[{i}]': expected a function with a name."
+            schema = function.get("parameters", {})
+            if not isinstance(schema, dict) or not isinstance(schema.get("properties", {}), dict) \
+                    or not isinstance(schema.get("required", []), list):
+                return f"Invalid 'tools[{i}].function.parameters': expected a JSON schema object."
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, str) and not (
+        isinstance(choice, dict) and isinstance(choice.get("function", {}), dict)
+    ):
+        return "Invalid 'tool_choice'."
+    return None
+
+
 # ---------------------------------------------------------------- deterministic response builders
 
 
@@ -156,7 +193,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.providers.fake import build_chunks, build_completion, build_embeddings, count_tokens
+from gateway.providers.fake import build_chunks, build_completion, build_embeddings, count_tokens, invalid_request
 from gateway.testing.loopback import LoopbackServer
 
 
@@ -167,6 +167,11 @@ class Upstream:
         error = self._error_response(fault)
         if error is not None:
             return error
+        problem = invalid_request(body)
+        if problem is not None:  # as OpenAI answers it
+            return web.json_response(
+                {"error": {"message": problem, "type": "invalid_request_error", "param": None, "code": None}}, status=400
+            )
         if not body.get("stream"):
             return web.Response(body=orjson.dumps(build_completion(body, body.get("model", "?"))),
                                 content_type="application/json", headers=dict(fault.headers))
