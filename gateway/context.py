@@ -78,6 +78,8 @@ class ApiRequest:
     # What the served call cost in micro-dollars at the prices budgets use, once settled (unknown
     # price: None). JSON responses carry it as `x-lockgate-cost-usd`.
     cost_micros: int | None = None
+    # How many of `decisions` the policy stage has sent to the audit log (it audits each once).
+    audited: int = 0
 
     def decide(self, name: str, **attributes: AttributeValue) -> None:
         self.decisions.append(Decision(name, attributes))

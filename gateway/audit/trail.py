@@ -47,9 +47,11 @@ class AuditTrail:
         self._warn_lost = ThrottledWarning(log)  # a storm would otherwise log a line per entry
 
     async def record(
-        self, actor: str, action: str, target: str, reason: str = "", details: dict[str, Any] | None = None
+        self, actor: str, action: str, target: str, reason: str = "", details: dict[str, Any] | None = None,
+        at: float | None = None,
     ) -> AuditRecord:
-        return await self._store.audit_append(actor, action, target, reason, details or {}, time.time())
+        """Append now (awaited); `at`: when it happened, if earlier than now."""
+        return await self._store.audit_append(actor, action, target, reason, details or {}, time.time() if at is None else at)
 
     def record_later(
         self, actor: str, action: str, target: str, reason: str = "", details: dict[str, Any] | None = None,

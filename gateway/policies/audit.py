@@ -10,9 +10,12 @@ only: an audit write per redacted request cost ~40% throughput.
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.audit.trail import AuditTrail
 from gateway.context import ApiRequest
 from gateway.policies.engine import VERDICT
+from gateway.store import StoreError
 
 _AUDITED = frozenset({"deny", "hold"})
 
@@ -22,20 +25,37 @@ class VerdictAudit:
         self._trail = trail
 
     def record(self, request: ApiRequest) -> None:
-        self.record_since(request, 0)
+        """Queue the request's verdicts not audited yet (those that stop or hold it)."""
+        for entry in self._new(request):
+            self._trail.record_later(*entry, fold=entry[1] == "policy.deny")  # holds are each a reviewer's case
 
-    def record_since(self, request: ApiRequest, first: int) -> None:
-        """Audit the request's verdicts from decision number `first` on."""
+    async def write(self, request: ApiRequest) -> None:
+        """Write them now, before the hold they lead to is stored: the log then reads in the order things
+        happened (verdict, hold, decision) rather than with the verdict after the reviewer's decision.
+        A store that cannot take them now gets them queued (and the hold then fails on its own terms)."""
+        entries = self._new(request)
+        for i, (actor, action, target, reason, details, at) in enumerate(entries):
+            try:
+                await self._trail.record(actor, action, target, reason, details, at=at)
+            except StoreError:
+                for entry in entries[i:]:
+                    self._trail.record_later(*entry)
+                return
+
+    def _new(self, request: ApiRequest) -> list[tuple[str, str, str, str, dict[str, Any], float]]:
         actor = request.principal.name if request.principal else "anonymous"
-        for decision in request.decisions[first:]:
+        entries = []
+        for decision in request.decisions[request.audited:]:
             entry = decision.attributes
             if decision.name == VERDICT and entry.get("action") in _AUDITED:
-                self._trail.record_later(
+                entries.append((
                     actor, f"policy.{entry['action']}", str(entry["rule"]), str(entry.get("detail", "")),
                     {"phase": entry.get("phase"), "request_id": request.request_id,
                      "session_id": request.session_id or ""},
-                    at=decision.at, fold=entry["action"] == "deny",  # holds are each a reviewer's case
-                )
+                    decision.at,
+                ))
+        request.audited = len(request.decisions)
+        return entries
 
     async def aclose(self) -> None:
         await self._trail.drain()

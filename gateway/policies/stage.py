@@ -96,8 +96,7 @@ class PolicyStage:
         try:
             return await self._before_call(request)
         finally:
-            if self._audit is not None and request.decisions:
-                self._audit.record(request)
+            self._audit_new(request)
 
     async def _before_call(self, request: ApiRequest) -> Early | None:
         desk = self._desk
@@ -107,6 +106,7 @@ class PolicyStage:
                 return Early(desk, request, body=paused)
         loop = await self._pre_call_rules(request)
         if loop is not None and desk is not None:
+            await self._audit_now(request)
             held = await desk.hold_loop(request, loop)
             if held is not None:
                 return Early(desk, request, body=held)
@@ -143,12 +143,10 @@ class PolicyStage:
         """post_call and tool_call on a whole completion."""
         if not self._inspects:
             return reply
-        seen = len(request.decisions)
         try:
             return await self._after_json(request, reply, deployment)
         finally:
-            if self._audit is not None and len(request.decisions) > seen:
-                self._audit.record_since(request, seen)
+            self._audit_new(request)
 
     async def _after_json(self, request: ApiRequest, reply: JsonReply, deployment: str) -> JsonReply:
         body, completion, held = self._guard.check_json(request, reply)
@@ -158,6 +156,7 @@ class PolicyStage:
             message = (completion.get("choices") or [{}])[0].get("message") or {}
             response = {"id": completion.get("id"), "model": completion.get("model"),
                         "content": message.get("content"), "usage": completion.get("usage")}
+            await self._audit_now(request)
             approval = await self._desk.hold(request, held, reply.summary.tool_calls, response, deployment)
             body = orjson.dumps(await self._desk.answer_json(request, approval))
         if body is not reply.body:
@@ -175,6 +174,7 @@ class PolicyStage:
             if self._desk is None:
                 raise _no_approvals(held[0])
             response = {"id": calls.response_id, "model": calls.response_model, "content": text, "usage": None}
+            await self._audit_now(request)
             approval = await self._desk.hold(request, held, calls.tool_calls, response, deployment)
             async for event in self._desk.answer_stream(request, approval, text_sent=True):
                 yield event
@@ -182,14 +182,22 @@ class PolicyStage:
         return self._audited(request, self._guard.filter_stream(request, events, on_hold, summary))
 
     async def _audited(self, request: ApiRequest, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        seen = len(request.decisions)
         try:
             async for event in events:
                 yield event
         finally:
             await events.aclose()  # type: ignore[attr-defined]
-            if self._audit is not None and len(request.decisions) > seen:
-                self._audit.record_since(request, seen)
+            self._audit_new(request)
+
+    def _audit_new(self, request: ApiRequest) -> None:
+        """Queue the verdicts made since the last audit (the request never waits for the log)."""
+        if self._audit is not None and len(request.decisions) > request.audited:
+            self._audit.record(request)
+
+    async def _audit_now(self, request: ApiRequest) -> None:
+        """Write them before a hold is stored, so the log reads verdict, hold, decision, in that order."""
+        if self._audit is not None and len(request.decisions) > request.audited:
+            await self._audit.write(request)
 
     async def aclose(self) -> None:
         if self._worker is not None:
