@@ -3,6 +3,15 @@
 A provider turns an `UpstreamCall` into a `JsonReply` or a `StreamReply` and reports failures as
 `UpstreamFailure`. Alongside the bytes for the client it fills a `Summary`: the little the gateway
 parses out of a response (usage, finish reasons, tool calls, ids) for budgets, policies and traces.
+
+What the gateway acts on must have the shape OpenAI documents, or the response is refused as a bad
+response (502, and another deployment tried while nothing has reached the client): an upstream that
+answered 200 with a finish reason that was an object, a tool call that was a string or a choice
+index that was a list made 500s, tracebacks and cut streams in the policies and the metrics
+(found by an upstream sending randomly altered answers). Usage alone is taken leniently: token
+counts that are not whole numbers make the usage unknown (the budget keeps its estimate), rather
+than throw away an answer already paid for; and the response's id and model, which only label
+traces and metrics, count as absent when they are not text.
 """
 
 from __future__ import annotations
@@ -12,6 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.config.runtime import Deployment
+from gateway.errors import UpstreamFailure
+
+# Token counts past this are not counts (and no store column holds 10**30).
+MAX_TOKENS = 2**53
 
 
 @dataclass(slots=True)
@@ -22,15 +35,19 @@ class Usage:
     reasoning_tokens: int | None = None
 
     @classmethod
-    def from_openai(cls, usage: dict[str, Any]) -> Usage:
+    def from_openai(cls, usage: Any) -> Usage | None:
+        """OpenAI's `usage` object; None when it is not one (unknown usage, not a failed answer)."""
+        if not isinstance(usage, dict):
+            return None
         prompt_details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}
-        return cls(
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=prompt_details.get("cached_tokens"),
-            reasoning_tokens=completion_details.get("reasoning_tokens"),
-        )
+        prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+        cached = prompt_details.get("cached_tokens") if type(prompt_details) is dict else None
+        reasoning = completion_details.get("reasoning_tokens") if type(completion_details) is dict else None
+        if not (_count(prompt) and _count(completion) and (cached is None or _count(cached))
+                and (reasoning is None or _count(reasoning))):
+            return None
+        return cls(prompt, completion, cached, reasoning)
 
 
 @dataclass(slots=True)
@@ -59,39 +76,109 @@ class Summary:
     last_events: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
 
     def read_completion(self, body: dict[str, Any]) -> None:
-        """Fill from a whole chat.completion object."""
-        self.response_id = body.get("id")
-        self.response_model = body.get("model")
-        for choice in body.get("choices") or ():
-            if choice.get("finish_reason"):
-                self.finish_reasons.append(choice["finish_reason"])
-            for call in (choice.get("message") or {}).get("tool_calls") or ():
-                function = call.get("function") or {}
-                self.tool_calls.append(
-                    ToolCall(call.get("id", ""), function.get("name", ""), function.get("arguments", ""))
-                )
+        """Fill from a whole chat.completion object (a bad response if what it reads is misshapen)."""
+        self.response_id = _label(body.get("id"))
+        self.response_model = _label(body.get("model"))
+        for choice in _objects(body.get("choices"), "choices"):
+            finish = _text(choice.get("finish_reason"), "a finish_reason")
+            if finish:
+                self.finish_reasons.append(finish)
+            message = choice.get("message")
+            if message is None:
+                continue
+            if not isinstance(message, dict) or not isinstance(message.get("content"), (str, list, type(None))):
+                raise _bad("a choice's message is misshapen")
+            for call in _objects(message.get("tool_calls"), "tool_calls"):
+                function = _object(call.get("function"), "a tool call's function")
+                self.tool_calls.append(ToolCall(
+                    _text(call.get("id"), "a tool call id") or "", _text(function.get("name"), "a tool name") or "",
+                    _text(function.get("arguments"), "a tool call's arguments") or "",
+                ))
         if body.get("usage"):
             self.usage = Usage.from_openai(body["usage"])
 
     def read_chunk(self, chunk: dict[str, Any]) -> None:
-        """Fill from one chat.completion.chunk, assembling tool calls from their deltas."""
+        """Fill from one chat.completion.chunk, assembling tool calls from their deltas (a bad response
+        if what it reads is misshapen: the stream guard and the metrics read the same values)."""
         if self.response_id is None:
-            self.response_id = chunk.get("id")
-            self.response_model = chunk.get("model")
-        for choice in chunk.get("choices") or ():
-            if choice.get("finish_reason"):
-                self.finish_reasons.append(choice["finish_reason"])
-            for delta in (choice.get("delta") or {}).get("tool_calls") or ():
-                index = delta.get("index", 0)
-                while len(self.tool_calls) <= index:
-                    self.tool_calls.append(ToolCall("", "", ""))
-                call = self.tool_calls[index]
-                function = delta.get("function") or {}
-                call.id = delta.get("id") or call.id
-                call.name += function.get("name") or ""
-                call.arguments += function.get("arguments") or ""
+            self.response_id = _label(chunk.get("id"))
+            self.response_model = _label(chunk.get("model"))
+        choices = chunk.get("choices")
+        if not choices:
+            pass
+        elif type(choices) is not list:  # the checks inline: this runs for every chunk of every stream
+            raise _bad("'choices' is not a list of objects")
+        else:
+            for choice in choices:
+                if type(choice) is not dict:
+                    raise _bad("'choices' is not a list of objects")
+                finish = choice.get("finish_reason")
+                if finish:
+                    if type(finish) is not str:
+                        raise _bad("a finish_reason is not a string")
+                    self.finish_reasons.append(finish)
+                if type(choice.get("index", 0)) is not int:
+                    raise _bad("a choice's index is not a number")
+                delta = choice.get("delta")
+                if delta:
+                    if type(delta) is not dict:
+                        raise _bad("a choice's delta is not an object")
+                    if "tool_calls" in delta:
+                        self._read_tool_deltas(delta["tool_calls"])
         if chunk.get("usage"):
             self.usage = Usage.from_openai(chunk["usage"])
+
+    def _read_tool_deltas(self, parts: Any) -> None:
+        for part in _objects(parts, "tool_calls"):
+            index = part.get("index", 0)
+            if type(index) is not int or not 0 <= index < 128:
+                raise _bad("a tool call's index is not a small number")
+            while len(self.tool_calls) <= index:
+                self.tool_calls.append(ToolCall("", "", ""))
+            call = self.tool_calls[index]
+            function = _object(part.get("function"), "a tool call's function")
+            call.id = _text(part.get("id"), "a tool call id") or call.id
+            call.name += _text(function.get("name"), "a tool name") or ""
+            call.arguments += _text(function.get("arguments"), "a tool call's arguments") or ""
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value < MAX_TOKENS
+
+
+def _bad(what: str) -> UpstreamFailure:
+    return UpstreamFailure("bad_response", what)
+
+
+def _label(value: Any) -> str | None:
+    """An id or model name, read for traces and metrics only: anything but text counts as absent."""
+    return value if isinstance(value, str) else None
+
+
+def _text(value: Any, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _bad(f"{what} is not a string")
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise _bad(f"{what} is not an object")
+
+
+def _objects(value: Any, what: str) -> list[dict[str, Any]]:
+    if not value:
+        return []
+    if type(value) is list:
+        for item in value:
+            if type(item) is not dict:
+                break
+        else:
+            return value
+    raise _bad(f"'{what}' is not a list of objects")
 
 
 @dataclass(frozen=True, slots=True)
