@@ -58,6 +58,24 @@ def test_edited_arguments_are_checked_against_the_tool_schema_then_delivered(
     assert json.loads(call.function.arguments) == {"account": "DE89", "amount": 120.5}
 
 
+@pytest.mark.parametrize("schema", [{"$ref": "#/nowhere"}, {"type": "object", "properties": {"amount": {"type": "nope"}}}])
+def test_an_edit_against_the_agents_own_broken_schema_is_taken_as_it_is(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path, schema: dict[str, object]
+) -> None:
+    # The schema is the agent's: one that points nowhere, or is not a schema, was a 500 for the reviewer.
+    wire = {"type": "function", "function": {"name": "wire_money", "parameters": schema}}
+    gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path)))
+    admin = Admin(gateway)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(client(gateway).chat.completions.create, model="gpt-4o", messages=PAY, tools=[wire])
+        [pending] = admin.wait_for_pending()
+        edited = admin.decide(pending["id"], "edit", arguments={"account": "DE89", "amount": 7})
+        assert edited.status_code == 200, edited.text
+        reply = future.result(10)
+    [call] = reply.choices[0].message.tool_calls or []
+    assert json.loads(call.function.arguments) == {"account": "DE89", "amount": 7}
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_denial_reaches_the_model_as_text_never_as_a_tool(
     upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path, stream: bool
