@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 from typing import Any, TypeVar
 
 import orjson
@@ -55,6 +56,9 @@ def query_float(request: Request, name: str) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise InvalidRequest(f"The query parameter '{name}' must be a number (epoch seconds).", param=name) from None
+        number = math.nan
+    if not math.isfinite(number):  # "NaN" and "inf" parse as floats; Redis refused them (a 503 for bad input)
+        raise InvalidRequest(f"The query parameter '{name}' must be a number (epoch seconds).", param=name)
+    return number

@@ -131,6 +131,9 @@ def test_spend_reports_group_by_team_model_and_session(
     assert future["data"] == []
     bad = admin.http.get("/admin/spend", params={"group_by": "planet"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "group_by"
+    for since in ("NaN", "inf"):  # floats to Python, refused by Redis: a 503 "store unreachable" for bad input
+        odd = admin.http.get("/admin/spend", params={"group_by": "team", "since": since})
+        assert odd.status_code == 400 and odd.json()["error"]["param"] == "since"
     for after in (str(10**30), "²"):  # SQLite refused the first, int() the second: both were 500s
         too_far = admin.http.get("/admin/audit", params={"after_seq": after})
         assert too_far.status_code == 400 and too_far.json()["error"]["param"] == "after_seq"
