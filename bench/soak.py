@@ -277,6 +277,8 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
     for (step, status), count in tally.loops.items():
         if (step == "deny" and status != 403) or (step in ("none", "note") and status == 403):
             problems.append(f"{count} agents looping to the '{step}' step got {status}")
+    if tally.held["awaiting"] and args.outage != "store":
+        problems.append(f"{tally.held['awaiting']} held calls timed out awaiting a reviewer who could decide")
     decided = sum(tally.decided.values())
     held = (run.audited["policy.hold"], run.audited["approval.hold"],
             run.audited["approval.approve"] + run.audited["approval.deny"])

@@ -153,9 +153,13 @@ async def client(session: aiohttp.ClientSession, url: str, number: int, stop: fl
                     tally.loops[(LOOP_STEP[min(repeats, len(LOOP_STEP) - 1)], response.status)] += 1
                 if paying and response.status == 200 and finished:
                     # Approved: the call reaches the client as a tool call; denied: as text, never a tool call.
+                    # Past the hold window (a store outage keeps the reviewer from deciding): "awaiting
+                    # approval", the decision coming on the next request; soak.checks allows it only then.
                     called = HELD_TOOL.encode() in raw and b"tool_calls" in raw
-                    tally.held["approved" if called else "denied" if b"denied" in raw else "other"] += 1
-                    if not called and b"denied" not in raw:
+                    awaiting = not called and b"awaiting human approval" in raw
+                    outcome = "approved" if called else "denied" if b"denied" in raw else "awaiting" if awaiting else "other"
+                    tally.held[outcome] += 1
+                    if outcome == "other":
                         tally.problem(f"a held call answered with neither the call nor a denial: {raw[:300]!r}")
         except aiohttp.ClientError as exc:
             tally.problem(f"the connection to the gateway failed: {exc!r}")
