@@ -25,6 +25,7 @@ from typing import Any
 
 from gateway.config.policies import ApprovalsSection
 from gateway.policies.hold_index import BY_REQUEST, BY_SESSION, HoldIndex
+from gateway.shielded import shielded
 from gateway.store import Doc, Store, StoreError, VersionConflict
 
 APPROVALS = "approvals"
@@ -95,7 +96,7 @@ class Approvals:
         cancelled write left an approval without its request index (a retry called the model again)
         or without its audit entry (bench/soak.py: 8 of 1,038 holds decided had none).
         """
-        return await asyncio.shield(self._create(
+        return await shielded(self._create(
             fingerprint=fingerprint, session_id=session_id, key=key, model=model, deployment=deployment,
             response=response, calls=calls, kind=kind,
         ))
@@ -217,7 +218,7 @@ class Approvals:
         Like a hold, a decision is written whole (with its audit entries) even if the request making it
         is cancelled meanwhile: an expiry decided by a waiting stream whose client then hangs up.
         """
-        return await asyncio.shield(self._decide(approval_id, action, by, reason, call_id, arguments))
+        return await shielded(self._decide(approval_id, action, by, reason, call_id, arguments))
 
     async def _decide(
         self, approval_id: str, action: str, by: str, reason: str, call_id: str | None, arguments: str | None

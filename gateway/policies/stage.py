@@ -36,12 +36,12 @@ from gateway.errors import PolicyViolation
 from gateway.policies.approvals import Approval
 from gateway.policies.audit import VerdictAudit
 from gateway.policies.engine import HeldCall, PolicyEngine
-from gateway.policies.loops import Loop
 from gateway.policies.guard import ResponseGuard
 from gateway.policies.holds import HoldDesk
+from gateway.policies.loops import Loop
 from gateway.policies.replies import as_chunks
 from gateway.providers.base import JsonReply, Summary, ToolCall
-
+from gateway.shielded import shielded
 
 # Request bodies past this size have their pre-call rules run on the worker thread (a ~64 KB
 # conversation scans in ~1-2 ms, under what the hand-off and the GIL's switch interval would add).
@@ -204,7 +204,7 @@ class PolicyStage:
             await self._audit_now(request)
             return await desk.hold(request, held, calls, response, deployment)
 
-        return await asyncio.shield(verdicts_then_hold())
+        return await shielded(verdicts_then_hold())
 
     async def _audit_now(self, request: ApiRequest) -> None:
         """Write them before a hold is stored, so the log reads verdict, hold, decision, in that order."""
