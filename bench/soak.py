@@ -243,7 +243,7 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
     attempts = sum(metric_sum(run.metrics, "lockgate_attempts_total").values())
     spans = metric_sum(run.metrics, "lockgate_telemetry_spans_total", "lockgate_export_result")
     if "Traceback" in run.logged:
-        problems.append("the gateway logged a traceback:\n" + run.logged[run.logged.index("Traceback"):][:2000])
+        problems.append("the gateway logged a traceback:\n" + run.logged[run.logged.index("Traceback"):][:8000])
     chats = metric_sum(run.metrics, "lockgate_requests_total", "http_route").get("/v1/chat/completions", 0)
     if chats != tally.sent:
         problems.append(f"{tally.sent} chat requests sent, the gateway counted {chats:.0f}")

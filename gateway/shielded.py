@@ -26,13 +26,14 @@ T = TypeVar("T")
 def shielded(work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
     """`work` as a task that runs to its end even if the awaiting request is cancelled."""
     task = asyncio.ensure_future(work)
-    task.add_done_callback(_settle)
-    return asyncio.shield(task)
+    awaited = asyncio.shield(task)
 
+    def settle(done: asyncio.Future[T]) -> None:
+        if done.cancelled():
+            return
+        failure = done.exception()  # retrieved here; a request still awaiting gets it through the shield
+        if failure is not None and awaited.cancelled() and not isinstance(failure, (GatewayError, StoreError)):
+            log.error("shielded work failed after its request was gone", exc_info=failure)
 
-def _settle(task: asyncio.Future[Any]) -> None:
-    if task.cancelled():
-        return
-    failure = task.exception()  # retrieved: whoever still awaits gets it through the shield as well
-    if failure is not None and not isinstance(failure, (GatewayError, StoreError)):
-        log.error("shielded work failed after its request was gone", exc_info=failure)
+    task.add_done_callback(settle)
+    return awaited

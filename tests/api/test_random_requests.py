@@ -8,7 +8,6 @@ client; each has its own test elsewhere, and this keeps the next one from landin
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import random
@@ -20,6 +19,7 @@ import pytest
 from gateway.testing.server import GatewayServer
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import MASTER_KEY, GatewayFactory, openai_model
+from tests.mutations import junk, pick
 
 REQUESTS = 300
 RULES = r"""policies:
@@ -48,20 +48,16 @@ JUNK: list[Any] = [None, 0, -1, 10**30, 1e308, "", "x" * 300, "²", [], {}, [1, 
 
 
 def _junk(rng: random.Random) -> Any:
-    return copy.deepcopy(rng.choice(JUNK))  # a copy: a later mutation must not reach into another
+    return junk(rng, JUNK)
 
 
 def _mutate(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     body = json.loads(json.dumps(body))
     for _ in range(rng.randint(1, 3)):
-        parent: Any = None
-        key: Any = None
-        node: Any = body
-        while isinstance(node, (dict, list)) and node and rng.random() < 0.7:
-            key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
-            parent, node = node, node[key]
-        if parent is None:
+        place = pick(body, rng, deeper=0.7)
+        if place is None:
             continue
+        parent, key = place
         roll = rng.random()
         if roll < 0.6:
             parent[key] = _junk(rng)

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from gateway.testing.loopback import LoopbackServer
 from tests.conftest import MASTER_KEY, GatewayFactory
+from tests.mutations import junk, pick
 
 COMPLETION: dict[str, Any] = {
     "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
@@ -151,14 +152,10 @@ def test_a_misshapen_chunk_after_the_first_byte_ends_the_stream_with_an_error_ev
 
 def _mutated(doc: Any, rng: random.Random) -> Any:
     doc = copy.deepcopy(doc)
-    parent: Any = None
-    key: Any = None
-    node: Any = doc
-    while isinstance(node, (dict, list)) and node and rng.random() < 0.75:
-        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
-        parent, node = node, node[key]
-    if parent is not None:
-        parent[key] = copy.deepcopy(rng.choice(JUNK))
+    place = pick(doc, rng, deeper=0.75)
+    if place is not None:
+        parent, key = place
+        parent[key] = junk(rng, JUNK)
     return doc
 
 
