@@ -73,9 +73,18 @@ class RedisWire:
         for attempt in (0, 1):
             reused = self._writer is not None
             writer = self._writer or await self._connect()
+            try:
+                writer.write(command)
+            except RuntimeError as exc:
+                # uvloop refuses a write on a connection already closed under us (a Redis that went away
+                # while we connected): a lost connection, not a bug. It raised through the store as a
+                # RuntimeError: a 500, and a stream cut with a traceback (bench/soak.py, Redis outage).
+                if self._writer is writer and (self._reader_task is None or self._reader_task.done()):
+                    self._writer = None  # no reader is left to clear it: the next call connects anew
+                raise ConnectionError(f"connection to Redis lost: {exc}") from None
+            # After the write, with no await in between: replies are matched to futures in order.
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._waiting.append(future)
-            writer.write(command)
             try:
                 async with asyncio.timeout(self._timeout):
                     return await future
