@@ -95,6 +95,12 @@ class ModelNotFound(NotFound):
     spec = ErrorSpec(404, "invalid_request_error", "model_not_found", False)
 
 
+class ClientClosedRequest(GatewayError):
+    """The client hung up before its body was read whole: nobody is left to answer (nginx's 499)."""
+
+    spec = ErrorSpec(499, "invalid_request_error", "client_closed_request", False)
+
+
 class PayloadTooLarge(GatewayError):
     spec = ErrorSpec(413, "invalid_request_error", "request_too_large", False)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway.context import SCOPE_KEY, TRACE_KEY, ApiRequest
-from gateway.errors import InvalidRequest, MalformedJSON, PayloadTooLarge
+from gateway.errors import ClientClosedRequest, InvalidRequest, MalformedJSON, PayloadTooLarge
 from gateway.routing.router import Routed
 
 JSON = "application/json"
@@ -29,7 +29,18 @@ def parse_count(text: str) -> int | None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to be over `limit` bytes."""
+    """The request body, refused with 413 as soon as it is known to be over `limit` bytes.
+
+    A client that hangs up halfway through its body is not the gateway's error: it was logged as an
+    unexpected one, with a traceback, once per such client (found by clients hanging up at random).
+    """
+    try:
+        return await _read_body(request, limit)
+    except ClientDisconnect:
+        raise ClientClosedRequest("The client closed the connection before sending the whole request body.") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         size = parse_count(declared)

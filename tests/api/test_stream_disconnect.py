@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+
 import httpx
+import pytest
 
 from gateway.testing.server import GatewayServer
 from gateway.testing.upstream import Fault, UpstreamServer
@@ -51,3 +56,31 @@ def test_complete_streams_end_with_done_and_are_not_mistaken_for_a_disconnect(
             assert response.text.endswith("data: [DONE]\n\n")
             assert '"finish_reason":"stop"' in response.text
     assert not upstream.upstream.abandoned.is_set()
+
+
+def test_a_client_hanging_up_halfway_through_its_body_is_not_an_error_of_the_gateway(
+    basic_gateway: GatewayServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = json.dumps({**BODY, "stream": False}).encode()
+    port = int(basic_gateway.url.rsplit(":", 1)[1])
+
+    async def half_a_request() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {MASTER_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[: len(body) // 2]
+        )
+        await writer.drain()
+        writer.close()  # gone before the rest of the body
+        await writer.wait_closed()
+        return await reader.read()  # until the gateway closes its side: it has handled the request
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(half_a_request())
+        with httpx.Client(timeout=10) as http:  # and it keeps serving
+            after = http.post(f"{basic_gateway.url}/v1/chat/completions", json={**BODY, "stream": False},
+                              headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    assert after.status_code == 200
+    # It was logged as an unexpected error with a traceback, once per such client.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
