@@ -23,6 +23,7 @@ from gateway.policies.stage import PolicyStage
 from gateway.providers.base import JsonReply, Summary
 from gateway.routing.deadline import request_timeout
 from gateway.routing.router import OpenStream, Routed, Router
+from gateway.shielded import shielded
 
 T = TypeVar("T")
 
@@ -61,8 +62,7 @@ class _StreamEnd:
                 # Settle what was used (a cut stream without usage: the reservation). Shielded so a
                 # client that hangs up cannot cancel the settlement half way.
                 usage = stream.summary.usage
-                settle = self._budgets.settle(self._request, self._hold, self._routed.deployment, usage)
-                await asyncio.shield(asyncio.ensure_future(settle))
+                await shielded(self._budgets.settle(self._request, self._hold, self._routed.deployment, usage))
 
 
 class Pipeline:
