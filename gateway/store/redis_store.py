@@ -338,14 +338,15 @@ class RedisStore:
         return len(due) if done else 0  # another replica pruned meanwhile: its step stands, this one is moot
 
     async def audit_anchor(self) -> tuple[int, str]:
-        row = await self._call(lambda: self._client.hmget(self._k("audit", "anchor"), "seq", "hash"))
-        return (0, GENESIS) if row[0] is None else (int(row[0]), row[1].decode())
+        return await self._seq_and_hash("anchor")
 
     async def audit_head(self) -> tuple[int, str]:
-        row = await self._call(lambda: self._client.hmget(self._k("audit", "head"), "seq", "hash"))
-        if row[0] is None:
-            return 0, GENESIS
-        return int(row[0]), row[1].decode()
+        return await self._seq_and_hash("head")
+
+    async def _seq_and_hash(self, which: str) -> tuple[int, str]:
+        """The audit log's head or anchor hash (seq and hash), or 0 and the genesis hash."""
+        row = await self._call(lambda: self._client.hmget(self._k("audit", which), "seq", "hash"))
+        return (0, GENESIS) if row[0] is None else (int(row[0]), row[1].decode())
 
     # ---- cooldowns
 
