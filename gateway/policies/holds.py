@@ -112,7 +112,7 @@ class HoldDesk:
             if index.lists_request(digest):
                 approval = await self.approvals.for_request(digest)
         if approval is not None and approval.value.get("kind") == "loop":
-            approval = None  # a loop hold is re-found by `hold_loop`, not answered from a response
+            approval = None  # a loop hold is re-found by `loop_hold`, not answered from a response
         session_id = request.session_id
         if approval is None and session_id and index.lists_session(session_id):
             approval = await self.approvals.for_session(session_id)
@@ -120,8 +120,8 @@ class HoldDesk:
             request.decide("lockgate.approval.reattach", approval_id=approval.id, status=approval.status)
         return approval
 
-    async def hold_loop(self, request: ApiRequest, loop: Loop) -> dict[str, Any] | None:
-        """Hold a looping agent's request for a human: None lets it through to the model."""
+    async def loop_hold(self, request: ApiRequest, loop: Loop) -> Approval:
+        """The hold of a looping agent's request: the one this request re-attaches to, or a new one."""
         approval = await self.approvals.for_request(fingerprint(request))
         if approval is None or approval.value.get("kind") != "loop":
             approval = await self.approvals.create(
@@ -133,6 +133,11 @@ class HoldDesk:
             )
             request.decide("lockgate.approval.hold", approval_id=approval.id, tools=",".join(loop.tools))
             self._webhooks.announce(approval.public())
+        return approval
+
+    async def answer_loop(self, request: ApiRequest, loop: Loop, approval: Approval) -> dict[str, Any] | None:
+        """Wait for the loop hold's decision within the client's window: None lets the request through
+        to the model; an answer says it still awaits approval; a denial is refused."""
         if not approval.decided:
             approval = await self.approvals.wait(approval.id, self.window(request)) or approval
         if not approval.decided:

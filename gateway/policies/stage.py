@@ -23,8 +23,9 @@ never corrupts one), and compiled CEL programs, which the C++ library evaluates 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 import orjson
 
 from gateway.context import ApiRequest
-from gateway.errors import PolicyViolation
+from gateway.errors import GatewayError, PolicyViolation
 from gateway.policies.approvals import Approval
 from gateway.policies.audit import VerdictAudit
 from gateway.policies.engine import HeldCall, PolicyEngine
@@ -49,6 +50,8 @@ OFF_LOOP_BYTES = 256 * 1024
 # The GIL's switch interval while a big scan runs. At the default 5 ms, every time the loop wakes for
 # a request's next step it could wait 5 ms for the scan to let go: small requests took ~20 ms each.
 SCAN_SWITCH_INTERVAL = 0.0005
+
+log = logging.getLogger("lockgate")
 
 
 @dataclass(slots=True)
@@ -106,8 +109,8 @@ class PolicyStage:
                 return Early(desk, request, body=paused)
         loop = await self._pre_call_rules(request)
         if loop is not None and desk is not None:
-            await self._audit_now(request)
-            held = await desk.hold_loop(request, loop)
+            hold = await self._verdicts_then(request, lambda: desk.loop_hold(request, loop))
+            held = await desk.answer_loop(request, loop, hold)
             if held is not None:
                 return Early(desk, request, body=held)
         elif loop is not None:
@@ -117,9 +120,9 @@ class PolicyStage:
                 "and approvals are not enabled",
             )
         if desk is not None and (self.engine.may_hold or loop is not None):
-            approval = await desk.reattach(request)
-            if approval is not None:
-                return Early(desk, request, approval=approval)
+            attached = await desk.reattach(request)
+            if attached is not None:
+                return Early(desk, request, approval=attached)
         return None
 
     async def _pre_call_rules(self, request: ApiRequest) -> Loop | None:
@@ -127,7 +130,24 @@ class PolicyStage:
             return self.engine.before_call(request)
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="lockgate-policy")
-        return await asyncio.get_running_loop().run_in_executor(self._worker, self._scan_yielding, request)
+        job = self._worker.submit(self._scan_yielding, request)
+        scan = asyncio.wrap_future(job)
+        try:
+            return await asyncio.shield(scan)
+        except asyncio.CancelledError:
+            # The client left. A scan not started yet is dropped; one under way cannot be stopped, and
+            # the verdicts it makes (a denial, say) are audited when it ends, like any other request's.
+            if not job.cancel():
+                scan.add_done_callback(lambda done: self._scan_ended(request, done))
+            raise
+
+    def _scan_ended(self, request: ApiRequest, scan: asyncio.Future[Loop | None]) -> None:
+        """A big request's scan that outlived its client: its refusal has nobody to go to (retrieved
+        here, not logged as unhandled), its verdicts go to the audit trail."""
+        failure = None if scan.cancelled() else scan.exception()
+        if failure is not None and not isinstance(failure, GatewayError):
+            log.error("the pre-call rules failed after their request was gone", exc_info=failure)
+        self._audit_new(request)
 
     def _scan_yielding(self, request: ApiRequest) -> Loop | None:
         """The pre-call rules, on the worker, handing the GIL back to the event loop every 0.5 ms."""
@@ -195,21 +215,23 @@ class PolicyStage:
     async def _hold(
         self, request: ApiRequest, held: list[HeldCall], calls: list[ToolCall], response: dict[str, Any], deployment: str,
     ) -> Approval:
-        """Write the verdicts, then store the hold, as one step a client hanging up cannot split: cut in
-        between, the log had a hold verdict and no hold (bench/soak.py: 1,452 verdicts, 1,451 holds)."""
         desk = self._desk
         assert desk is not None
+        return await self._verdicts_then(request, lambda: desk.hold(request, held, calls, response, deployment))
+
+    def _verdicts_then(
+        self, request: ApiRequest, hold: Callable[[], Awaitable[Approval]]
+    ) -> asyncio.Future[Approval]:
+        """Write the request's verdicts, then store its hold, as one step a client hanging up cannot
+        split: cut in between, the log had a hold verdict and no hold (bench/soak.py: 1,452 verdicts,
+        1,451 holds). Written first, so the log reads verdict, hold, decision, in that order."""
 
         async def verdicts_then_hold() -> Approval:
-            await self._audit_now(request)
-            return await desk.hold(request, held, calls, response, deployment)
+            if self._audit is not None and len(request.decisions) > request.audited:
+                await self._audit.write(request)
+            return await hold()
 
-        return await shielded(verdicts_then_hold())
-
-    async def _audit_now(self, request: ApiRequest) -> None:
-        """Write them before a hold is stored, so the log reads verdict, hold, decision, in that order."""
-        if self._audit is not None and len(request.decisions) > request.audited:
-            await self._audit.write(request)
+        return shielded(verdicts_then_hold())
 
     async def aclose(self) -> None:
         if self._worker is not None:
