@@ -184,7 +184,7 @@ def _install_error_handlers(app: FastAPI, secrets: tuple[str, ...]) -> None:
             return respond(NotFound(f"Unknown path: {request.method} {request.url.path}."))
         if exc.status_code == 405:
             error = InvalidRequest(f"{request.method} is not allowed on {request.url.path}.")
-            status, body, headers = render_error(error)
+            _, body, headers = render_error(error)  # 405, not the error class's 400
             return Response(body, status_code=405, media_type="application/json", headers=headers)
         return respond(InvalidRequest(str(exc.detail)))
 

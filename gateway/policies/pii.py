@@ -348,8 +348,7 @@ class StreamRedactor:
             if m.start >= cut:
                 break
             sent.append(m)
-            if m.end > cut:
-                cut = m.end  # send a complete match whole rather than split it
+            cut = max(cut, m.end)  # send a complete match whole rather than split it
         self._pending = buffer[cut:]
         self.found.extend(m.kind for m in sent)
         return replace(buffer[:cut], sent)

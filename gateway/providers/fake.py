@@ -208,7 +208,7 @@ def count_tokens(body: dict[str, Any]) -> int:
 
 def _example_value(schema: dict[str, Any]) -> Any:
     kind = schema.get("type")
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if kind == "integer" or kind == "number":
         return 1

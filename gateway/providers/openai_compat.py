@@ -84,7 +84,7 @@ class OpenAICompatProvider:
         response = await self._send(call, path, body, timeout, deadline)
         try:
             return await response.read()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamFailure("timeout", f"no complete response within {call.timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise UpstreamFailure("bad_response", f"the response was cut off ({type(exc).__name__})") from None
@@ -250,7 +250,7 @@ async def _status_failure(response: aiohttp.ClientResponse, api_key: str | None)
     """An upstream error status as a failure, with the upstream's own message when it sent one."""
     try:
         raw = await response.content.read(_ERROR_BODY_LIMIT)
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         raw = b""
     message, code, param, error_type = f"HTTP {response.status}", None, None, None
     try:

@@ -345,5 +345,5 @@ class SqliteStore:
 
 def _seq_and_hash(db: sqlite3.Connection, table: str) -> tuple[int, str]:
     """The one row of `audit_head` or `audit_anchor`, or 0 and the genesis hash."""
-    row = db.execute(f"SELECT seq, hash FROM {table} WHERE id=1").fetchone()  # noqa: S608 (our two names)
+    row = db.execute(f"SELECT seq, hash FROM {table} WHERE id=1").fetchone()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)

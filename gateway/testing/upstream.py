@@ -21,7 +21,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.providers.fake import build_chunks, build_completion, build_embeddings, count_tokens, invalid_request
+from gateway.providers.fake import (
+    build_chunks,
+    build_completion,
+    build_embeddings,
+    count_tokens,
+    invalid_request,
+)
 from gateway.testing.loopback import LoopbackServer
 
 

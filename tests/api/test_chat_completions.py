@@ -118,7 +118,7 @@ def test_tool_call_round_trip_json_and_stream(basic_gateway: GatewayServer) -> N
 
 
 def test_unchanged_body_is_forwarded_byte_for_byte(
-    upstream: UpstreamServer, gateway_factory: "object"
+    upstream: UpstreamServer, gateway_factory: object
 ) -> None:
     """When the upstream model has the client's name, the body is not re-encoded."""
     gateway = gateway_factory(  # type: ignore[operator]

@@ -27,7 +27,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
 
-    def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:  # noqa: N802
+    def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
         self.receiver.record_traces(request)
         return ExportTraceServiceResponse()
 
