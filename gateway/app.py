@@ -54,6 +54,7 @@ from gateway.routing.capacity import Capacity
 from gateway.routing.router import Router
 from gateway.routing.shared_cooldowns import StoreCooldowns
 from gateway.sessions.service import SessionBusy, Sessions
+from gateway.stop_signal import on_stop_signal
 from gateway.store import StoreUnavailable, open_store
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 
@@ -89,6 +90,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Held requests answer as soon as a stop is asked for, not when the grace period runs out.
+        undo_stop_signal = on_stop_signal(asyncio.get_running_loop(), policies.stop_waiting)
         await governance.start()
         await providers.start(config)
         await traces.start()
@@ -110,6 +113,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         try:
             yield
         finally:
+            undo_stop_signal()
             started["providers"] = False
             if pending is not None:
                 await pending.aclose()

@@ -73,6 +73,7 @@ class Approvals:
         self.settings = settings
         # Waiters in this process, woken at once by decisions made in this process.
         self._wakers: dict[str, asyncio.Event] = {}
+        self._stopping = False  # the gateway is shutting down: every wait ends at once
         # Which requests and sessions may have a hold: re-attaching reads the store only for those.
         self.index = HoldIndex(store)
 
@@ -190,7 +191,7 @@ class Approvals:
                     approval, read = await self.get(approval_id), True
                 except StoreError:  # the store is away: undecided as far as we know; keep waiting
                     read = False
-                remaining = until - loop.time()
+                remaining = until - loop.time() if not self._stopping else 0.0
                 if (read and (approval is None or approval.decided)) or remaining <= 0:
                     return approval
                 try:
@@ -200,6 +201,12 @@ class Approvals:
                 waker.clear()
         finally:
             self._wakers.pop(approval_id, None)
+
+    def stop_waiting(self) -> None:
+        """The gateway is shutting down: every wait, now and later, ends with the approval as it stands."""
+        self._stopping = True
+        for waker in self._wakers.values():
+            waker.set()
 
     # ------------------------------------------------------------------ deciding
 

@@ -42,7 +42,8 @@ def awaiting_text(approval: Approval) -> str:
     names = ", ".join(f"`{c['name']}`" for c in approval.calls if not c.get("decision"))
     return (
         f"The action {names} is awaiting human approval (approval id {approval.id}). "
-        "The decision will be delivered on this session's next request."
+        + ("The decision will be delivered on this session's next request."
+           if approval.value.get("session_id") else "Send the same request again to receive the decision.")
     )
 
 

@@ -233,6 +233,11 @@ class PolicyStage:
 
         return shielded(verdicts_then_hold())
 
+    def stop_waiting(self) -> None:
+        """The gateway is shutting down: requests held for a human answer now (see `HoldDesk`)."""
+        if self._desk is not None:
+            self._desk.stop_waiting()
+
     async def aclose(self) -> None:
         if self._worker is not None:
             self._worker.shutdown(wait=False, cancel_futures=True)

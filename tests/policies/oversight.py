@@ -51,5 +51,15 @@ class Admin:
             time.sleep(0.05)
         raise AssertionError(f"no {count} pending approval(s) appeared")
 
+    def wait_for_waiting(self, target: str, limit: float = 10.0) -> None:
+        """Poll until a request waits on the paused `target` (it is in flight in another thread)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            for pause in self.http.get("/admin/pauses").json()["data"]:
+                if pause["target"] == target and pause["waiting"] >= 1:
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"no request waited on {target}")
+
     def decide(self, approval_id: str, action: str, **body: Any) -> httpx.Response:
         return self.http.post(f"/admin/approvals/{approval_id}/{action}", json=body)

@@ -38,6 +38,8 @@ def test_after_a_restart_the_retried_request_gets_the_approval_without_a_second_
     before = gateway_factory(text)
     first = client(before).chat.completions.create(model="gpt-4o", messages=PAY, tools=[WIRE])
     assert "awaiting human approval" in (first.choices[0].message.content or "")
+    # No session: the same request sent again is what re-attaches to the hold.
+    assert "Send the same request again to receive the decision." in (first.choices[0].message.content or "")
     before.stop()
 
     after = gateway_factory(text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,16 +12,6 @@ from gateway.testing.upstream import UpstreamServer
 from tests.conftest import GatewayFactory
 from tests.policies.helpers import OPS_KEY, ask, client
 from tests.policies.oversight import Admin, hold_config, sqlite_url
-
-
-def wait_for_waiting(admin: Admin, target: str, limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        for pause in admin.http.get("/admin/pauses").json()["data"]:
-            if pause["target"] == target and pause["waiting"] >= 1:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"no request waited on {target}")
 
 
 def test_a_paused_session_is_held_and_released_by_resume(
@@ -39,7 +28,7 @@ def test_a_paused_session_is_held_and_released_by_resume(
             client(gateway, **{"x-lockgate-session-id": "agent-42"}).chat.completions.create,
             model="gpt-4o", messages=ask("next step"),
         )
-        wait_for_waiting(admin, "session:agent-42")
+        admin.wait_for_waiting("session:agent-42")
         assert upstream.upstream.count("/chat/completions") == 1
         assert admin.http.post("/admin/pauses/session/agent-42/resume").json()["state"] == "running"
         reply = future.result(10)
