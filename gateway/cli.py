@@ -54,7 +54,8 @@ def _run(config_path: Path, host: str | None, port: int | None, workers: int | N
 
 
 def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging, plus Lockgate's loggers (`lockgate`, `lockgate.access`) on stderr at `level`.
+    """uvicorn's logging, plus Lockgate's loggers (`lockgate`, `lockgate.access`) on stderr at `level`
+    and OpenTelemetry's warnings.
 
     Given to uvicorn rather than set up here, so every worker process configures it the same way.
     """
@@ -66,6 +67,11 @@ def _log_config(level: str) -> dict[str, Any]:
         "class": "logging.StreamHandler", "formatter": "lockgate", "stream": "ext://sys.stderr",
     }
     config["loggers"]["lockgate"] = {"handlers": ["lockgate"], "level": level.upper(), "propagate": False}
+    # The OpenTelemetry SDK's warnings (an unreachable collector: one per retry), dated like ours and
+    # each at most once per 10 s; unconfigured, they went bare to stderr through Python's last resort.
+    config.setdefault("filters", {})["repeats"] = {"()": "gateway.log_throttle.ThrottleRepeats"}
+    config["handlers"]["opentelemetry"] = {**config["handlers"]["lockgate"], "filters": ["repeats"]}
+    config["loggers"]["opentelemetry"] = {"handlers": ["opentelemetry"], "level": "WARNING", "propagate": False}
     return config
 
 

@@ -37,3 +37,33 @@ class ThrottledWarning:
             args = (*args, self._held, now - self._last)
         self._last, self._held = now, 0
         self._log.warning(message, *args, exc_info=exc_info)
+
+
+class ThrottleRepeats(logging.Filter):
+    """A handler filter for other libraries' loggers: each message (its template, per logger) at most
+    once per `interval` seconds, with a count of the rest.
+
+    The OpenTelemetry exporters log every retry while the collector is away ("Transient error ...
+    retrying in 1.85s"), a few lines a minute for as long as it is down.
+    """
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._interval = interval
+        self._clock = clock
+        self._seen: dict[tuple[str, object], list[float]] = {}  # [last logged, held back since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self._interval:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} (and {int(seen[1])} more like it in the last {now - seen[0]:.0f}s)"
+        if seen is None and len(self._seen) >= 256:  # messages are templates: few; bounded regardless
+            self._seen.clear()
+        self._seen[key] = [now, 0]
+        return True
+

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gateway.log_throttle import ThrottledWarning
+from gateway.log_throttle import ThrottledWarning, ThrottleRepeats
 
 
 def test_the_first_warning_goes_out_then_one_per_interval_saying_how_many_were_held(
@@ -23,4 +23,32 @@ def test_the_first_warning_goes_out_then_one_per_interval_saying_how_many_were_h
         "store unreachable: connection refused",
         "store unreachable: connection refused (and 39 more like it in the last 10s)",
         "store unreachable: connection refused (and 39 more like it in the last 10s)",
+    ]
+
+
+def test_another_library_repeating_one_message_with_new_values_is_throttled_by_its_template() -> None:
+    # The OpenTelemetry exporters' retry warning: the same template, a new delay each time.
+    now = [0.0]
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Collect()
+    handler.addFilter(ThrottleRepeats(interval=10.0, clock=lambda: now[0]))
+    logger = logging.getLogger("opentelemetry.exporter.test")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for second in range(12):
+            now[0] = float(second)
+            logger.warning("Transient error %s encountered, retrying in %.2fs.", "UNAVAILABLE", 0.5 + second)
+        logger.warning("Failed to export metrics batch.")  # another message: not held back by the first
+    finally:
+        logger.removeHandler(handler)
+    assert seen == [
+        "Transient error UNAVAILABLE encountered, retrying in 0.50s.",
+        "Transient error UNAVAILABLE encountered, retrying in 10.50s. (and 9 more like it in the last 10s)",
+        "Failed to export metrics batch.",
     ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import logging
+import socket
 import threading
 import time
 from urllib.parse import urlsplit
@@ -49,7 +50,9 @@ class OtlpHttpSpanBatch:
         self._gzip = compression == "gzip"
         self._timeout = timeout
         self._counts = counts
-        self._stopping = threading.Event()
+        self._closed = False
+        self._stopping = threading.Event()  # ends a wait to retry: the gateway is stopping
+        self._finish_by = float("inf")  # no send lasts past this (time.monotonic()) once the gateway stops
         self._resource = resource
         self._scope = scope
         self._writer = SpanBytes()
@@ -80,7 +83,8 @@ class OtlpHttpSpanBatch:
             body = wrap_span_messages(self._resource, self._scope, parts, self._writer.cache)
             sent = self._post_with_retries(body, count)
         except Exception:  # a bug here must not kill the export thread
-            log.exception("span export raised")
+            if not self._closed:  # else: the connection was closed under it, on purpose
+                log.exception("span export raised")
             sent = False
         if sent:
             self._counts.exported += count
@@ -88,11 +92,11 @@ class OtlpHttpSpanBatch:
             self._counts.failed += count
 
     def _post_with_retries(self, body: bytes, count: int) -> bool:
-        if self._stopping.is_set():
+        if self._closed:
             return False
         if self._gzip:
             body = gzip.compress(body)
-        deadline = time.monotonic() + self._timeout
+        deadline = min(time.monotonic() + self._timeout, self._finish_by)
         delay = 0.5
         while True:
             remaining = deadline - time.monotonic()
@@ -141,6 +145,19 @@ class OtlpHttpSpanBatch:
             self._connection.close()
             self._connection = None
 
-    def shutdown(self) -> None:
+    def finish_by(self, deadline: float) -> None:
+        self._finish_by = deadline
         self._stopping.set()
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._stopping.set()
+        connection = self._connection
+        if connection is not None and connection.sock is not None:
+            # Wakes the export thread if it still waits for a hung collector's answer (closing the
+            # socket alone does not interrupt a blocked read on Linux).
+            try:
+                connection.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._close()

@@ -196,6 +196,9 @@ class SdkSpanBatch:
             self._writer.spans = []
             self._exporter.export(spans)
 
+    def finish_by(self, deadline: float) -> None:
+        """Nothing to set: the SDK exporter's `shutdown` cancels a send in progress (gRPC closes its channel)."""
+
     def shutdown(self) -> None:
         self._exporter.shutdown()
 
@@ -227,7 +230,7 @@ def build_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = N
 @dataclass(slots=True)
 class Metering:
     meter: Meter
-    shutdown: Callable[[], None]
+    shutdown: Callable[[float], None]  # within so many seconds
 
 
 def build_metering(
@@ -241,4 +244,4 @@ def build_metering(
     # collection), so the SDK's exemplar machinery never runs on the request path.
     provider = MeterProvider(metric_readers=all_readers, resource=histograms.resource)
     meter = provider.get_meter(INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL)
-    return Metering(meter, provider.shutdown)
+    return Metering(meter, lambda seconds: provider.shutdown(timeout_millis=seconds * 1000))

@@ -57,7 +57,7 @@ class ImmediateSpans:
         _build_into(self._build, (finished,), self._batch, self._counts)
         self._batch.send()
 
-    def shutdown(self) -> None:
+    def shutdown(self, seconds: float) -> None:
         self._batch.shutdown()
 
 
@@ -67,7 +67,7 @@ class DiscardedSpans:
     def write(self, finished: FinishedRequest) -> None:
         return None
 
-    def shutdown(self) -> None:
+    def shutdown(self, seconds: float) -> None:
         return None
 
 
@@ -138,9 +138,18 @@ class SpanBatcher:
             if self._batch.pending >= self._max_batch:
                 self._batch.send()
 
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """Export what is queued (bounded by `timeout`), stop the thread, close the exporter."""
+    def shutdown(self, seconds: float = 10.0) -> None:
+        """Export what is queued within `seconds`, stop the thread, close the exporter.
+
+        What the collector has not taken by then is given up and counted: a collector that is down or
+        hung held every stop of the gateway up for ~10 s of retries (its OTLP timeout) before."""
+        self._batch.finish_by(time.monotonic() + seconds)
         self._stopping = True
         self._wake.set()
-        self._thread.join(timeout)
+        self._thread.join(seconds)
         self._batch.shutdown()
+        self._thread.join(1.0)  # the send it was waiting on has just been cut off
+        left = self._queued - self._taken
+        if left > 0:  # never built: the thread was still stuck
+            self._counts.dropped += left
+            self._taken += left

@@ -57,4 +57,8 @@ class SpanBatch(Protocol):
     def send(self) -> None:
         """Export what was written, counting it exported or failed; never raises."""
 
-    def shutdown(self) -> None: ...
+    def finish_by(self, deadline: float) -> None:
+        """The gateway is stopping: no send, retries included, may last past `deadline` (`time.monotonic()`)."""
+
+    def shutdown(self) -> None:
+        """Close the exporter; a send still waiting on the collector ends now."""

@@ -136,3 +136,48 @@ def test_a_dead_collector_costs_dropped_spans_not_failed_requests(tmp_path: Path
         assert failed > 0
     finally:
         stop_gateway(process)
+
+
+def test_spans_still_queued_when_the_gateway_stops_reach_the_collector(
+    tmp_path: Path, upstream: UpstreamServer, receiver: ReceiverServer
+) -> None:
+    config = tmp_path / "lockgate.yaml"
+    config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics: false}\n")
+    port = free_port()
+    # A batch is due only after a minute: the request's spans are still queued when the stop comes.
+    process = start_gateway(config, port, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                                           "OTEL_BSP_SCHEDULE_DELAY": "60000"})
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        assert not receiver.receiver.spans
+    finally:
+        stop_gateway(process)
+    assert {s.kind for s in receiver.receiver.spans if s.trace_id == raw.headers["x-lockgate-trace-id"]} \
+        == {SERVER, CLIENT}
+
+
+def test_a_hung_collector_does_not_hold_up_a_stopping_gateway(tmp_path: Path, upstream: UpstreamServer) -> None:
+    # A collector that takes connections and never answers (a stuck process, a full proxy): every
+    # export waits for its timeout. The gateway's stop gives up on it after a few seconds, and says so.
+    hole = socket.create_server(("127.0.0.1", 0))
+    config = tmp_path / "lockgate.yaml"
+    config.write_text(
+        "model_list:\n" + openai_model("gpt-4o", upstream)
+        + f"telemetry: {{otlp: {{endpoint: 'http://127.0.0.1:{hole.getsockname()[1]}'}}}}\n"
+    )
+    port = free_port()
+    process = start_gateway(config, port, {"OTEL_BSP_SCHEDULE_DELAY": "50"})
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        for _ in range(3):
+            reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert reply.choices[0].finish_reason == "stop"
+    finally:
+        stop_gateway(process)  # 20 s, then killed: the OTLP retries alone used to take ~22 s
+        hole.close()
+    assert process.stderr is not None
+    log = process.stderr.read().decode()
+    assert "spans could not be delivered at shutdown" in log, log
+    assert "Traceback" not in log, log

@@ -163,6 +163,6 @@ def test_requests_queued_while_the_export_thread_counts_what_is_left_are_all_exp
             spans.write(request)
     finally:
         sys.setswitchinterval(interval)
-    spans.shutdown(timeout=60)
+    spans.shutdown(seconds=60)
     assert counts.dropped == counts.failed == 0
     assert counts.exported == len(sink.servers()) == 20_000
