@@ -13,13 +13,16 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway.alerts.webhooks import Alert, WebhookSender
+import orjson
+
+from gateway.alerts.webhooks import Alert, payload
 from gateway.budgets.periods import GRACE_SECONDS
 from gateway.budgets.scopes import ScopedCharge
 from gateway.config.governance import AlertsSection
 from gateway.context import ApiRequest
 from gateway.log_throttle import ThrottledWarning
 from gateway.store import Store, StoreUnavailable, VersionConflict
+from gateway.webhooks import WebhookPoster
 
 log = logging.getLogger("lockgate.alerts")
 NAMESPACE = "alerts"
@@ -31,9 +34,8 @@ class AlertDispatcher:
         self._config = config
         self._store = store
         self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=1000)
-        self._sender = WebhookSender(config.max_attempts, config.backoff_seconds)
+        self._poster = WebhookPoster("alert", config.max_attempts, config.backoff_seconds)
         self._worker: asyncio.Task[None] | None = None
-        self._deliveries: set[asyncio.Task[None]] = set()
         self.metric_hooks: list[MetricHook] = []
         # Alerts this process already handled: repeats (every refusal of an exhausted budget) stay local.
         self._seen: set[str] = set()
@@ -87,12 +89,10 @@ class AlertDispatcher:
             alert = await self._queue.get()
             try:
                 if await self._claim(alert):
-                    for hook in self.metric_hooks:
-                        hook(alert)
-                    if self._config.webhooks:
-                        task = asyncio.get_running_loop().create_task(self._deliver(alert))
-                        self._deliveries.add(task)
-                        task.add_done_callback(self._deliveries.discard)
+                    for metric_hook in self.metric_hooks:
+                        metric_hook(alert)
+                    for webhook in self._config.webhooks:
+                        self._poster.post(webhook.url, orjson.dumps(payload(alert, webhook.format)))
             except Exception:
                 log.exception("alert for %s not processed", alert.scope_name)
 
@@ -112,17 +112,11 @@ class AlertDispatcher:
             return False
         return True
 
-    async def _deliver(self, alert: Alert) -> None:
-        await asyncio.gather(*(self._sender.send(hook, alert) for hook in self._config.webhooks))
-
     async def aclose(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
-        for task in list(self._deliveries):
-            task.cancel()
-        await asyncio.gather(*self._deliveries, return_exceptions=True)
-        await self._sender.aclose()
+        await self._poster.aclose()
 
 
 def _key(alert: Alert) -> str:

@@ -1,22 +1,11 @@
-"""Webhook payloads (Slack-compatible and generic JSON) and delivery with retries and backoff.
-
-aiohttp (already the gateway's HTTP client) enters here for outgoing alert posts.
-"""
+"""Budget alerts and their webhook payloads (Slack-compatible and generic JSON); `gateway/webhooks.py`
+delivers them."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-import aiohttp
-import orjson
-
-from gateway.config.governance import Webhook
-
-log = logging.getLogger("lockgate.alerts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,42 +52,3 @@ def payload(alert: Alert, fmt: str) -> dict[str, Any]:
         "reason": alert.reason,
         "message": alert.text(),
     }
-
-
-class WebhookSender:
-    def __init__(self, max_attempts: int, backoff: float, timeout: float = 10.0) -> None:
-        self._attempts = max_attempts
-        self._backoff = backoff
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def send(self, hook: Webhook, alert: Alert) -> bool:
-        """Post with exponential backoff on connection errors, 429 and 5xx; True once delivered."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        body = orjson.dumps(payload(alert, hook.format))
-        for attempt in range(self._attempts):
-            try:
-                async with self._session.post(
-                    hook.url, data=body, headers={"content-type": "application/json"}
-                ) as reply:
-                    if reply.status < 300:
-                        return True
-                    if reply.status != 429 and reply.status < 500:
-                        log.warning("alert webhook %s refused the alert with HTTP %s", _host(hook.url), reply.status)
-                        return False
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.info("alert webhook %s attempt %d failed: %s", _host(hook.url), attempt + 1, exc)
-            if attempt + 1 < self._attempts:
-                await asyncio.sleep(self._backoff * 2**attempt)
-        log.warning("alert webhook %s: gave up after %d attempts", _host(hook.url), self._attempts)
-        return False
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
-def _host(url: str) -> str:
-    """Webhook URLs often embed a secret token (Slack): log the host only."""
-    return url.split("/")[2] if "//" in url else "?"

@@ -14,9 +14,9 @@ import pytest
 from gateway.store import open_store
 from gateway.testing.tcp_proxy import TcpProxy
 from gateway.testing.upstream import UpstreamServer
+from gateway.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import MASTER_KEY, GatewayFactory
 from tests.governance.helpers import PER_CALL, budget_totals, budgeted_key_yaml
-from tests.governance.test_alerts import Receiver
 
 KEY = "sk-lease-gateway-0123456789"
 COUNTER = "b:key:bot:total:total:usd"
@@ -99,7 +99,7 @@ def test_with_leases_a_store_outage_still_fails_closed_and_recovers_by_itself(
 def test_an_alert_found_by_a_lease_sync_fires_once(
     upstream: UpstreamServer, gateway_factory: GatewayFactory, redis_prefix: str
 ) -> None:
-    receiver = Receiver().start()
+    receiver = WebhookReceiver().start()
     try:
         hook = f"http://127.0.0.1:{receiver.port}/json"
         budgets = f"{{alerts: {{thresholds: [0.25], webhooks: [{{url: '{hook}'}}]}}}}"
