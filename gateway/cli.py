@@ -16,6 +16,7 @@ from gateway.app import CONFIG_ENV
 from gateway.cli_admin import audit_app, budgets_app, keys_app, spend_app
 from gateway.cli_oversight import register as register_oversight
 from gateway.config.loader import ConfigError, load_config
+from gateway.store import store_problem
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lockgate: an observability-first LLM gateway.")
 app.add_typer(keys_app, name="keys")
@@ -37,6 +38,11 @@ def _run(config_path: Path, host: str | None, port: int | None, workers: int | N
         raise typer.Exit(1) from None
     for warning in config.warnings:
         err.print(f"[yellow]warning[/] {warning}")
+    problem = store_problem(config.store.url)
+    if problem is not None:
+        err.print(f"[red]error[/] {config_path}: 1 problem(s)")
+        err.print(f"  store: {problem}", markup=False, highlight=False)
+        raise typer.Exit(1)
     os.environ[CONFIG_ENV] = str(config_path.resolve())
     uvicorn.run(
         "gateway.app:create_app_from_env",

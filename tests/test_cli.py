@@ -71,6 +71,22 @@ def test_check_reports_each_problem_with_its_path(tmp_path: Path) -> None:
     assert "1 model groups, 1 deployments" in result.stdout
 
 
+def test_serve_refuses_a_sqlite_store_it_cannot_write(tmp_path: Path) -> None:
+    # A store path whose directory cannot exist (here: a file stands in its place), as a read-only
+    # working directory is for a container's user: the gateway would have served with every budget,
+    # hold and audit write failing. It says so and stops instead.
+    (tmp_path / "state").write_text("a file, not a directory")
+    config = tmp_path / "lockgate.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: m\n    litellm_params: {model: fake/m}\n"
+        f"store: sqlite:///{tmp_path / 'state' / 'lockgate.db'}\n"
+    )
+    result = subprocess.run([*LOCKGATE, "serve", "--config", str(config), "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "store: the SQLite database" in result.stderr and "cannot be opened for writing" in result.stderr
+
+
 def test_serve_runs_a_config_as_a_real_process(tmp_path: Path, running) -> None:  # type: ignore[no-untyped-def]
     config = tmp_path / "lockgate.yaml"
     config.write_text(

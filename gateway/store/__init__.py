@@ -44,13 +44,25 @@ def open_store(url: str, timeout: float = 2.0) -> Store:
     if url.startswith("sqlite://"):
         from gateway.store.sqlite import SqliteStore
 
-        rest = url[len("sqlite://"):]
-        # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db ; sqlite://:memory: -> :memory:
-        path = rest.removeprefix("/")
-        return SqliteStore(url, path)
+        return SqliteStore(url, _sqlite_path(url))
     from gateway.store.redis_store import RedisStore
 
     return RedisStore(url, timeout=timeout)
+
+
+def store_problem(url: str) -> str | None:
+    """Why the store cannot work at all, checked before serving: a SQLite file that cannot be written.
+    A Redis that does not answer is not one (it may come back; the gateway degrades meanwhile)."""
+    if not url.startswith("sqlite://"):
+        return None
+    from gateway.store.sqlite import open_problem
+
+    return open_problem(_sqlite_path(url))
+
+
+def _sqlite_path(url: str) -> str:
+    # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db ; sqlite://:memory: -> :memory:
+    return url[len("sqlite://"):].removeprefix("/")
 
 
 __all__ = [
@@ -70,5 +82,6 @@ __all__ = [
     "StoreUnavailable",
     "VersionConflict",
     "open_store",
+    "store_problem",
     "validate_store_url",
 ]

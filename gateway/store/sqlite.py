@@ -64,6 +64,29 @@ _LEDGER_FROM_JSON = (
 )
 
 
+def open_problem(path: str) -> str | None:
+    """Why the database at `path` cannot be written (its directory missing or read-only), or None.
+
+    Checked before serving: unlike a Redis that is away for a while, this does not heal by itself,
+    and a gateway that started anyway warned on every request that touched its store (a container
+    whose working directory its user may not write: the deploy image did exactly that)."""
+    if path == ":memory:":
+        return None
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=10.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("BEGIN IMMEDIATE")  # takes the write lock: fails where the file cannot be written
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError) as exc:
+        return (f"the SQLite database {path} cannot be opened for writing ({exc}); check that its directory "
+                "exists and that this user may write there")
+    return None
+
+
 class SqliteStore:
     def __init__(self, url: str, path: str) -> None:
         self.url = url

@@ -30,7 +30,35 @@ def test_compose_runs_gateway_redis_collector_jaeger_v2_and_prometheus() -> None
         assert "build" in service or re.search(r":[\w.-]+$", service["image"]), f"{name} image is pinned"
         for mount in service.get("volumes", ()):
             source = mount.split(":")[0]
+            if not source.startswith((".", "/")):  # a named volume, declared at the top level
+                assert source in load(DEPLOY / "docker-compose.yml")["volumes"], f"{name}: {source} undeclared"
+                continue
             assert (DEPLOY / source).resolve().exists(), f"{name} mounts {source}, which is missing"
+
+
+def test_the_gateway_keeps_its_state_in_the_stacks_redis_which_keeps_it_on_disk() -> None:
+    services = load(DEPLOY / "docker-compose.yml")["services"]
+    environ = services["gateway"]["environment"]
+    config = parse_config((DEPLOY / "lockgate.yaml").read_text(), environ=environ)
+    store = urlsplit(config.store.url)
+    assert store.scheme == "redis" and store.hostname == "redis" and store.port == 6379
+    redis = services["redis"]
+    assert "--appendonly" in redis["command"] and redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert any(mount.endswith(":/data") for mount in redis["volumes"]), "Redis writes to a volume"
+
+
+def test_the_images_default_store_is_in_a_directory_its_user_may_write() -> None:
+    # /app (the working directory) is root's: a SQLite file there could not be opened by the
+    # gateway's user, which served with every budget, hold and audit write failing.
+    lines = [line.strip() for line in (DEPLOY / "Dockerfile").read_text().splitlines()]
+    runtime = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM")):]
+    user = next(line.split()[1] for line in runtime if line.startswith("USER"))
+    default = next(line.split("=", 1)[1] for line in runtime if line.startswith("ENV LOCKGATE_STORE_URL="))
+    config = parse_config((DEPLOY / "lockgate.yaml").read_text(),
+                          environ={"LOCKGATE_MASTER_KEY": "k" * 16, "LOCKGATE_STORE_URL": default})
+    directory = str(Path(config.store.url.removeprefix("sqlite:///")).parent)
+    assert any(f"mkdir {directory}" in line and f"chown {user} {directory}" in line for line in runtime)
+    assert f"VOLUME {directory}" in runtime
 
 
 def test_gateway_exports_to_the_collectors_otlp_http_receiver() -> None:
@@ -84,5 +112,6 @@ def test_dockerfile_builds_the_package_and_serves_the_bundled_config() -> None:
 
 
 def test_the_bundled_config_is_valid() -> None:
-    config = parse_config((DEPLOY / "lockgate.yaml").read_text(), environ={"LOCKGATE_MASTER_KEY": "k" * 16})
+    config = parse_config((DEPLOY / "lockgate.yaml").read_text(),
+                          environ={"LOCKGATE_MASTER_KEY": "k" * 16, "LOCKGATE_STORE_URL": "sqlite:////data/x.db"})
     assert "gpt-4o-mini" in config.groups and config.telemetry.service_name == "lockgate"
