@@ -51,6 +51,9 @@ class Tally:
         self.errors: Counter[tuple[int, str]] = Counter()  # refusals by status and OpenAI error code
         self.problems: list[str] = []
         self.examples: list[str] = []  # the first refusal of each kind, as the client read it
+        # While a gateway restarts (`--outage restart`), a client may find it gone: counted, not a problem.
+        self.restarting = False
+        self.unreachable = 0
 
     def saw(self, status: int) -> None:
         self.statuses.setdefault(self.phase, Counter())[status] += 1
@@ -162,7 +165,10 @@ async def client(session: aiohttp.ClientSession, url: str, number: int, stop: fl
                     if outcome == "other":
                         tally.problem(f"a held call answered with neither the call nor a denial: {raw[:300]!r}")
         except aiohttp.ClientError as exc:
-            tally.problem(f"the connection to the gateway failed: {exc!r}")
+            if tally.restarting and isinstance(exc, (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)):
+                tally.unreachable += 1
+            else:
+                tally.problem(f"the connection to the gateway failed: {exc!r}")
 
 
 async def reviewer(session: aiohttp.ClientSession, port: int, done: asyncio.Event, tally: Tally) -> None:
@@ -177,11 +183,14 @@ async def reviewer(session: aiohttp.ClientSession, port: int, done: asyncio.Even
         except aiohttp.ClientError:
             pending = []
         async def decide(approval: dict[str, Any], action: str) -> None:
-            async with session.post(f"{admin}/{approval['id']}/{action}", headers=headers,
-                                    json={"by": "soak-reviewer", "reason": "soak"}) as response:
-                if response.status == 200:
-                    tally.decided[action] += 1
-                    tally.review_lag.append(time.time() - approval["created_at"])
+            try:
+                async with session.post(f"{admin}/{approval['id']}/{action}", headers=headers,
+                                        json={"by": "soak-reviewer", "reason": "soak"}) as response:
+                    if response.status == 200:
+                        tally.decided[action] += 1
+                        tally.review_lag.append(time.time() - approval["created_at"])
+            except aiohttp.ClientError:
+                pass  # its gateway is away (restarting): the hold is still pending at the next look
 
         await asyncio.gather(*(decide(a, "approve" if i % 2 == 0 else "deny") for i, a in enumerate(pending)))
         if not pending and done.is_set():
