@@ -82,7 +82,8 @@ def test_collector_pipelines_send_traces_to_jaeger_and_metrics_to_prometheus() -
                 assert component in collector[kind], f"{component} is used but not defined"
     assert "batch" in pipelines["traces"]["processors"]
     (traces_out,) = pipelines["traces"]["exporters"]
-    assert traces_out.startswith("otlp") and collector["exporters"][traces_out]["endpoint"] == "jaeger:4317"
+    # `otlp_grpc`: the exporter's name since collector v0.144.0 (`otlp`, the old one, is deprecated).
+    assert traces_out.split("/")[0] == "otlp_grpc" and collector["exporters"][traces_out]["endpoint"] == "jaeger:4317"
     assert pipelines["metrics"]["exporters"] == ["prometheus"]
     scrape_port = collector["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
     compose = load(DEPLOY / "docker-compose.yml")["services"]
