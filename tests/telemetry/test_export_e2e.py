@@ -110,13 +110,11 @@ def test_spans_and_metrics_reach_an_otlp_http_receiver_from_a_real_gateway_proce
     assert UPSTREAM_KEY not in everything and MASTER_KEY not in everything
 
 
-def test_a_dead_collector_costs_dropped_spans_not_failed_requests(tmp_path: Path, upstream: UpstreamServer) -> None:
+def serve_three_chats(tmp_path: Path, upstream: UpstreamServer, otlp: str) -> tuple[int, subprocess.Popen[bytes]]:
+    """A gateway process with `telemetry.otlp` set to `otlp` (YAML flow mappings' inside), after it served
+    three chats, none slowed or failed by where its spans go; its port and process."""
     config = tmp_path / "lockgate.yaml"
-    dead = free_port()  # nothing listens here
-    config.write_text(
-        "model_list:\n" + openai_model("gpt-4o", upstream)
-        + f"telemetry: {{otlp: {{endpoint: 'http://127.0.0.1:{dead}', timeout: 1}}}}\n"
-    )
+    config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + f"telemetry: {{otlp: {{{otlp}}}}}\n")
     port = free_port()
     process = start_gateway(config, port, {"OTEL_BSP_SCHEDULE_DELAY": "50"})
     try:
@@ -124,6 +122,16 @@ def test_a_dead_collector_costs_dropped_spans_not_failed_requests(tmp_path: Path
         for _ in range(3):
             reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
             assert reply.choices[0].finish_reason == "stop"
+    except BaseException:
+        stop_gateway(process)
+        raise
+    return port, process
+
+
+def test_a_dead_collector_costs_dropped_spans_not_failed_requests(tmp_path: Path, upstream: UpstreamServer) -> None:
+    dead = free_port()  # nothing listens here
+    port, process = serve_three_chats(tmp_path, upstream, f"endpoint: 'http://127.0.0.1:{dead}', timeout: 1")
+    try:
         # The export thread gives up on the batch within its timeout; the count is visible on /metrics.
         failed = 0.0
         deadline = time.monotonic() + 20
@@ -162,20 +170,10 @@ def test_a_hung_collector_does_not_hold_up_a_stopping_gateway(tmp_path: Path, up
     # A collector that takes connections and never answers (a stuck process, a full proxy): every
     # export waits for its timeout. The gateway's stop gives up on it after a few seconds, and says so.
     hole = socket.create_server(("127.0.0.1", 0))
-    config = tmp_path / "lockgate.yaml"
-    config.write_text(
-        "model_list:\n" + openai_model("gpt-4o", upstream)
-        + f"telemetry: {{otlp: {{endpoint: 'http://127.0.0.1:{hole.getsockname()[1]}'}}}}\n"
-    )
-    port = free_port()
-    process = start_gateway(config, port, {"OTEL_BSP_SCHEDULE_DELAY": "50"})
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
-        for _ in range(3):
-            reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-            assert reply.choices[0].finish_reason == "stop"
-    finally:
+        _, process = serve_three_chats(tmp_path, upstream, f"endpoint: 'http://127.0.0.1:{hole.getsockname()[1]}'")
         stop_gateway(process)  # 20 s, then killed: the OTLP retries alone used to take ~22 s
+    finally:
         hole.close()
     assert process.stderr is not None
     log = process.stderr.read().decode()
