@@ -260,6 +260,7 @@ def _telemetry(parsed: ConfigFile) -> TelemetryConfig:
         otlp_protocol=section.otlp.protocol,
         otlp_headers=tuple(section.otlp.headers.items()),
         otlp_timeout=section.otlp.timeout,
+        otlp_tls=(section.otlp.certificate, section.otlp.client_certificate, section.otlp.client_key),
     )
 
 

@@ -127,6 +127,7 @@ class TelemetryConfig:
     otlp_protocol: str | None = None
     otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     otlp_timeout: float | None = None
+    otlp_tls: tuple[str | None, str | None, str | None] = (None, None, None)  # CA, client certificate, key
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,10 @@ so a typo is an error that names its path.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config.governance import AuditSection, BudgetLimit, BudgetsSection, RateLimitsSection
 from gateway.config.policies import ApprovalsSection, PoliciesSection
@@ -152,6 +153,12 @@ class OtlpSection(Strict):
     # Sent with every export (a collector's auth token): use os.environ/NAME for secrets.
     headers: dict[str, str] = {}
     timeout: float | None = Field(default=None, gt=0)
+    # TLS to an https collector (PEM files): a CA to trust its certificate (a private CA), and this
+    # gateway's own certificate and key when the collector asks for one (mTLS). Unset: the standard
+    # OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]CERTIFICATE, _CLIENT_CERTIFICATE and _CLIENT_KEY.
+    certificate: str | None = None
+    client_certificate: str | None = None
+    client_key: str | None = None
 
     @field_validator("endpoint")
     @classmethod
@@ -159,6 +166,19 @@ class OtlpSection(Strict):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
+
+    @field_validator("certificate", "client_certificate", "client_key")
+    @classmethod
+    def _file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError("no such file (a PEM file is expected)")
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> OtlpSection:
+        if (self.client_certificate is None) != (self.client_key is None):
+            raise ValueError("client_certificate and client_key go together")
+        return self
 
 
 class TelemetrySection(Strict):

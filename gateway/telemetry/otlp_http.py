@@ -23,6 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from gateway.telemetry.otlp_encode import SpanBytes, wrap_span_messages
+from gateway.telemetry.settings import OtlpTls
 from gateway.telemetry.span_export import ExportCounts
 
 log = logging.getLogger("lockgate.telemetry")
@@ -35,11 +36,13 @@ class OtlpHttpSpanBatch:
 
     def __init__(
         self, endpoint: str, headers: dict[str, str], timeout: float, compression: str | None, counts: ExportCounts,
-        resource: Resource, scope: InstrumentationScope,
+        resource: Resource, scope: InstrumentationScope, tls: OtlpTls | None = None,
     ) -> None:
         self._endpoint = endpoint
         parts = urlsplit(endpoint)
         self._https = parts.scheme == "https"
+        # Made once (it reads the CA and key files): a connection is made again after every failure.
+        self._tls = (tls or OtlpTls()).context() if self._https else None
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if self._https else 80)
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -136,8 +139,10 @@ class OtlpHttpSpanBatch:
         return None
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
-        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        self._connection = kind(self._host, self._port, timeout=timeout)
+        if self._tls is not None:
+            self._connection = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._tls)
+        else:
+            self._connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         return self._connection
 
     def _close(self) -> None:

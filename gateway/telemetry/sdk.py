@@ -12,6 +12,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.context import Context
@@ -29,7 +30,7 @@ from gateway import __version__
 from gateway.telemetry.histograms import LeanHistograms
 from gateway.telemetry.otlp_http import OtlpHttpSpanBatch
 from gateway.telemetry.semconv import INSTRUMENTATION_NAME, SCHEMA_URL
-from gateway.telemetry.settings import GRPC_PROTOCOL, TelemetrySettings
+from gateway.telemetry.settings import GRPC_PROTOCOL, OtlpTls, TelemetrySettings, unreadable_tls
 from gateway.telemetry.span_export import Attrs, EventValues, ExportCounts, SpanBatch
 
 log = logging.getLogger("lockgate.telemetry")
@@ -67,12 +68,31 @@ def _otlp_span_batch(settings: TelemetrySettings, resource: Resource, counts: Ex
     if settings.protocol == GRPC_PROTOCOL:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        grpc = GrpcExporter(endpoint=settings.traces_endpoint, headers=headers, timeout=int(settings.timeout))
+        grpc = GrpcExporter(endpoint=settings.traces_endpoint, headers=headers, timeout=int(settings.timeout),
+                            credentials=_grpc_credentials(settings.traces_tls))
         return SdkSpanBatch(_CountingExporter(grpc, counts), resource, SCOPE)
     # HTTP writes spans straight into protobuf (several times cheaper than the SDK's encoder; same bytes).
     return OtlpHttpSpanBatch(
         settings.traces_endpoint, headers or {}, settings.timeout, settings.compression, counts, resource, SCOPE,
+        settings.traces_tls,
     )
+
+
+def _grpc_credentials(tls: OtlpTls) -> Any:
+    """gRPC channel credentials from the TLS files, or None (the SDK then reads the same OTEL_* variables)."""
+    if not any((tls.certificate, tls.client_certificate, tls.client_key)):
+        return None
+    import grpc
+
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise unreadable_tls(exc) from None
+
+    return grpc.ssl_channel_credentials(read(tls.certificate), read(tls.client_key), read(tls.client_certificate))
 
 
 class _PeriodicReader(PeriodicExportingMetricReader):
@@ -92,12 +112,36 @@ def _otlp_metric_reader(settings: TelemetrySettings, histograms: LeanHistograms)
     if settings.protocol == GRPC_PROTOCOL:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
 
-        exporter = GrpcMetrics(endpoint=settings.metrics_endpoint, headers=headers, timeout=int(settings.timeout))
+        exporter = GrpcMetrics(endpoint=settings.metrics_endpoint, headers=headers, timeout=int(settings.timeout),
+                               credentials=_grpc_credentials(settings.metrics_tls))
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
 
-        exporter = HttpMetrics(endpoint=settings.metrics_endpoint, headers=headers, timeout=settings.timeout)
+        tls = settings.metrics_tls
+        exporter = HttpMetrics(endpoint=settings.metrics_endpoint, headers=headers, timeout=settings.timeout,
+                               certificate_file=tls.certificate, client_certificate_file=tls.client_certificate,
+                               client_key_file=tls.client_key, session=_session(tls))
     return _PeriodicReader(exporter, settings.metrics_export_interval * 1000, histograms)
+
+
+def _session(tls: OtlpTls) -> Any:
+    """The HTTP session of the SDK's metric exporter: one whose CA file, when one is configured, wins.
+
+    requests lets REQUESTS_CA_BUNDLE (often set machine-wide) override a session's own `verify`
+    (psf/requests#3829), so the collector's private CA was ignored and every export failed
+    verification. Without a CA file configured: None, the SDK's own session.
+    """
+    if tls.certificate is None:
+        return None
+    import requests
+
+    class CollectorSession(requests.Session):
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+            merged = super().merge_environment_settings(*args, **kwargs)
+            merged["verify"] = tls.certificate
+            return merged
+
+    return CollectorSession()
 
 
 def telemetry_resource(settings: TelemetrySettings) -> Resource:

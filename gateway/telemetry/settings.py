@@ -4,7 +4,8 @@ The config file wins where it says something; otherwise the standard variables a
 (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`,
 `OTEL_SERVICE_NAME`, `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER=none`,
 `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, `OTEL_SEMCONV_STABILITY_OPT_IN`,
-`OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_MAX_QUEUE_SIZE`).
+`OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_MAX_QUEUE_SIZE`, and for TLS
+`OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]CERTIFICATE`, `_CLIENT_CERTIFICATE`, `_CLIENT_KEY`).
 
 Tracing is on when the config says `tracing: true`, or when it says nothing and an OTLP endpoint is
 known (config or environment): a user who points the gateway at a collector expects traces; one who
@@ -14,10 +15,12 @@ box) and are exported over OTLP only when an endpoint is known.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from gateway.config.loader import ConfigError
 from gateway.config.runtime import TelemetryConfig
 from gateway.telemetry.semconv import ENV_CAPTURE_CONTENT, StabilityOptIn
 
@@ -25,6 +28,30 @@ DEFAULT_SERVICE_NAME = "lockgate"
 HTTP_PROTOCOL = "http/protobuf"
 GRPC_PROTOCOL = "grpc"
 _TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpTls:
+    """PEM files for TLS to an https collector: a CA to trust its certificate (None: the system's),
+    and this gateway's certificate and key when the collector asks for one (mTLS)."""
+
+    certificate: str | None = None
+    client_certificate: str | None = None
+    client_key: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """The client-side TLS context; a file that cannot be read is a `ConfigError` naming where it came from."""
+        try:
+            context = ssl.create_default_context(cafile=self.certificate)
+            if self.client_certificate is not None:
+                context.load_cert_chain(self.client_certificate, self.client_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise unreadable_tls(exc) from None
+        return context
+
+
+def unreadable_tls(exc: Exception) -> ConfigError:
+    return ConfigError([f"telemetry.otlp TLS files (or OTEL_EXPORTER_OTLP_*CERTIFICATE/_KEY): {exc}"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +74,8 @@ class TelemetrySettings:
     stability: StabilityOptIn
     # Span batching (the standard OTEL_BSP_* variables): at most every `batch_delay` seconds, or as
     # soon as `max_batch` spans wait; beyond `max_queue` waiting spans, new ones are dropped (counted).
+    traces_tls: OtlpTls = OtlpTls()
+    metrics_tls: OtlpTls = OtlpTls()
     batch_delay: float = 5.0
     max_batch: int = 512
     max_queue: int = 2048
@@ -80,10 +109,24 @@ def resolve(config: TelemetryConfig, environ: Mapping[str, str]) -> TelemetrySet
         metrics_export_interval=config.metrics_export_interval,
         resource_attributes=config.resource_attributes,
         stability=StabilityOptIn.from_env(environ),
+        traces_tls=_tls(config, "TRACES", environ),
+        metrics_tls=_tls(config, "METRICS", environ),
         batch_delay=_positive(environ.get("OTEL_BSP_SCHEDULE_DELAY"), 5000) / 1000,
         max_batch=int(_positive(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512)),
         max_queue=int(_positive(environ.get("OTEL_BSP_MAX_QUEUE_SIZE"), 2048)),
     )
+
+
+def _tls(config: TelemetryConfig, signal: str, environ: Mapping[str, str]) -> OtlpTls:
+    """The config file's TLS files, else the signal's own OTEL_EXPORTER_OTLP_<SIGNAL>_* variables, else
+    the general ones (the OTLP exporter spec's order)."""
+    if any(config.otlp_tls):
+        return OtlpTls(*config.otlp_tls)
+
+    def env(name: str) -> str | None:
+        return environ.get(f"OTEL_EXPORTER_OTLP_{signal}_{name}") or environ.get(f"OTEL_EXPORTER_OTLP_{name}") or None
+
+    return OtlpTls(env("CERTIFICATE"), env("CLIENT_CERTIFICATE"), env("CLIENT_KEY"))
 
 
 def _protocol(environ: Mapping[str, str]) -> str:

@@ -7,6 +7,7 @@ the OTLP receiver) answer from their own loop; this is the one place that thread
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from typing import Self
 
@@ -14,9 +15,10 @@ from aiohttp import web
 
 
 class LoopbackServer:
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, tls: ssl.SSLContext | None = None) -> None:
         self.port = 0
         self._app = app
+        self._tls = tls  # serve HTTPS with this context
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -29,7 +31,7 @@ class LoopbackServer:
     async def _start(self) -> None:
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._tls)
         await site.start()
         # The site's listening socket: the port the OS picked for port 0.
         sockets = getattr(site._server, "sockets", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,13 +120,14 @@ class Receiver:
 class ReceiverServer(LoopbackServer):
     """Runs a `Receiver` on 127.0.0.1 in a thread with its own event loop."""
 
-    def __init__(self, receiver: Receiver | None = None) -> None:
+    def __init__(self, receiver: Receiver | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.receiver = receiver or Receiver()
-        super().__init__(self.receiver.app())
+        super().__init__(self.receiver.app(), tls)
+        self._scheme = "https" if tls is not None else "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self._scheme}://127.0.0.1:{self.port}"
 
 
 def main() -> None:

@@ -1,0 +1,91 @@
+"""Export to a collector behind TLS with a private CA and client certificates (mTLS), as enterprises run it.
+
+A real gateway process, an OTLP/HTTP receiver on 127.0.0.1 serving HTTPS that requires a client
+certificate, and a throwaway PKI made with the `openssl` command. Before, the gateway's own span
+writer ignored the standard certificate variables (the SDK's metric exporter honoured them): metrics
+arrived, every span failed certificate verification.
+"""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from gateway.config import parse_config
+from gateway.config.loader import ConfigError
+from gateway.testing.otlp_receiver import ReceiverServer
+from gateway.testing.upstream import UpstreamServer
+from tests.conftest import openai_model
+from tests.telemetry.test_export_e2e import SERVER, free_port, start_gateway, stop_gateway
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by the CA."""
+    folder = tmp_path / "pki"
+    folder.mkdir()
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=lockgate-test-ca", cwd=folder)
+    for name, extension in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        (folder / f"{name}.ext").write_text(extension + "\n")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN=lockgate-test-{name}", cwd=folder)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=folder)
+    return folder
+
+
+@pytest.fixture
+def mtls_receiver(pki: Path) -> Iterator[ReceiverServer]:
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.pem"))
+    tls.load_cert_chain(pki / "server.pem", pki / "server.key")
+    tls.verify_mode = ssl.CERT_REQUIRED  # no client certificate, no connection
+    server = ReceiverServer(tls=tls).start()
+    yield server
+    server.stop()
+
+
+def test_spans_and_metrics_reach_a_collector_that_requires_client_certificates(
+    tmp_path: Path, upstream: UpstreamServer, pki: Path, mtls_receiver: ReceiverServer
+) -> None:
+    config = tmp_path / "lockgate.yaml"
+    config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics_export_interval: 0.5}\n")
+    port = free_port()
+    process = start_gateway(config, port, {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": mtls_receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(pki / "ca.pem"),
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(pki / "client.pem"),
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(pki / "client.key"),
+    })
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        trace_id = raw.headers["x-lockgate-trace-id"]
+        got = mtls_receiver.receiver
+        got.wait_for(lambda r: any(s.kind == SERVER and s.trace_id == trace_id for s in r.spans))
+        got.wait_for(lambda r: "gen_ai.client.operation.duration" in r.metric_names)
+    finally:
+        stop_gateway(process)
+
+
+def test_the_config_file_names_tls_files_that_must_exist_and_a_client_key_with_its_certificate(pki: Path) -> None:
+    base = "model_list:\n  - model_name: m\n    litellm_params: {model: fake/m}\n"
+    good = parse_config(base + f"telemetry: {{otlp: {{endpoint: 'https://collector:4318', certificate: '{pki}/ca.pem',"
+                               f" client_certificate: '{pki}/client.pem', client_key: '{pki}/client.key'}}}}\n")
+    assert good.telemetry.otlp_tls == (f"{pki}/ca.pem", f"{pki}/client.pem", f"{pki}/client.key")
+    with pytest.raises(ConfigError) as missing:
+        parse_config(base + f"telemetry: {{otlp: {{certificate: '{pki}/nowhere.pem'}}}}\n")
+    assert any(p.startswith("telemetry.otlp.certificate: ") and "no such file" in p for p in missing.value.problems)
+    with pytest.raises(ConfigError) as alone:
+        parse_config(base + f"telemetry: {{otlp: {{client_certificate: '{pki}/client.pem'}}}}\n")
+    assert any("client_certificate and client_key go together" in p for p in alone.value.problems), alone.value.problems
