@@ -23,7 +23,7 @@ from tests.conftest import MASTER_KEY, UPSTREAM_KEY, openai_model
 from tests.telemetry.test_export_e2e import CLIENT, SERVER, free_port, start_gateway, stop_gateway
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+class TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
 
@@ -36,7 +36,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
 def grpc_receiver() -> Iterator[tuple[Receiver, int]]:
     receiver = Receiver()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(receiver), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(receiver), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     yield receiver, port

@@ -12,17 +12,21 @@ import shutil
 import ssl
 import subprocess
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import openai
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from gateway.config import parse_config
 from gateway.config.loader import ConfigError
-from gateway.testing.otlp_receiver import ReceiverServer
+from gateway.testing.otlp_receiver import Receiver, ReceiverServer
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import openai_model
 from tests.telemetry.test_export_e2e import SERVER, free_port, start_gateway, stop_gateway
+from tests.telemetry.test_export_grpc import TraceService
 
 
 # The throwaway PKI is made with the openssl command, on every Linux machine and this one's CI.
@@ -94,3 +98,34 @@ def test_the_config_file_names_tls_files_that_must_exist_and_a_client_key_with_i
     with pytest.raises(ConfigError) as alone:
         parse_config(base + f"telemetry: {{otlp: {{client_certificate: '{pki}/client.pem'}}}}\n")
     assert any("client_certificate and client_key go together" in p for p in alone.value.problems), alone.value.problems
+
+
+def test_spans_reach_a_grpc_collector_with_client_certificates_named_in_the_config_file(
+    tmp_path: Path, upstream: UpstreamServer, pki: Path
+) -> None:
+    receiver = Receiver()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(receiver), server)
+    credentials = grpc.ssl_server_credentials(
+        [((pki / "server.key").read_bytes(), (pki / "server.pem").read_bytes())],
+        root_certificates=(pki / "ca.pem").read_bytes(), require_client_auth=True,
+    )
+    grpc_port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    config = tmp_path / "lockgate.yaml"
+    config.write_text(
+        "model_list:\n" + openai_model("gpt-4o", upstream)
+        + f"telemetry: {{metrics: false, otlp: {{endpoint: 'https://127.0.0.1:{grpc_port}', protocol: grpc,"
+        + f" certificate: '{pki}/ca.pem', client_certificate: '{pki}/client.pem', client_key: '{pki}/client.key'}}}}\n"
+    )
+    port = free_port()
+    process = start_gateway(config, port, {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_EXPORTER_OTLP_ENDPOINT": ""})
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        trace_id = raw.headers["x-lockgate-trace-id"]
+        receiver.wait_for(lambda r: any(s.kind == SERVER and s.trace_id == trace_id for s in r.spans))
+    finally:
+        stop_gateway(process)
+        server.stop(grace=None)
