@@ -28,7 +28,6 @@ from tests.conftest import openai_model
 from tests.telemetry.test_export_e2e import SERVER, free_port, start_gateway, stop_gateway
 from tests.telemetry.test_export_grpc import TraceService
 
-
 # The throwaway PKI is made with the openssl command, on every Linux machine and this one's CI.
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
