@@ -66,4 +66,3 @@ class ThrottleRepeats(logging.Filter):
             self._seen.clear()
         self._seen[key] = [now, 0]
         return True
-
