@@ -2,22 +2,27 @@
 
 Spans are written into protobuf as they are built (the batch's `SpanBytes` writer), in small
 chunks, and sent together when the batch is full or due (`send`), so a finished request's values
-are read soon after it ends while one POST still carries hundreds of spans. The connection is kept alive between batches: a new one per batch
-meant a resolve and a connect each time, every blocking call handing the GIL back and forth with
-the event loop's thread. Retries what the OTLP spec calls retryable (429, 502, 503, 504, connection
-errors) with exponential backoff, within the configured timeout; then the batch is counted failed,
-never retried forever. Runs only on the export thread: the blocking stdlib HTTP client is fine here.
+are read soon after it ends while one POST still carries hundreds of spans. The connection is kept
+alive between batches: a new one per batch meant a resolve and a connect each time, every blocking
+call handing the GIL back and forth with the event loop's thread. Retries what the OTLP spec calls
+retryable (429, 502, 503, 504, connection errors) with exponential backoff, within the configured
+timeout; then the batch is counted failed, never retried forever. Runs only on the export thread:
+the blocking stdlib HTTP client is fine here. TLS (a private CA, client certificates) and an
+egress proxy from the environment are honoured as the SDK's exporters honour them.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.client
 import logging
 import socket
 import threading
 import time
-from urllib.parse import urlsplit
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -29,6 +34,29 @@ from gateway.telemetry.span_export import ExportCounts
 log = logging.getLogger("lockgate.telemetry")
 
 _RETRYABLE = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """The HTTP proxy the environment names for the collector (HTTPS_PROXY / HTTP_PROXY, minus
+    NO_PROXY), as the SDK's metric exporter (requests) reads it: where egress must go through one,
+    spans used to try the collector directly and fail while metrics got through."""
+
+    host: str
+    port: int
+    headers: dict[str, str]
+
+    @classmethod
+    def for_url(cls, scheme: str, host: str) -> Proxy | None:
+        address = urllib.request.getproxies().get(scheme)
+        if not address or urllib.request.proxy_bypass(host):
+            return None
+        parts = urlsplit(address if "://" in address else f"http://{address}")
+        headers = {}
+        if parts.username is not None:
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            headers["Proxy-Authorization"] = "Basic " + base64.b64encode(token).decode()
+        return cls(parts.hostname or "127.0.0.1", parts.port or 80, headers)
 
 
 class OtlpHttpSpanBatch:
@@ -45,6 +73,7 @@ class OtlpHttpSpanBatch:
         self._tls = (tls or OtlpTls()).context() if self._https else None
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if self._https else 80)
+        self._proxy = Proxy.for_url(parts.scheme, self._host)
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._connection: http.client.HTTPConnection | None = None
         self._headers = {"Content-Type": "application/x-protobuf", "User-Agent": "lockgate-otlp", **headers}
@@ -139,11 +168,17 @@ class OtlpHttpSpanBatch:
         return None
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        proxy = self._proxy
+        host, port = (proxy.host, proxy.port) if proxy is not None else (self._host, self._port)
+        connection: http.client.HTTPConnection
         if self._tls is not None:
-            self._connection = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._tls)
+            connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls)
         else:
-            self._connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-        return self._connection
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        if proxy is not None:  # a CONNECT tunnel to the collector; TLS, if any, inside it
+            connection.set_tunnel(self._host, self._port, headers=proxy.headers)
+        self._connection = connection
+        return connection
 
     def _close(self) -> None:
         if self._connection is not None:

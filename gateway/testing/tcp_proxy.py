@@ -1,4 +1,5 @@
-"""A loopback TCP proxy that tests can take down and bring back, to make a real store 'unreachable'."""
+"""A loopback TCP proxy that tests can take down and bring back, to make a real store 'unreachable';
+and an HTTP CONNECT proxy, as egress proxies are."""
 
 from __future__ import annotations
 
@@ -28,10 +29,15 @@ class TcpProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    async def _upstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(*self._target)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
+            up_reader, up_writer = await self._upstream(reader, writer)
+        except (OSError, ValueError, EOFError):  # unreachable, or (a CONNECT proxy) a request it does not serve
             writer.close()
             return
         self._writers.update((writer, up_writer))
@@ -75,3 +81,28 @@ class TcpProxy:
         self._run(self._cancel_all())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+class ConnectProxy(TcpProxy):
+    """An HTTP proxy that only tunnels (CONNECT host:port), as egress proxies do; it records each
+    tunnel's target and Proxy-Authorization header."""
+
+    def __init__(self) -> None:
+        super().__init__("", 0)
+        self.tunnels: list[tuple[str, str | None]] = []
+
+    async def _upstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        method, target, _ = head[0].split(" ", 2)
+        if method != "CONNECT":
+            raise ValueError(f"only CONNECT is proxied, not {method}")
+        fields = dict(line.split(": ", 1) for line in head[1:] if ": " in line)
+        self.tunnels.append((target, fields.get("Proxy-Authorization")))
+        host, port = target.rsplit(":", 1)
+        upstream = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+        return upstream
+

@@ -8,6 +8,7 @@ arrived, every span failed certificate verification.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import ssl
 import subprocess
@@ -23,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from gateway.config import parse_config
 from gateway.config.loader import ConfigError
 from gateway.testing.otlp_receiver import Receiver, ReceiverServer
+from gateway.testing.tcp_proxy import ConnectProxy
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import openai_model
 from tests.telemetry.test_export_e2e import SERVER, free_port, start_gateway, stop_gateway
@@ -128,3 +130,33 @@ def test_spans_reach_a_grpc_collector_with_client_certificates_named_in_the_conf
     finally:
         stop_gateway(process)
         server.stop(grace=None)
+
+
+def test_spans_go_through_the_egress_proxy_the_environment_names(
+    tmp_path: Path, upstream: UpstreamServer, pki: Path, mtls_receiver: ReceiverServer
+) -> None:
+    # Where egress must go through a proxy (a SaaS collector from a corporate network), the SDK's
+    # metric exporter followed HTTPS_PROXY and the span writer went direct.
+    proxy = ConnectProxy().start()
+    config = tmp_path / "lockgate.yaml"
+    config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics: false}\n")
+    port = free_port()
+    process = start_gateway(config, port, {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": mtls_receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(pki / "ca.pem"),
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(pki / "client.pem"),
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(pki / "client.key"),
+        "HTTPS_PROXY": f"http://egress:s3cret@127.0.0.1:{proxy.port}", "NO_PROXY": "", "no_proxy": "",
+    })
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        trace_id = raw.headers["x-lockgate-trace-id"]
+        mtls_receiver.receiver.wait_for(lambda r: any(s.trace_id == trace_id for s in r.spans))
+    finally:
+        stop_gateway(process)
+        proxy.stop()
+    target, authorization = proxy.tunnels[0]
+    assert target == f"127.0.0.1:{mtls_receiver.port}"
+    assert authorization == "Basic " + base64.b64encode(b"egress:s3cret").decode()
