@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
@@ -83,7 +84,7 @@ class Telemetry:
 
     def describe(self) -> str:
         s = self.settings
-        tracing = f"tracing to {s.traces_endpoint} ({s.protocol})" if self.recorder and s.traces_endpoint else (
+        tracing = f"tracing to {_shown(s.traces_endpoint)} ({s.protocol})" if self.recorder and s.traces_endpoint else (
             "tracing on" if self.recorder else "tracing off")
         metrics = "metrics off" if not self.metrics else "metrics on" + (" (GET /metrics)" if self.prometheus else "")
         return f"telemetry: {tracing}, {metrics}, service.name={s.service_name}"
@@ -100,4 +101,13 @@ class Telemetry:
         self._shutdowns.clear()
         if counts is not None and counts.failed + counts.dropped > undelivered:
             log.warning("telemetry: %d spans could not be delivered at shutdown (collector %s)",
-                        counts.failed + counts.dropped - undelivered, self.settings.traces_endpoint)
+                        counts.failed + counts.dropped - undelivered, _shown(self.settings.traces_endpoint))
+
+
+def _shown(endpoint: str | None) -> str:
+    """An endpoint for the log: scheme, host, port and path; never credentials or a query (a token)."""
+    if not endpoint:
+        return "-"
+    parts = urlsplit(endpoint)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"

@@ -113,3 +113,11 @@ def test_tracing_on_with_nowhere_to_send_builds_no_spans_and_still_answers_with_
     reply = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
                        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
     assert reply.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", reply.headers["x-lockgate-trace-id"])
+
+
+def test_the_startup_line_shows_the_collector_without_its_credentials() -> None:
+    config = parse_config("telemetry: {metrics: false, otlp: {endpoint: 'https://ingest:tok3n@collector.example:4318'}}\n")
+    telemetry = Telemetry(config, environ={})
+    described = telemetry.describe()
+    telemetry.shutdown()
+    assert "https://collector.example:4318/v1/traces" in described and "tok3n" not in described
