@@ -10,10 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletion
 
 from gateway.testing.otlp_receiver import ReceiverServer
 from gateway.testing.upstream import UpstreamServer
@@ -54,6 +56,14 @@ def start_gateway(config: Path, port: int, env: dict[str, str]) -> subprocess.Po
     raise AssertionError("the gateway did not become ready")
 
 
+def traced_chat(port: int, api_key: str = "unused", **params: Any) -> tuple[ChatCompletion, str]:
+    """One chat through the gateway on `port` with the `openai` SDK: the reply and its trace id."""
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=api_key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        **{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], **params})
+    return raw.parse(), raw.headers["x-lockgate-trace-id"]
+
+
 def stop_gateway(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGINT)
     try:
@@ -78,13 +88,8 @@ def test_spans_and_metrics_reach_an_otlp_http_receiver_from_a_real_gateway_proce
         "OTEL_SERVICE_NAME": "", "OTEL_SDK_DISABLED": "",
     })
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER_KEY, max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(
-            model="gpt-4o", messages=[{"role": "user", "content": "hello"}], temperature=0.5,
-            extra_headers={"x-lockgate-session-id": "sess-e2e"},
-        )
-        reply = raw.parse()
-        trace_id = raw.headers["x-lockgate-trace-id"]
+        reply, trace_id = traced_chat(port, MASTER_KEY, messages=[{"role": "user", "content": "hello"}],
+                                      temperature=0.5, extra_headers={"x-lockgate-session-id": "sess-e2e"})
         got = receiver.receiver
         got.wait_for(lambda r: any(s.kind == SERVER and s.trace_id == trace_id for s in r.spans))
         got.wait_for(lambda r: "gen_ai.client.operation.duration" in r.metric_names)
@@ -156,14 +161,11 @@ def test_spans_still_queued_when_the_gateway_stops_reach_the_collector(
     process = start_gateway(config, port, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
                                            "OTEL_BSP_SCHEDULE_DELAY": "60000"})
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(
-            model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        _, trace_id = traced_chat(port)
         assert not receiver.receiver.spans
     finally:
         stop_gateway(process)
-    assert {s.kind for s in receiver.receiver.spans if s.trace_id == raw.headers["x-lockgate-trace-id"]} \
-        == {SERVER, CLIENT}
+    assert {s.kind for s in receiver.receiver.spans if s.trace_id == trace_id} == {SERVER, CLIENT}
 
 
 def test_a_hung_collector_does_not_hold_up_a_stopping_gateway(tmp_path: Path, upstream: UpstreamServer) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import grpc
-import openai
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -20,7 +20,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from gateway.testing.otlp_receiver import Receiver
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY, openai_model
-from tests.telemetry.test_export_e2e import CLIENT, SERVER, free_port, start_gateway, stop_gateway
+from tests.telemetry.test_export_e2e import (
+    CLIENT,
+    SERVER,
+    free_port,
+    start_gateway,
+    stop_gateway,
+    traced_chat,
+)
 
 
 class TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
@@ -32,15 +39,25 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore
         return ExportTraceServiceResponse()
 
 
-@pytest.fixture
-def grpc_receiver() -> Iterator[tuple[Receiver, int]]:
+@contextmanager
+def grpc_trace_service(credentials: grpc.ServerCredentials | None = None) -> Iterator[tuple[Receiver, int]]:
+    """An OTLP/gRPC trace service on 127.0.0.1 (TLS with `credentials`): its receiver and port."""
     receiver = Receiver()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(receiver), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    address = "127.0.0.1:0"
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     server.start()
-    yield receiver, port
-    server.stop(grace=None)
+    try:
+        yield receiver, port
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.fixture
+def grpc_receiver() -> Iterator[tuple[Receiver, int]]:
+    with grpc_trace_service() as served:
+        yield served
 
 
 def test_spans_reach_an_otlp_grpc_receiver_when_grpc_is_selected(
@@ -56,12 +73,8 @@ def test_spans_reach_an_otlp_grpc_receiver_when_grpc_is_selected(
     port = free_port()
     process = start_gateway(config, port, {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_EXPORTER_OTLP_ENDPOINT": ""})
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER_KEY, max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(
-            model="gpt-4o", messages=[{"role": "user", "content": "hello over grpc"}], max_tokens=20,
-        )
-        reply = raw.parse()
-        trace_id = raw.headers["x-lockgate-trace-id"]
+        reply, trace_id = traced_chat(port, MASTER_KEY, messages=[{"role": "user", "content": "hello over grpc"}],
+                                      max_tokens=20)
         receiver.wait_for(lambda r: any(s.kind == SERVER and s.trace_id == trace_id for s in r.spans))
     finally:
         stop_gateway(process)

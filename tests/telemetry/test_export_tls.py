@@ -13,22 +13,19 @@ import shutil
 import ssl
 import subprocess
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
-import openai
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from gateway.config import parse_config
 from gateway.config.loader import ConfigError
-from gateway.testing.otlp_receiver import Receiver, ReceiverServer
+from gateway.testing.otlp_receiver import ReceiverServer
 from gateway.testing.tcp_proxy import ConnectProxy
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import openai_model
-from tests.telemetry.test_export_e2e import SERVER, free_port, start_gateway, stop_gateway
-from tests.telemetry.test_export_grpc import TraceService
+from tests.telemetry.test_export_e2e import SERVER, free_port, start_gateway, stop_gateway, traced_chat
+from tests.telemetry.test_export_grpc import grpc_trace_service
 
 # The throwaway PKI is made with the openssl command, on every Linux machine and this one's CI.
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -64,23 +61,25 @@ def mtls_receiver(pki: Path) -> Iterator[ReceiverServer]:
     server.stop()
 
 
+def mtls_env(pki: Path, receiver: ReceiverServer) -> dict[str, str]:
+    """The standard variables for export to `receiver` with the test CA and client certificate."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(pki / "ca.pem"),
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(pki / "client.pem"),
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(pki / "client.key"),
+    }
+
+
 def test_spans_and_metrics_reach_a_collector_that_requires_client_certificates(
     tmp_path: Path, upstream: UpstreamServer, pki: Path, mtls_receiver: ReceiverServer
 ) -> None:
     config = tmp_path / "lockgate.yaml"
     config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics_export_interval: 0.5}\n")
     port = free_port()
-    process = start_gateway(config, port, {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": mtls_receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(pki / "ca.pem"),
-        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(pki / "client.pem"),
-        "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(pki / "client.key"),
-    })
+    process = start_gateway(config, port, mtls_env(pki, mtls_receiver))
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(
-            model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-        trace_id = raw.headers["x-lockgate-trace-id"]
+        _, trace_id = traced_chat(port)
         got = mtls_receiver.receiver
         got.wait_for(lambda r: any(s.kind == SERVER and s.trace_id == trace_id for s in r.spans))
         got.wait_for(lambda r: "gen_ai.client.operation.duration" in r.metric_names)
@@ -104,32 +103,24 @@ def test_the_config_file_names_tls_files_that_must_exist_and_a_client_key_with_i
 def test_spans_reach_a_grpc_collector_with_client_certificates_named_in_the_config_file(
     tmp_path: Path, upstream: UpstreamServer, pki: Path
 ) -> None:
-    receiver = Receiver()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(receiver), server)
     credentials = grpc.ssl_server_credentials(
         [((pki / "server.key").read_bytes(), (pki / "server.pem").read_bytes())],
         root_certificates=(pki / "ca.pem").read_bytes(), require_client_auth=True,
     )
-    grpc_port = server.add_secure_port("127.0.0.1:0", credentials)
-    server.start()
-    config = tmp_path / "lockgate.yaml"
-    config.write_text(
-        "model_list:\n" + openai_model("gpt-4o", upstream)
-        + f"telemetry: {{metrics: false, otlp: {{endpoint: 'https://127.0.0.1:{grpc_port}', protocol: grpc,"
-        + f" certificate: '{pki}/ca.pem', client_certificate: '{pki}/client.pem', client_key: '{pki}/client.key'}}}}\n"
-    )
-    port = free_port()
-    process = start_gateway(config, port, {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_EXPORTER_OTLP_ENDPOINT": ""})
-    try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(
-            model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-        trace_id = raw.headers["x-lockgate-trace-id"]
-        receiver.wait_for(lambda r: any(s.kind == SERVER and s.trace_id == trace_id for s in r.spans))
-    finally:
-        stop_gateway(process)
-        server.stop(grace=None)
+    with grpc_trace_service(credentials) as (receiver, grpc_port):
+        config = tmp_path / "lockgate.yaml"
+        config.write_text(
+            "model_list:\n" + openai_model("gpt-4o", upstream)
+            + f"telemetry: {{metrics: false, otlp: {{endpoint: 'https://127.0.0.1:{grpc_port}', protocol: grpc,"
+            + f" certificate: '{pki}/ca.pem', client_certificate: '{pki}/client.pem', client_key: '{pki}/client.key'}}}}\n"
+        )
+        port = free_port()
+        process = start_gateway(config, port, {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_EXPORTER_OTLP_ENDPOINT": ""})
+        try:
+            _, trace_id = traced_chat(port)
+            receiver.wait_for(lambda r: any(s.kind == SERVER and s.trace_id == trace_id for s in r.spans))
+        finally:
+            stop_gateway(process)
 
 
 def test_spans_go_through_the_egress_proxy_the_environment_names(
@@ -142,17 +133,11 @@ def test_spans_go_through_the_egress_proxy_the_environment_names(
     config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics: false}\n")
     port = free_port()
     process = start_gateway(config, port, {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": mtls_receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(pki / "ca.pem"),
-        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(pki / "client.pem"),
-        "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(pki / "client.key"),
+        **mtls_env(pki, mtls_receiver),
         "HTTPS_PROXY": f"http://egress:s3cret@127.0.0.1:{proxy.port}", "NO_PROXY": "", "no_proxy": "",
     })
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(
-            model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-        trace_id = raw.headers["x-lockgate-trace-id"]
+        _, trace_id = traced_chat(port)
         mtls_receiver.receiver.wait_for(lambda r: any(s.trace_id == trace_id for s in r.spans))
     finally:
         stop_gateway(process)
