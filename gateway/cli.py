@@ -55,7 +55,7 @@ def _run(config_path: Path, host: str | None, port: int | None, workers: int | N
         access_log=False,  # uvicorn's own: Lockgate's (server.access_log) carries the request and trace ids
         log_level=log_level,
         log_config=_log_config(log_level),
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=config.server.shutdown_grace,
     )
 
 

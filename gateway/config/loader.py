@@ -230,7 +230,7 @@ def _to_runtime(parsed: ConfigFile, problems: list[str], warnings: list[str]) ->
         ),
         server=ServerConfig(
             host=server.host, port=server.port, workers=server.workers, max_body_bytes=server.max_body_bytes,
-            access_log=server.access_log,
+            access_log=server.access_log, shutdown_grace=server.shutdown_grace,
         ),
         master_key=parsed.general_settings.master_key,
         keys=keys,

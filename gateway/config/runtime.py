@@ -103,6 +103,7 @@ class ServerConfig:
     workers: int = 1
     max_body_bytes: int = 4 * 1024 * 1024
     access_log: bool = False
+    shutdown_grace: int = 10
 
 
 @dataclass(frozen=True, slots=True)

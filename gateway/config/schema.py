@@ -102,6 +102,9 @@ class ServerSection(Strict):
     request_timeout: float | None = Field(default=None, gt=0)
     # One INFO line per request on the `lockgate.access` logger (ids, status, model, deployment, cost).
     access_log: bool = False
+    # On SIGTERM, seconds the requests in flight get to finish before they are cut off (a stream from
+    # a reasoning model can take minutes). Requests waiting for a reviewer answer at once regardless.
+    shutdown_grace: int = Field(default=10, ge=0)
 
 
 class StaticKey(Strict):
