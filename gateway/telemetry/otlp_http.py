@@ -40,7 +40,8 @@ _RETRYABLE = frozenset({429, 502, 503, 504})
 class Proxy:
     """The HTTP proxy the environment names for the collector (HTTPS_PROXY / HTTP_PROXY, minus
     NO_PROXY), as the SDK's metric exporter (requests) reads it: where egress must go through one,
-    spans used to try the collector directly and fail while metrics got through."""
+    spans used to try the collector directly and fail while metrics got through. `headers` go to
+    the proxy (its credentials)."""
 
     host: str
     port: int
@@ -77,6 +78,11 @@ class OtlpHttpSpanBatch:
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._connection: http.client.HTTPConnection | None = None
         self._headers = {"Content-Type": "application/x-protobuf", "User-Agent": "lockgate-otlp", **headers}
+        if self._proxy is not None and not self._https:
+            # Plain HTTP goes to the proxy itself, the collector's whole URL as the target (as requests
+            # sends it: many proxies tunnel only to port 443); HTTPS goes through a CONNECT tunnel.
+            self._path = f"http://{self._host}:{self._port}{self._path}"
+            self._headers.update(self._proxy.headers)
         if compression == "gzip":
             self._headers["Content-Encoding"] = "gzip"
         self._gzip = compression == "gzip"
@@ -175,7 +181,7 @@ class OtlpHttpSpanBatch:
             connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls)
         else:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
-        if proxy is not None:  # a CONNECT tunnel to the collector; TLS, if any, inside it
+        if proxy is not None and self._tls is not None:  # a CONNECT tunnel to the collector, TLS inside it
             connection.set_tunnel(self._host, self._port, headers=proxy.headers)
         self._connection = connection
         return connection

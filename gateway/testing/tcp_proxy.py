@@ -84,25 +84,35 @@ class TcpProxy:
 
 
 class ConnectProxy(TcpProxy):
-    """An HTTP proxy that only tunnels (CONNECT host:port), as egress proxies do; it records each
-    tunnel's target and Proxy-Authorization header."""
+    """An HTTP egress proxy: HTTPS through a CONNECT tunnel, plain HTTP forwarded (a request whose
+    target is a whole URL). It records each connection's method (CONNECT, or the forwarded request's),
+    target (`host:port`) and the Proxy-Authorization header it came with."""
 
     def __init__(self) -> None:
         super().__init__("", 0)
-        self.tunnels: list[tuple[str, str | None]] = []
+        self.tunnels: list[tuple[str, str, str | None]] = []
 
     async def _upstream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        method, target, _ = head[0].split(" ", 2)
-        if method != "CONNECT":
-            raise ValueError(f"only CONNECT is proxied, not {method}")
+        method, target, version = head[0].split(" ", 2)
         fields = dict(line.split(": ", 1) for line in head[1:] if ": " in line)
-        self.tunnels.append((target, fields.get("Proxy-Authorization")))
-        host, port = target.rsplit(":", 1)
-        upstream = await asyncio.open_connection(host, int(port))
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await writer.drain()
-        return upstream
+        if method == "CONNECT":
+            address, path = target, ""
+        elif target.startswith("http://"):
+            address, _, rest = target.removeprefix("http://").partition("/")
+            path = "/" + rest
+        else:
+            raise ValueError(f"not a proxy request: {head[0]}")
+        self.tunnels.append((method, address, fields.get("Proxy-Authorization")))
+        host, port = address.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        if method == "CONNECT":
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
+        else:  # this one request, in origin form, without the proxy's header; one request a connection
+            kept = [line for line in head[1:] if line and not line.lower().startswith(("proxy-", "connection:"))]
+            up_writer.write("\r\n".join([f"{method} {path} {version}", *kept, "Connection: close", "", ""]).encode())
+        return up_reader, up_writer
 

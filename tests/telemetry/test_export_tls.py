@@ -142,6 +142,29 @@ def test_spans_go_through_the_egress_proxy_the_environment_names(
     finally:
         stop_gateway(process)
         proxy.stop()
-    target, authorization = proxy.tunnels[0]
-    assert target == f"127.0.0.1:{mtls_receiver.port}"
-    assert authorization == "Basic " + base64.b64encode(b"egress:s3cret").decode()
+    assert proxy.tunnels[0] == ("CONNECT", f"127.0.0.1:{mtls_receiver.port}",
+                                "Basic " + base64.b64encode(b"egress:s3cret").decode())
+
+
+def test_spans_to_a_plain_http_collector_go_to_the_proxy_as_whole_urls(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
+    # Not a CONNECT tunnel: many proxies tunnel only to port 443 (requests, for the metrics, does the same).
+    proxy = ConnectProxy().start()
+    receiver = ReceiverServer().start()
+    config = tmp_path / "lockgate.yaml"
+    config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics: false}\n")
+    port = free_port()
+    process = start_gateway(config, port, {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "HTTP_PROXY": f"http://egress:s3cret@127.0.0.1:{proxy.port}", "NO_PROXY": "", "no_proxy": "",
+    })
+    try:
+        _, trace_id = traced_chat(port)
+        receiver.receiver.wait_for(lambda r: any(s.trace_id == trace_id for s in r.spans))
+    finally:
+        stop_gateway(process)
+        proxy.stop()
+        receiver.stop()
+    assert proxy.tunnels[0] == ("POST", f"127.0.0.1:{receiver.port}",
+                                "Basic " + base64.b64encode(b"egress:s3cret").decode())
