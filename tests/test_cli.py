@@ -60,12 +60,12 @@ def running(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
 def test_check_reports_each_problem_with_its_path(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("model_list:\n  - model_name: a\n    litellm_params: {model: fake/a, wieght: 2}\nserver: {prot: 1}\n")
-    result = subprocess.run([*LOCKGATE, "check", str(bad)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*LOCKGATE, "check", str(bad)], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert "server.prot: unknown key; did you mean 'port'?" in result.stderr
     good = tmp_path / "good.yaml"
     good.write_text("model_list:\n  - model_name: a\n    litellm_params: {model: fake/a, wieght: 2}\n")
-    result = subprocess.run([*LOCKGATE, "check", str(good)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*LOCKGATE, "check", str(good)], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "model_list[0].litellm_params.wieght: LiteLLM setting not implemented" in result.stdout
     assert "1 model groups, 1 deployments" in result.stdout
@@ -82,7 +82,7 @@ def test_serve_refuses_a_sqlite_store_it_cannot_write(tmp_path: Path) -> None:
         f"store: sqlite:///{tmp_path / 'state' / 'lockgate.db'}\n"
     )
     result = subprocess.run([*LOCKGATE, "serve", "--config", str(config), "--port", str(free_port())],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert "store: the SQLite database" in result.stderr and "cannot be opened for writing" in result.stderr
 

@@ -16,7 +16,7 @@ from tests.policies.oversight import WIRE, Admin, hold_config, sqlite_url
 
 def lockgate(gateway: GatewayServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"LOCKGATE_URL": gateway.url, "LOCKGATE_MASTER_KEY": MASTER_KEY, "LOCKGATE_USER": "gina", "PATH": ""}
-    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, env=env, timeout=60, check=False)
 
 
 def test_approve_from_the_cli_and_pause_a_session(
