@@ -73,6 +73,7 @@ class Approvals:
         self.settings = settings
         # Waiters in this process, woken at once by decisions made in this process.
         self._wakers: dict[str, asyncio.Event] = {}
+        self._waiters: dict[str, int] = {}  # how many wait on each waker: it goes with the last of them
         self._stopping = False  # the gateway is shutting down: every wait ends at once
         # Which requests and sessions may have a hold: re-attaching reads the store only for those.
         self.index = HoldIndex(store)
@@ -183,7 +184,9 @@ class Approvals:
         """The approval once decided, or as it stands after `seconds`."""
         loop = asyncio.get_running_loop()
         until = loop.time() + max(0.0, seconds)
+        # One waker per approval, shared by its waiters (a request and its client's retry, say).
         waker = self._wakers.setdefault(approval_id, asyncio.Event())
+        self._waiters[approval_id] = self._waiters.get(approval_id, 0) + 1
         approval: Approval | None = None
         try:
             while True:
@@ -200,7 +203,11 @@ class Approvals:
                     pass
                 waker.clear()
         finally:
-            self._wakers.pop(approval_id, None)
+            left = self._waiters.pop(approval_id) - 1
+            if left:
+                self._waiters[approval_id] = left
+            else:
+                self._wakers.pop(approval_id, None)
 
     def stop_waiting(self) -> None:
         """The gateway is shutting down: every wait, now and later, ends with the approval as it stands."""

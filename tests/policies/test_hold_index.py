@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.config.policies import ApprovalsSection
+from gateway.policies import approvals as approvals_module
 from gateway.policies.approvals import Approvals
 from gateway.policies.hold_index import HoldIndex
 from gateway.store import Store, open_store
@@ -130,3 +131,23 @@ async def test_a_hold_whose_request_is_cancelled_mid_write_is_still_stored_whole
     found = await approvals.for_request("fp-gone")
     assert found is not None and found.value["session_id"] == "sess-gone"
     assert [(r.action, r.target) for r in await store.audit_range()] == [("approval.hold", found.id)]
+
+
+async def test_a_decision_wakes_a_waiter_after_another_waiter_of_the_same_hold_left(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A held request and its client's retry wait on one hold; the first client hangs up. The decision
+    # must still wake the retry at once: before, the first waiter took the shared waker with it and
+    # the retry learned of the decision only at its next poll of the store.
+    monkeypatch.setattr(approvals_module, "_POLL", 60.0)  # so only the wake-up can end the wait in time
+    approvals = Approvals(store, ApprovalsSection())
+    approval_id = await hold(approvals, "fp-both", "sess-both")
+    leaving = asyncio.ensure_future(approvals.wait(approval_id, 60))
+    staying = asyncio.ensure_future(approvals.wait(approval_id, 60))
+    await asyncio.sleep(0)  # both are waiting now (they reached their first store read)
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    await approvals.decide(approval_id, "approve", by="rita")
+    decided = await asyncio.wait_for(staying, 10)
+    assert decided is not None and decided.decided
