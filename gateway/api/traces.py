@@ -5,7 +5,8 @@ spans here with its gateway key; the gateway forwards the bytes untouched (proto
 or not) to the OTLP/HTTP endpoint it exports its own spans to, with its own exporter headers, so
 the agent needs to know one endpoint only. The collector's answer (status and body) goes back to the
 agent's exporter, which retries what OTLP says is retryable. A gateway that exports no traces over
-OTLP/HTTP answers 501 rather than dropping the spans silently.
+OTLP/HTTP answers 501 rather than dropping the spans silently. The collector is reached as the
+gateway's own spans reach it: its TLS files and the environment's egress proxy.
 """
 
 from __future__ import annotations
@@ -31,11 +32,17 @@ class TracesApi:
         self._endpoint = settings.traces_endpoint if forwards else None
         self._headers = dict(settings.headers)
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
+        # The same TLS (a private CA, client certificates) as the gateway's own spans; None: the defaults.
+        https = self._endpoint is not None and self._endpoint.startswith("https://")
+        self._tls = settings.traces_tls.context() if https else None
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self._endpoint is not None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            # trust_env: the egress proxy the environment names (HTTPS_PROXY minus NO_PROXY), as for the
+            # gateway's own spans.
+            connector = aiohttp.TCPConnector(ssl=self._tls) if self._tls is not None else None
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector, trust_env=True)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from gateway.config import parse_config
 from gateway.config.loader import ConfigError
@@ -168,3 +171,22 @@ def test_spans_to_a_plain_http_collector_go_to_the_proxy_as_whole_urls(
         receiver.stop()
     assert proxy.tunnels[0] == ("POST", f"127.0.0.1:{receiver.port}",
                                 "Basic " + base64.b64encode(b"egress:s3cret").decode())
+
+
+def test_an_agents_spans_forwarded_by_the_gateway_reach_the_collector_with_the_same_certificates(
+    tmp_path: Path, upstream: UpstreamServer, pki: Path, mtls_receiver: ReceiverServer
+) -> None:
+    config = tmp_path / "lockgate.yaml"
+    config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics: false}\n")
+    port = free_port()
+    process = start_gateway(config, port, mtls_env(pki, mtls_receiver))
+    agent_span = Span(trace_id=bytes.fromhex("ab" * 16), span_id=bytes.fromhex("cd" * 8), name="tool search",
+                      start_time_unix_nano=1, end_time_unix_nano=2)
+    body = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[agent_span])])])
+    try:
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/traces", content=body.SerializeToString(),
+                            headers={"content-type": "application/x-protobuf", "authorization": "Bearer unused"})
+        assert answer.status_code == 200, answer.text
+        mtls_receiver.receiver.wait_for(lambda r: any(s.name == "tool search" for s in r.spans))
+    finally:
+        stop_gateway(process)
