@@ -43,7 +43,8 @@ class WebhookPoster:
     async def deliver(self, url: str, body: bytes, timeout: float | None = None) -> bool:
         """Post with exponential backoff between attempts; True once the webhook took it."""
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # trust_env: the egress proxy the environment names (Slack is outside the network).
+            self._session = aiohttp.ClientSession(trust_env=True)
         limit = aiohttp.ClientTimeout(total=timeout or self._timeout)
         for attempt in range(self._attempts):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,8 +22,11 @@ def gateway_processes(config: Path, count: int, *extra_args: str) -> Iterator[li
 
 
 @contextmanager
-def gateway_replicas(config: Path, count: int, *extra_args: str) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
-    """Like `gateway_processes`, with each process too (a test may stop or kill one itself).
+def gateway_replicas(
+    config: Path, count: int, *extra_args: str, environ: dict[str, str] | None = None
+) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """Like `gateway_processes`, with each process too (a test may stop or kill one itself), and
+    `environ` added to their environment.
 
     Each process writes its output to a file next to the config (an unread pipe could fill and block
     it), kept for a failing test's post-mortem.
@@ -35,7 +39,7 @@ def gateway_replicas(config: Path, count: int, *extra_args: str) -> Iterator[lis
             log = (config.parent / f"replica-{i}.log").open("wb")
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), *extra_args],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(environ or {})},
             ))
             urls.append(f"http://127.0.0.1:{port}")
         for url, process in zip(urls, processes, strict=True):

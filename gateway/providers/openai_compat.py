@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.egress import proxy_for
 from gateway.errors import UpstreamFailure, scrub_secrets
 from gateway.providers.base import DONE_EVENT, JsonReply, Summary, UpstreamCall, Usage, parse_retry_after
 from gateway.providers.sse import SSEDecoder
@@ -37,6 +38,8 @@ class OpenAICompatProvider:
         self._session = aiohttp.ClientSession(
             connector=connector, headers={"User-Agent": _USER_AGENT}, cookie_jar=aiohttp.DummyCookieJar()
         )
+        # The environment's egress proxy per upstream base URL, read once (see gateway/egress.py).
+        self._proxies: dict[str, tuple[str | None, aiohttp.BasicAuth | None]] = {}
 
     async def aclose(self) -> None:
         if hasattr(self, "_session"):
@@ -105,12 +108,16 @@ class OpenAICompatProvider:
             headers["Authorization"] = f"Bearer {deployment.api_key}"
         if call.traceparent is not None:
             headers["traceparent"] = call.traceparent
-        url = f"{deployment.api_base}{path}"
+        base = deployment.api_base or ""
+        url = f"{base}{path}"
+        proxy = self._proxies.get(base) or self._proxy(base)
         loop = asyncio.get_running_loop()
         limit = deadline - loop.time()
         try:
             async with asyncio.timeout_at(deadline):
-                response = await self._session.post(url, data=body, headers=headers, timeout=timeout)
+                response = await self._session.post(
+                    url, data=body, headers=headers, timeout=timeout, proxy=proxy[0], proxy_auth=proxy[1]
+                )
         except aiohttp.ConnectionTimeoutError:
             # Nothing was sent: as safe to retry as a refused connection.
             raise UpstreamFailure("connect", f"no connection within {timeout.sock_connect:g}s") from None
@@ -126,6 +133,12 @@ class OpenAICompatProvider:
             finally:
                 response.release()
         return response
+
+    def _proxy(self, api_base: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+        found = proxy_for(api_base)
+        auth = aiohttp.BasicAuth(found.username, found.password or "") if found and found.username else None
+        entry = self._proxies[api_base] = (found.url if found else None, auth)
+        return entry
 
 
 class PassthroughStream:

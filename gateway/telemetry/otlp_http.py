@@ -13,20 +13,18 @@ egress proxy from the environment are honoured as the SDK's exporters honour the
 
 from __future__ import annotations
 
-import base64
 import gzip
 import http.client
 import logging
 import socket
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from gateway.egress import proxy_for
 from gateway.telemetry.otlp_encode import SpanBytes, wrap_span_messages
 from gateway.telemetry.settings import OtlpTls
 from gateway.telemetry.span_export import ExportCounts
@@ -34,30 +32,6 @@ from gateway.telemetry.span_export import ExportCounts
 log = logging.getLogger("lockgate.telemetry")
 
 _RETRYABLE = frozenset({429, 502, 503, 504})
-
-
-@dataclass(frozen=True, slots=True)
-class Proxy:
-    """The HTTP proxy the environment names for the collector (HTTPS_PROXY / HTTP_PROXY, minus
-    NO_PROXY), as the SDK's metric exporter (requests) reads it: where egress must go through one,
-    spans used to try the collector directly and fail while metrics got through. `headers` go to
-    the proxy (its credentials)."""
-
-    host: str
-    port: int
-    headers: dict[str, str]
-
-    @classmethod
-    def for_url(cls, scheme: str, host: str) -> Proxy | None:
-        address = urllib.request.getproxies().get(scheme)
-        if not address or urllib.request.proxy_bypass(host):
-            return None
-        parts = urlsplit(address if "://" in address else f"http://{address}")
-        headers = {}
-        if parts.username is not None:
-            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-            headers["Proxy-Authorization"] = "Basic " + base64.b64encode(token).decode()
-        return cls(parts.hostname or "127.0.0.1", parts.port or 80, headers)
 
 
 class OtlpHttpSpanBatch:
@@ -74,7 +48,7 @@ class OtlpHttpSpanBatch:
         self._tls = (tls or OtlpTls()).context() if self._https else None
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if self._https else 80)
-        self._proxy = Proxy.for_url(parts.scheme, self._host)
+        self._proxy = proxy_for(endpoint)  # the environment's egress proxy, as the SDK's exporters follow it
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._connection: http.client.HTTPConnection | None = None
         self._headers = {"Content-Type": "application/x-protobuf", "User-Agent": "lockgate-otlp", **headers}

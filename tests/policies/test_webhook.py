@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.testing.tcp_proxy import ConnectProxy
 from gateway.testing.upstream import UpstreamServer
 from gateway.testing.webhook_receiver import WebhookReceiver
 from tests.conftest import GatewayFactory
@@ -76,3 +77,20 @@ def test_a_hung_webhook_does_not_hold_up_a_stopping_gateway(upstream: UpstreamSe
     log = (tmp_path / "replica-0.log").read_text()
     assert "1 hold announcement webhook deliveries given up at shutdown" in log, log
     assert "Traceback" not in log, log
+
+
+def test_hold_announcements_follow_the_egress_proxy_the_environment_names(
+    upstream: UpstreamServer, tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    proxy = ConnectProxy().start()
+    config = tmp_path / "lockgate.yaml"
+    config.write_text(with_webhooks(upstream, tmp_path, f"  webhooks: [{{url: '{receiver.url}/json'}}]\n"))
+    try:
+        environ = {"HTTP_PROXY": f"http://127.0.0.1:{proxy.port}", "NO_PROXY": "", "no_proxy": ""}
+        with gateway_replicas(config, 1, environ=environ) as [(url, _)]:
+            agent = client(type("Gateway", (), {"url": url})())  # type: ignore[arg-type]
+            agent.chat.completions.create(model="gpt-4o", messages=ask("pay"), tools=[WIRE])
+            receiver.wait_for(1)
+    finally:
+        proxy.stop()
+    assert ("POST", f"127.0.0.1:{receiver.port}", None) in proxy.tunnels
