@@ -23,7 +23,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from gateway.config import parse_config
 from gateway.config.loader import ConfigError
-from gateway.testing.otlp_receiver import ReceiverServer
+from gateway.testing.otlp_receiver import Receiver, ReceiverServer
 from gateway.testing.tcp_proxy import ConnectProxy
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import openai_model
@@ -74,20 +74,30 @@ def mtls_env(pki: Path, receiver: ReceiverServer) -> dict[str, str]:
     }
 
 
+def chat_and_see_its_spans(
+    tmp_path: Path, upstream: UpstreamServer, receiver: Receiver, environ: dict[str, str],
+    telemetry: str = "{metrics: false}", metric: str | None = None,
+) -> None:
+    """A gateway process with `environ` serves one chat; its SERVER span (and `metric`, when named)
+    reaches `receiver` before the gateway stops."""
+    config = tmp_path / "lockgate.yaml"
+    config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + f"telemetry: {telemetry}\n")
+    port = free_port()
+    process = start_gateway(config, port, environ)
+    try:
+        _, trace_id = traced_chat(port)
+        receiver.wait_for(lambda r: any(s.kind == SERVER and s.trace_id == trace_id for s in r.spans))
+        if metric is not None:
+            receiver.wait_for(lambda r: metric in r.metric_names)
+    finally:
+        stop_gateway(process)
+
+
 def test_spans_and_metrics_reach_a_collector_that_requires_client_certificates(
     tmp_path: Path, upstream: UpstreamServer, pki: Path, mtls_receiver: ReceiverServer
 ) -> None:
-    config = tmp_path / "lockgate.yaml"
-    config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics_export_interval: 0.5}\n")
-    port = free_port()
-    process = start_gateway(config, port, mtls_env(pki, mtls_receiver))
-    try:
-        _, trace_id = traced_chat(port)
-        got = mtls_receiver.receiver
-        got.wait_for(lambda r: any(s.kind == SERVER and s.trace_id == trace_id for s in r.spans))
-        got.wait_for(lambda r: "gen_ai.client.operation.duration" in r.metric_names)
-    finally:
-        stop_gateway(process)
+    chat_and_see_its_spans(tmp_path, upstream, mtls_receiver.receiver, mtls_env(pki, mtls_receiver),
+                           telemetry="{metrics_export_interval: 0.5}", metric="gen_ai.client.operation.duration")
 
 
 def test_the_config_file_names_tls_files_that_must_exist_and_a_client_key_with_its_certificate(pki: Path) -> None:
@@ -132,18 +142,12 @@ def test_spans_go_through_the_egress_proxy_the_environment_names(
     # Where egress must go through a proxy (a SaaS collector from a corporate network), the SDK's
     # metric exporter followed HTTPS_PROXY and the span writer went direct.
     proxy = ConnectProxy().start()
-    config = tmp_path / "lockgate.yaml"
-    config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics: false}\n")
-    port = free_port()
-    process = start_gateway(config, port, {
-        **mtls_env(pki, mtls_receiver),
-        "HTTPS_PROXY": f"http://egress:s3cret@127.0.0.1:{proxy.port}", "NO_PROXY": "", "no_proxy": "",
-    })
     try:
-        _, trace_id = traced_chat(port)
-        mtls_receiver.receiver.wait_for(lambda r: any(s.trace_id == trace_id for s in r.spans))
+        chat_and_see_its_spans(tmp_path, upstream, mtls_receiver.receiver, {
+            **mtls_env(pki, mtls_receiver),
+            "HTTPS_PROXY": f"http://egress:s3cret@127.0.0.1:{proxy.port}", "NO_PROXY": "", "no_proxy": "",
+        })
     finally:
-        stop_gateway(process)
         proxy.stop()
     assert proxy.tunnels[0] == ("CONNECT", f"127.0.0.1:{mtls_receiver.port}",
                                 "Basic " + base64.b64encode(b"egress:s3cret").decode())
@@ -155,18 +159,12 @@ def test_spans_to_a_plain_http_collector_go_to_the_proxy_as_whole_urls(
     # Not a CONNECT tunnel: many proxies tunnel only to port 443 (requests, for the metrics, does the same).
     proxy = ConnectProxy().start()
     receiver = ReceiverServer().start()
-    config = tmp_path / "lockgate.yaml"
-    config.write_text("model_list:\n" + openai_model("gpt-4o", upstream) + "telemetry: {metrics: false}\n")
-    port = free_port()
-    process = start_gateway(config, port, {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "HTTP_PROXY": f"http://egress:s3cret@127.0.0.1:{proxy.port}", "NO_PROXY": "", "no_proxy": "",
-    })
     try:
-        _, trace_id = traced_chat(port)
-        receiver.receiver.wait_for(lambda r: any(s.trace_id == trace_id for s in r.spans))
+        chat_and_see_its_spans(tmp_path, upstream, receiver.receiver, {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "HTTP_PROXY": f"http://egress:s3cret@127.0.0.1:{proxy.port}", "NO_PROXY": "", "no_proxy": "",
+        })
     finally:
-        stop_gateway(process)
         proxy.stop()
         receiver.stop()
     # (The chat's own upstream call goes through the proxy too, as plain HTTP.)
