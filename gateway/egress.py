@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 
@@ -19,7 +19,7 @@ class Proxy:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
 
     @property
     def url(self) -> str:
