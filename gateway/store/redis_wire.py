@@ -88,11 +88,24 @@ class RedisWire:
             try:
                 async with asyncio.timeout(self._timeout):
                     return await future
+            except TimeoutError:
+                # No answer in time. The connection may be dead without knowing it (a failover behind a
+                # virtual IP, a NAT entry dropped): kept, it timed every later command out until TCP
+                # gave up on it, many minutes on. Dropped, the next command connects anew; the others
+                # waiting on it are sent once more on the new one (they are idempotent).
+                self._drop(writer)
+                raise
             except ConnectionError:
                 if attempt or not reused:
                     raise
                 # A connection that broke while idle (Redis restarted, a proxy dropped it): once more.
         raise AssertionError("unreachable")
+
+    def _drop(self, writer: asyncio.StreamWriter) -> None:
+        """Close `writer`'s connection: its reader then fails whatever still waits on it."""
+        if self._writer is writer:
+            self._writer = None
+        writer.close()
 
     async def _connect(self) -> asyncio.StreamWriter:
         async with self._connecting:

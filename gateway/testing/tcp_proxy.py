@@ -15,6 +15,7 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._frozen = asyncio.Event()  # the connections open now stop carrying bytes (see `freeze`)
         self.port = 0
 
     def start(self) -> TcpProxy:
@@ -42,9 +43,13 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
 
+        frozen = self._frozen
+
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await src.read(65536):
+                    if frozen.is_set():
+                        await asyncio.Event().wait()  # a dead path: nothing more goes through, nothing closes
                     dst.write(data)
                     await dst.drain()
             dst.close()
@@ -68,6 +73,16 @@ class TcpProxy:
     def up(self) -> None:
         """Listen again on the same port."""
         self._run(self._listen())
+
+    def freeze(self) -> None:
+        """The connections open now go silent without closing, as after a failover behind a virtual IP
+        or a dropped NAT entry; connections made afterwards work."""
+
+        async def freeze() -> None:
+            self._frozen.set()
+            self._frozen = asyncio.Event()
+
+        self._run(freeze())
 
     async def _cancel_all(self) -> None:
         current = asyncio.current_task()

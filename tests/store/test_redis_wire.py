@@ -112,3 +112,25 @@ async def test_counters_keep_the_expiry_of_their_window(redis_prefix: str) -> No
     finally:
         await client.aclose()
         await store.aclose()
+
+
+async def test_a_connection_gone_silent_is_dropped_and_the_next_call_connects_anew(redis_prefix: str) -> None:
+    # A failover behind a virtual IP, a NAT entry dropped: the open connection takes commands and never
+    # answers, and nothing closes it. Kept, it timed every later command out (a 503 for every request
+    # that reserves budget) until TCP gave up on it, many minutes on.
+    proxy = TcpProxy("127.0.0.1", 6379).start()
+    store = RedisStore(f"redis://127.0.0.1:{proxy.port}/0?prefix={redis_prefix}", timeout=0.5)
+    try:
+        assert (await store.reserve("a", [budget("g", 10, 100)], NOW, NOW + 60)).ok
+        assert await store.doc_get("docs", "x", NOW) is None
+        proxy.freeze()
+        with pytest.raises(StoreUnavailable):
+            await store.reserve("b", [budget("g", 10, 100)], NOW, NOW + 60)
+        with pytest.raises(StoreUnavailable):
+            await store.doc_get("docs", "x", NOW)
+        # Redis itself is fine: the next calls reach it on new connections.
+        assert (await store.reserve("c", [budget("g", 10, 100)], NOW, NOW + 60)).ok
+        assert await store.doc_get("docs", "x", NOW) is None
+    finally:
+        await store.aclose()
+        proxy.stop()
