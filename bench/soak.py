@@ -33,7 +33,7 @@ and exits 1 if anything is wrong:
 - the gateways' resident memory after the run, against after the warm-up, is printed.
 
     python bench/soak.py [--seconds 60] [--clients 32] [--seed 1] [--store redis|sqlite] [--replicas 2]
-                         [--outage none|store|collector|restart]
+                         [--outage none|store|store-silent|collector|restart]
 """
 
 from __future__ import annotations
@@ -195,12 +195,13 @@ async def settled_metrics(session: aiohttp.ClientSession, port: int, seconds: fl
         await asyncio.sleep(0.5)
 
 
-async def outage(proxy: TcpProxy | None, seconds: float, tally: Tally) -> None:
-    """Cut what `proxy` stands in front of for the middle third of the run, then bring it back."""
+async def outage(proxy: TcpProxy | None, seconds: float, tally: Tally, silent: bool = False) -> None:
+    """Cut what `proxy` stands in front of for the middle third of the run, then bring it back.
+    `silent`: a partition instead, its open connections left hanging with no answer and no close."""
     if proxy is None:
         return
     await asyncio.sleep(seconds / 3)
-    await asyncio.to_thread(proxy.down)
+    await asyncio.to_thread(proxy.partition if silent else proxy.down)
     tally.phase = "during"
     await asyncio.sleep(seconds / 3)
     await asyncio.to_thread(proxy.up)
@@ -250,7 +251,8 @@ async def soak(args: argparse.Namespace, ports: list[int], gateways: list[subpro
         tally.phase = "before"
         stop = time.monotonic() + args.seconds
         started = time.monotonic()
-        disruption = restart.run(gateways, args.seconds, tally) if restart else outage(proxy, args.seconds, tally)
+        disruption = restart.run(gateways, args.seconds, tally) if restart else outage(
+            proxy, args.seconds, tally, silent=args.outage == "store-silent")
         await load(session, admin, [disruption,
                                     *(client(session, urls[n % len(urls)], n, stop, tally) for n in range(args.clients))],
                    tally)
@@ -273,6 +275,7 @@ async def soak(args: argparse.Namespace, ports: list[int], gateways: list[subpro
 def checks(args: argparse.Namespace, run: Run) -> list[str]:
     """What an operator would check after a bad day; each failure as a sentence."""
     tally, problems = run.tally, list(run.tally.problems)
+    store_out = args.outage in ("store", "store-silent")  # what a store outage must cost is not a problem
     requests = sum(metric_sum(run.metrics, "lockgate_requests_total").values())
     attempts = sum(metric_sum(run.metrics, "lockgate_attempts_total").values())
     spans = metric_sum(run.metrics, "lockgate_telemetry_spans_total", "lockgate_export_result")
@@ -298,12 +301,12 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
             problems.append(f"{name}: spent ${budget['spent_usd']} of a ${budget['limit_usd']} limit")
         # Nothing is in flight: every reservation was settled or released, a client hanging up included
         # (a store outage strands the reservations it caught until their TTL sweeps them: not checked).
-        if budget["reserved_usd"] and args.outage != "store":
+        if budget["reserved_usd"] and not store_out:
             problems.append(f"{name}: ${budget['reserved_usd']} still reserved with nothing in flight")
     # Every budget refusal is accounted for in the audit log (repeats folded into counts), unless the store
     # was away to write it to.
     refused = tally.errors[(429, "budget_exceeded")]
-    if run.audited["budget.refused"] != refused and args.outage != "store":
+    if run.audited["budget.refused"] != refused and not store_out:
         problems.append(f"{refused} budget refusals, {run.audited['budget.refused']} audited")
     # Every hold was decided by the reviewer, and no client was left with an "awaiting approval" reply;
     # each hold verdict stored a hold, and each hold and decision is in the audit log.
@@ -318,12 +321,12 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
     if run.restart is not None and run.restart.stopped_in >= GRACE_SECONDS - 0.5:
         problems.append(f"the gateway took {run.restart.stopped_in:.1f} s to stop: its grace period ran out")
     # (A stopping gateway answers its held calls at once, "awaiting approval": allowed in a restart.)
-    if tally.held["awaiting"] and args.outage not in ("store", "restart"):
+    if tally.held["awaiting"] and not store_out and args.outage != "restart":
         problems.append(f"{tally.held['awaiting']} held calls timed out awaiting a reviewer who could decide")
     decided = sum(tally.decided.values())
     held = (run.audited["policy.hold"], run.audited["approval.hold"],
             run.audited["approval.approve"] + run.audited["approval.deny"])
-    if args.outage != "store" and held != (decided, decided, decided):
+    if not store_out and held != (decided, decided, decided):
         problems.append(f"{decided} holds decided; audited: {held[0]} hold verdicts, {held[1]} holds, {held[2]} decisions")
     if args.outage != "none":  # back to normal once the outage is over
         before, after = tally.success_share("before"), tally.success_share("after")
@@ -373,11 +376,11 @@ async def main_async(args: argparse.Namespace) -> int:
     prefix = f"lockgate-soak-{uuid.uuid4().hex[:8]}"
     # The outage's target is reached through a proxy the run cuts: Redis (`store`), or the collector.
     proxy = None
-    if args.outage == "store":
+    if args.outage in ("store", "store-silent"):
         proxy = TcpProxy("127.0.0.1", 6379).start()
     elif args.outage == "collector":
         proxy = TcpProxy("127.0.0.1", receiver.port).start()
-    redis_port = proxy.port if proxy is not None and args.outage == "store" else 6379
+    redis_port = proxy.port if proxy is not None and args.outage in ("store", "store-silent") else 6379
     otlp = f"http://127.0.0.1:{proxy.port}" if proxy is not None and args.outage == "collector" else receiver.url
     ports = [free_port() for _ in range(args.replicas)]
     with tempfile.TemporaryDirectory(prefix="lockgate-soak-") as tmp:
@@ -415,11 +418,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--store", choices=("redis", "sqlite"), default="redis")
     parser.add_argument("--replicas", type=int, default=1, help="gateway processes sharing the store (Redis)")
-    parser.add_argument("--outage", choices=("none", "store", "collector", "restart"), default="none",
-                        help="cut Redis (with --store redis) or the OTLP collector off for the middle third,"
+    parser.add_argument("--outage", choices=("none", "store", "store-silent", "collector", "restart"), default="none",
+                        help="cut Redis (with --store redis) or the OTLP collector off for the middle third"
+                             " (store-silent: Redis partitioned, its open connections left hanging),"
                              " or restart the first gateway (SIGTERM, then start it again) a third of the way in")
     args = parser.parse_args()
-    if args.outage == "store" and args.store != "redis":
+    if args.outage in ("store", "store-silent") and args.store != "redis":
         parser.error("--outage store cuts Redis off: use it with --store redis")
     if args.replicas > 1 and args.store != "redis":
         parser.error("replicas share a Redis store: use --replicas with --store redis")

@@ -74,6 +74,19 @@ class TcpProxy:
         """Listen again on the same port."""
         self._run(self._listen())
 
+    def partition(self) -> None:
+        """A network partition: the open connections go silent (see `freeze`) and new ones are
+        refused, until `up`."""
+
+        async def partition() -> None:
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+                self._server = None
+
+        self.freeze()
+        self._run(partition())
+
     def freeze(self) -> None:
         """The connections open now go silent without closing, as after a failover behind a virtual IP
         or a dropped NAT entry; connections made afterwards work."""
