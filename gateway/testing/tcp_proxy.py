@@ -16,6 +16,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._frozen = asyncio.Event()  # the connections open now stop carrying bytes (see `freeze`)
+        self._cut = asyncio.Event()  # the connections open now are closed (`down`, `stop`)
         self.port = 0
 
     def start(self) -> TcpProxy:
@@ -43,13 +44,14 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
 
-        frozen = self._frozen
+        frozen, cut = self._frozen, self._cut
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await src.read(65536):
                     if frozen.is_set():
-                        await asyncio.Event().wait()  # a dead path: nothing more goes through, nothing closes
+                        await cut.wait()  # a dead path: nothing goes through until the proxy cuts it
+                        break
                     dst.write(data)
                     await dst.drain()
             dst.close()
@@ -65,6 +67,8 @@ class TcpProxy:
         for writer in list(self._writers):
             writer.close()
         self._writers.clear()
+        self._cut.set()
+        self._cut = asyncio.Event()
 
     def down(self) -> None:
         """Refuse new connections and cut the open ones."""
