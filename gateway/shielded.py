@@ -29,11 +29,21 @@ def shielded(work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
     awaited = asyncio.shield(task)
 
     def settle(done: asyncio.Future[T]) -> None:
-        if done.cancelled():
-            return
-        failure = done.exception()  # retrieved here; a request still awaiting gets it through the shield
-        if failure is not None and awaited.cancelled() and not isinstance(failure, (GatewayError, StoreError)):
-            log.error("shielded work failed after its request was gone", exc_info=failure)
+        if awaited.cancelled():
+            settle_orphaned(done, "shielded work")
+        elif not done.cancelled():
+            done.exception()  # retrieved here; the request still awaiting gets it through the shield
 
     task.add_done_callback(settle)
     return awaited
+
+
+def settle_orphaned(done: asyncio.Future[Any], what: str) -> None:
+    """The outcome of work whose request is gone: an expected failure (a `GatewayError`, a
+    `StoreError`) is already on the request's record and is dropped; anything else is logged as the
+    bug it is. Either way it is retrieved, so asyncio does not report it as never retrieved."""
+    if done.cancelled():
+        return
+    failure = done.exception()
+    if failure is not None and not isinstance(failure, (GatewayError, StoreError)):
+        log.error("%s failed after its request was gone", what, exc_info=failure)

@@ -33,8 +33,7 @@ class TracesApi:
         self._headers = dict(settings.headers)
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
         # The same TLS (a private CA, client certificates) as the gateway's own spans; None: the defaults.
-        https = self._endpoint is not None and self._endpoint.startswith("https://")
-        self._tls = settings.traces_tls.context() if https else None
+        self._tls = settings.traces_tls.context_for(self._endpoint) if self._endpoint else None
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:

@@ -74,7 +74,7 @@ class Approvals:
         # Waiters in this process, woken at once by decisions made in this process.
         self._wakers: dict[str, asyncio.Event] = {}
         self._waiters: dict[str, int] = {}  # how many wait on each waker: it goes with the last of them
-        self._stopping = False  # the gateway is shutting down: every wait ends at once
+        self.stopping = False  # the gateway is shutting down: every wait ends at once
         # Which requests and sessions may have a hold: re-attaching reads the store only for those.
         self.index = HoldIndex(store)
 
@@ -194,7 +194,7 @@ class Approvals:
                     approval, read = await self.get(approval_id), True
                 except StoreError:  # the store is away: undecided as far as we know; keep waiting
                     read = False
-                remaining = until - loop.time() if not self._stopping else 0.0
+                remaining = until - loop.time() if not self.stopping else 0.0
                 if (read and (approval is None or approval.decided)) or remaining <= 0:
                     return approval
                 try:
@@ -211,7 +211,7 @@ class Approvals:
 
     def stop_waiting(self) -> None:
         """The gateway is shutting down: every wait, now and later, ends with the approval as it stands."""
-        self._stopping = True
+        self.stopping = True
         for waker in self._wakers.values():
             waker.set()
 

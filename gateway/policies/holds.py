@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -51,18 +50,16 @@ class HoldDesk:
         self._webhooks = webhooks
         self._settings = approvals.settings
         self._warn_delivery = ThrottledWarning(log)
-        self._stopping = asyncio.Event()  # set when the gateway begins to shut down
 
     def stop_waiting(self) -> None:
         """The gateway is shutting down (see `gateway/stop_signal.py`): held and paused requests stop
         waiting and answer now, as at the end of their window; a decision reaches the agent on its
         session's next request, through whichever gateway serves it."""
-        self._stopping.set()
         self.approvals.stop_waiting()
 
     def window(self, request: ApiRequest) -> float:
         """How long this client can be kept waiting for a decision."""
-        if self._stopping.is_set():
+        if self.approvals.stopping:
             return 0.0
         window = self._settings.hold_window
         if not request.stream:
@@ -91,9 +88,8 @@ class HoldDesk:
             try:
                 # Polled, not pushed: a resume may come through another replica.
                 while state is not None and state.state == "paused" and loop.time() < until:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), min(0.25, max(0.0, until - loop.time())))
-                    if self._stopping.is_set():
+                    await asyncio.sleep(min(0.25, max(0.0, until - loop.time())))
+                    if self.approvals.stopping:
                         break
                     state = await self.pauses.state_of(request.session_id, key, fresh=True)
             finally:
@@ -222,10 +218,10 @@ class HoldDesk:
         until = loop.time() + self.window(request)
         if not text_sent:
             yield as_chunks(_placeholder(approval))[0]  # the role chunk: the client sees a live stream
-        while not approval.decided and loop.time() < until and not self._stopping.is_set():
+        while not approval.decided and loop.time() < until and not self.approvals.stopping:
             step = min(self._settings.keep_alive, until - loop.time())
             approval = await self.approvals.wait(approval.id, step) or approval
-            if not approval.decided and loop.time() < until and not self._stopping.is_set():
+            if not approval.decided and loop.time() < until and not self.approvals.stopping:
                 yield KEEP_ALIVE
         body = await self._conclude(request, approval, text_sent=text_sent)
         for event in as_chunks(body, with_role=False):
@@ -245,7 +241,7 @@ class HoldDesk:
 
     def _awaiting(self, request: ApiRequest, approval: Approval) -> None:
         """The client is told the hold still awaits a decision (and why, when it could have waited on)."""
-        if self._stopping.is_set():
+        if self.approvals.stopping:
             request.decide("lockgate.approval.awaiting", approval_id=approval.id, cause="gateway shutting down")
         else:
             request.decide("lockgate.approval.awaiting", approval_id=approval.id)

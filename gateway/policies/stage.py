@@ -23,7 +23,6 @@ never corrupts one), and compiled CEL programs, which the C++ library evaluates 
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from typing import Any
 import orjson
 
 from gateway.context import ApiRequest
-from gateway.errors import GatewayError, PolicyViolation
+from gateway.errors import PolicyViolation
 from gateway.policies.approvals import Approval
 from gateway.policies.audit import VerdictAudit
 from gateway.policies.engine import HeldCall, PolicyEngine
@@ -42,7 +41,7 @@ from gateway.policies.holds import HoldDesk
 from gateway.policies.loops import Loop
 from gateway.policies.replies import as_chunks
 from gateway.providers.base import JsonReply, Summary, ToolCall
-from gateway.shielded import shielded
+from gateway.shielded import settle_orphaned, shielded
 
 # Request bodies past this size have their pre-call rules run on the worker thread (a ~64 KB
 # conversation scans in ~1-2 ms, under what the hand-off and the GIL's switch interval would add).
@@ -51,7 +50,6 @@ OFF_LOOP_BYTES = 256 * 1024
 # a request's next step it could wait 5 ms for the scan to let go: small requests took ~20 ms each.
 SCAN_SWITCH_INTERVAL = 0.0005
 
-log = logging.getLogger("lockgate")
 
 
 @dataclass(slots=True)
@@ -142,11 +140,9 @@ class PolicyStage:
             raise
 
     def _scan_ended(self, request: ApiRequest, scan: asyncio.Future[Loop | None]) -> None:
-        """A big request's scan that outlived its client: its refusal has nobody to go to (retrieved
-        here, not logged as unhandled), its verdicts go to the audit trail."""
-        failure = None if scan.cancelled() else scan.exception()
-        if failure is not None and not isinstance(failure, GatewayError):
-            log.error("the pre-call rules failed after their request was gone", exc_info=failure)
+        """A big request's scan that outlived its client: its refusal has nobody to go to, its verdicts
+        go to the audit trail."""
+        settle_orphaned(scan, "the pre-call rules")
         self._audit_new(request)
 
     def _scan_yielding(self, request: ApiRequest) -> Loop | None:

@@ -45,7 +45,7 @@ class OtlpHttpSpanBatch:
         parts = urlsplit(endpoint)
         self._https = parts.scheme == "https"
         # Made once (it reads the CA and key files): a connection is made again after every failure.
-        self._tls = (tls or OtlpTls()).context() if self._https else None
+        self._tls = (tls or OtlpTls()).context_for(endpoint)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if self._https else 80)
         self._proxy = proxy_for(endpoint)  # the environment's egress proxy, as the SDK's exporters follow it

@@ -39,6 +39,10 @@ class OtlpTls:
     client_certificate: str | None = None
     client_key: str | None = None
 
+    def context_for(self, url: str) -> ssl.SSLContext | None:
+        """The TLS context for an https `url`; None for plain http."""
+        return self.context() if url.startswith("https://") else None
+
     def context(self) -> ssl.SSLContext:
         """The client-side TLS context; a file that cannot be read is a `ConfigError` naming where it came from."""
         try:
