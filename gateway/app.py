@@ -22,6 +22,7 @@ from starlette.responses import Response
 from gateway.api.chat import ChatApi
 from gateway.api.embeddings import EmbeddingsApi
 from gateway.api.health import HealthApi
+from gateway.api.messages import MessagesApi
 from gateway.api.models import ModelsApi
 from gateway.api.oversight import OversightApi
 from gateway.api.sessions import SessionsApi
@@ -29,6 +30,7 @@ from gateway.api.traces import TracesApi
 from gateway.auth import Authenticator
 from gateway.config.runtime import RuntimeConfig
 from gateway.errors import (
+    ANTHROPIC_PATHS,
     GatewayError,
     GovernanceUnavailable,
     InternalError,
@@ -133,6 +135,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     app.state.store = store
     chat = ChatApi(pipeline, config.server.max_body_bytes)
     embeddings = EmbeddingsApi(pipeline, config.server.max_body_bytes)
+    messages = MessagesApi(pipeline, config.server.max_body_bytes)
     models = ModelsApi(config, authenticator)
     health = HealthApi(lambda: dict(started))
 
@@ -142,6 +145,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
         app.router.add_route(f"{prefix}/embeddings", embeddings.create, methods=["POST"])
         app.router.add_route(f"{prefix}/models", models.list, methods=["GET"])
         app.router.add_route(f"{prefix}/models/{{model_id:path}}", models.retrieve, methods=["GET"])
+    app.router.add_route("/v1/messages", messages.create, methods=["POST"])  # Anthropic's API: /v1 only
     app.router.add_route("/healthz", health.healthz, methods=["GET"])
     app.router.add_route("/readyz", health.readyz, methods=["GET"])
     for path, endpoint, methods in governance.routes():
@@ -172,30 +176,32 @@ _NO_FASTAPI_TELEMETRY: Any = {
 
 
 def _install_error_handlers(app: FastAPI, secrets: tuple[str, ...]) -> None:
-    def respond(error: GatewayError) -> Response:
+    def respond(request: Request, error: GatewayError, status: int | None = None) -> Response:
         if secrets:
             error.message = scrub_secrets(error.message, secrets)
-        status, body, headers = render_error(error)
-        return Response(body, status_code=status, media_type="application/json", headers=headers)
+        anthropic = request.scope["path"] in ANTHROPIC_PATHS
+        own_status, body, headers = render_error(error, anthropic=anthropic)
+        return Response(body, status_code=status or own_status, media_type="application/json", headers=headers)
 
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return respond(exc)
+        return respond(request, exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
-            return respond(NotFound(f"Unknown path: {request.method} {request.url.path}."))
-        if exc.status_code == 405:
+            return respond(request, NotFound(f"Unknown path: {request.method} {request.url.path}."))
+        if exc.status_code == 405:  # 405, not the error class's 400
             error = InvalidRequest(f"{request.method} is not allowed on {request.url.path}.")
-            _, body, headers = render_error(error)  # 405, not the error class's 400
-            return Response(body, status_code=405, media_type="application/json", headers=headers)
-        return respond(InvalidRequest(str(exc.detail)))
+            return respond(request, error, 405)
+        return respond(request, InvalidRequest(str(exc.detail)))
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         rid = request.scope.get("state", {}).get("request_id", "?")
         log.exception("unexpected error in request %s", rid)
-        return respond(InternalError(f"The gateway hit an unexpected error (request {rid}). It has been logged."))
+        return respond(
+            request, InternalError(f"The gateway hit an unexpected error (request {rid}). It has been logged.")
+        )
 
     async def store_down(request: Request, exc: Exception) -> Response:
         # Any route (admin, oversight, sessions) while the store is down: a clear 503 to retry, never a 500.
@@ -204,7 +210,7 @@ def _install_error_handlers(app: FastAPI, secrets: tuple[str, ...]) -> None:
         else:
             message = (f"The gateway's store is unreachable, so {request.method} {request.url.path} cannot be "
                        f"served right now: {exc}")
-        return respond(GovernanceUnavailable(message, retry_after=1.0))
+        return respond(request, GovernanceUnavailable(message, retry_after=1.0))
 
     app.add_exception_handler(StoreUnavailable, store_down)
     app.add_exception_handler(SessionBusy, store_down)

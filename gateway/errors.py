@@ -178,18 +178,21 @@ class InternalError(GatewayError):
     spec = ErrorSpec(500, "server_error", "internal_error", True)
 
 
-def render_error(error: GatewayError) -> tuple[int, bytes, dict[str, str]]:
-    """Status, body and headers for an error, in OpenAI's error shape."""
-    body = orjson.dumps(
-        {
-            "error": {
-                "message": error.message,
-                "type": error.spec.type,
-                "param": error.param,
-                "code": error.code,
+def render_error(error: GatewayError, *, anthropic: bool = False) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and headers for an error, in OpenAI's error shape (Anthropic's for `/v1/messages`)."""
+    if anthropic:
+        body = anthropic_error_body(error.status, error.message)
+    else:
+        body = orjson.dumps(
+            {
+                "error": {
+                    "message": error.message,
+                    "type": error.spec.type,
+                    "param": error.param,
+                    "code": error.code,
+                }
             }
-        }
-    )
+        )
     headers = {"x-should-retry": "true" if error.spec.should_retry else "false", **error.headers}
     if error.retry_after is not None:
         # Whole seconds for `retry-after` (RFC 9110), milliseconds for the OpenAI SDK's finer hint.
@@ -211,6 +214,35 @@ def stream_error_event(error: GatewayError) -> bytes:
         }
     )
     return b"data: " + payload + b"\n\n"
+
+
+# Anthropic's error `type` for each status (its SDK picks the exception class by status; the type is
+# what its users log and match on). A 503 is "overloaded" there: the status Anthropic itself uses is 529.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error", 504: "timeout_error",
+}
+
+
+def status_of(code: object, kind: object) -> int:
+    """The HTTP status an OpenAI-shaped error's code (else its type) stands for: a stream's error event
+    has no status of its own, and a client of another API shape reads one from it."""
+    found = _STATUS_BY_CODE.get(code) if isinstance(code, str) and code else None
+    return found or _STATUS_BY_TYPE.get(kind if isinstance(kind, str) else "", 500)
+
+
+_STATUS_BY_TYPE = {"invalid_request_error": 400, "permission_denied": 403, "rate_limit_error": 429,
+                   "insufficient_quota": 429}
+
+
+# Paths whose clients expect Anthropic's error shape (`render_error(..., anthropic=True)`).
+ANTHROPIC_PATHS = frozenset({"/v1/messages"})
+
+
+def anthropic_error_body(status: int, message: str) -> bytes:
+    """Anthropic's error shape, `{"type": "error", "error": {"type", "message"}}` (also a stream's error event)."""
+    kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
 
 
 # Provider keys and bearer tokens that may be echoed back in upstream error text.
@@ -300,3 +332,17 @@ _CLIENT_STATUS_ERRORS: dict[int, type[GatewayError]] = {
     422: UnprocessableEntity,
 }
 _CLIENT_FAULT_STATUSES = frozenset(_CLIENT_STATUS_ERRORS)
+
+
+def _statuses_by_code() -> dict[str, int]:
+    found: dict[str, int] = {}
+    pending: list[type[GatewayError]] = [GatewayError]
+    while pending:
+        cls = pending.pop()
+        if cls.spec.code:
+            found.setdefault(cls.spec.code, cls.spec.status)
+        pending += cls.__subclasses__()
+    return found
+
+
+_STATUS_BY_CODE = _statuses_by_code()

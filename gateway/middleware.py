@@ -15,7 +15,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import SCOPE_KEY, UNEXPECTED_ERROR_KEY, ApiRequest
-from gateway.errors import InternalError, render_error
+from gateway.errors import ANTHROPIC_PATHS, InternalError, render_error
 from gateway.ids import hex_id
 
 log = logging.getLogger("lockgate")
@@ -56,7 +56,7 @@ class ErrorBoundaryMiddleware:
             log.exception("unexpected error in request %s", rid)
             state[UNEXPECTED_ERROR_KEY] = type(exc).__qualname__
             error = InternalError(f"The gateway hit an unexpected error (request {rid}). It has been logged.")
-            status, body, headers = render_error(error)
+            status, body, headers = render_error(error, anthropic=scope["path"] in ANTHROPIC_PATHS)
             raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
             await send({"type": "http.response.start", "status": status, "headers": raw_headers})

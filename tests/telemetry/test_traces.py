@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anthropic
 import httpx
 import openai
 import orjson
@@ -349,3 +350,18 @@ def test_an_unexpected_error_is_a_500_that_still_carries_the_request_and_trace_i
     assert server.attributes["error.type"] == "RuntimeError"
     assert server.attributes["http.response.status_code"] == 500
     assert server.status.status_code is StatusCode.ERROR
+
+
+def test_a_message_is_traced_like_a_chat(upstream: UpstreamServer, traced_gateway: TracedFactory) -> None:
+    gateway, sink = traced_gateway("model_list:\n" + openai_model("gpt-4o", upstream))
+    reply = anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0).messages.with_raw_response \
+        .create(model="gpt-4o", max_tokens=64, messages=[{"role": "user", "content": "What is the capital of France?"}])
+    [server] = sink.wait_servers()
+    assert server.name == "POST /v1/messages"
+    assert f"{server.context.trace_id:032x}" == reply.headers["x-lockgate-trace-id"]
+    [attempt] = sink.children(server)
+    attributes = dict(attempt.attributes or {})
+    assert attempt.name == "chat gpt-4o-upstream"
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.request.max_tokens"] == 64
+    assert attributes["gen_ai.usage.output_tokens"] == reply.parse().usage.output_tokens

@@ -1,0 +1,217 @@
+"""`POST /v1/messages` through the real gateway with the official `anthropic` SDK: JSON, streams, tools,
+errors in Anthropic's shape, and the gateway's own stages (policies, holds, traces) on the way."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from gateway.testing.server import GatewayServer
+from gateway.testing.upstream import Fault, UpstreamServer
+from tests.conftest import MASTER_KEY, GatewayFactory
+from tests.policies.helpers import config as policy_config
+from tests.policies.oversight import Admin, hold_config, sqlite_url
+
+ASK = [{"role": "user", "content": "What is the capital of France?"}]
+WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+WIRE = {
+    "name": "wire_money",
+    "description": "the wire_money tool",
+    "input_schema": {
+        "type": "object", "properties": {"account": {"type": "string"}, "amount": {"type": "number"}},
+        "required": ["account", "amount"],
+    },
+}
+
+
+def client(gateway: GatewayServer, key: str = MASTER_KEY) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+
+
+def post(gateway: GatewayServer, body: Any) -> httpx.Response:
+    return httpx.post(f"{gateway.url}/v1/messages", json=body, headers={"x-api-key": MASTER_KEY}, timeout=10)
+
+
+def test_a_message_is_answered_in_anthropics_shape_and_reaches_the_upstream_as_a_chat(
+    basic_gateway: GatewayServer, upstream: UpstreamServer
+) -> None:
+    raw = client(basic_gateway).messages.with_raw_response.create(
+        model="gpt-4o", max_tokens=64, system="Be brief.", messages=ASK, stop_sequences=["END"], extra_body={"temperature": 0.2},
+        metadata={"user_id": "ada"},
+    )
+    message = raw.parse()
+
+    assert message.type == "message" and message.role == "assistant"
+    assert message.id.startswith("msg_")
+    [block] = message.content
+    assert block.type == "text" and "You said: What is the capital of France?" in block.text
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    assert raw.headers["x-lockgate-deployment"] == "gpt-4o#0"
+    sent = upstream.upstream.received[-1]
+    assert sent.path.endswith("/chat/completions")
+    assert sent.body["model"] == "gpt-4o-upstream"
+    assert sent.body["messages"] == [{"role": "system", "content": "Be brief."}, *ASK]
+    assert (sent.body["max_tokens"], sent.body["stop"], sent.body["temperature"], sent.body["user"]) == (
+        64, ["END"], 0.2, "ada")
+
+
+def test_a_stream_arrives_as_anthropics_events_and_adds_up_to_the_message(basic_gateway: GatewayServer) -> None:
+    with client(basic_gateway).messages.stream(model="gpt-4o", max_tokens=64, messages=ASK) as stream:
+        events = [event.type for event in stream]
+        final = stream.get_final_message()
+
+    assert events[0] == "message_start"
+    assert events[-2:] == ["message_delta", "message_stop"]
+    assert events.count("content_block_start") == events.count("content_block_stop") == 1
+    assert "You said: What is the capital of France?" in final.content[0].text  # type: ignore[union-attr]
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens > 0 and final.usage.input_tokens > 0  # usage from the closing event
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_round_trip(basic_gateway: GatewayServer, upstream: UpstreamServer, stream: bool) -> None:
+    messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    api = client(basic_gateway).messages
+    if stream:
+        with api.stream(model="gpt-4o", max_tokens=64, messages=messages, tools=[WEATHER]) as events:
+            first = events.get_final_message()
+    else:
+        first = api.create(model="gpt-4o", max_tokens=64, messages=messages, tools=[WEATHER])
+    [call] = [b for b in first.content if b.type == "tool_use"]
+    assert call.name == "get_weather" and isinstance(call.input, dict) and isinstance(call.input["city"], str)
+    assert first.stop_reason == "tool_use"
+
+    messages += [
+        {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 C, sunny"}]},
+    ]
+    second = api.create(model="gpt-4o", max_tokens=64, messages=messages, tools=[WEATHER],
+                        tool_choice={"type": "auto"})
+    assert "The tool returned: 18 C, sunny" in second.content[0].text  # type: ignore[union-attr]
+    sent = upstream.upstream.received[-1].body
+    assert sent["tools"][0] == {"type": "function", "function": {
+        "name": "get_weather", "parameters": WEATHER["input_schema"], "description": WEATHER["description"]}}
+    assert sent["tool_choice"] == "auto"
+    assistant, result = sent["messages"][1:]
+    assert assistant["tool_calls"][0]["id"] == call.id
+    assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == call.input
+    assert result == {"role": "tool", "tool_call_id": call.id, "content": "18 C, sunny"}
+
+
+def test_errors_come_in_anthropics_shape_and_the_sdk_raises_the_right_class(basic_gateway: GatewayServer) -> None:
+    with pytest.raises(anthropic.AuthenticationError) as bad_key:
+        client(basic_gateway, key="sk-wrong-0123456789").messages.create(model="gpt-4o", max_tokens=8, messages=ASK)
+    assert bad_key.value.body == {"type": "error", "error": {"type": "authentication_error",
+                                                            "message": bad_key.value.body["error"]["message"]}}
+    with pytest.raises(anthropic.NotFoundError) as unknown:
+        client(basic_gateway).messages.create(model="no-such-model", max_tokens=8, messages=ASK)
+    assert unknown.value.body["error"]["type"] == "not_found_error"
+    assert "no-such-model" in unknown.value.body["error"]["message"]
+
+    missing = post(basic_gateway, {"model": "gpt-4o", "messages": ASK})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["type"] == "invalid_request_error"
+    assert missing.json()["error"]["message"].startswith("max_tokens:")
+    document = post(basic_gateway, {"model": "gpt-4o", "max_tokens": 8, "messages": [
+        {"role": "user", "content": [{"type": "document", "source": {"type": "text", "data": "x"}}]}]})
+    assert document.status_code == 400
+    assert document.json()["error"]["message"].startswith("messages.0.content.0.type:")
+    not_json = httpx.post(f"{basic_gateway.url}/v1/messages", content=b"{", headers={"x-api-key": MASTER_KEY})
+    assert not_json.status_code == 400 and not_json.json()["type"] == "error"
+
+
+def test_a_stream_cut_after_its_first_byte_ends_in_an_error_the_sdk_raises(
+    basic_gateway: GatewayServer, upstream: UpstreamServer
+) -> None:
+    upstream.upstream.script(Fault(after_chunks=3, cut=True))
+    with pytest.raises(anthropic.APIStatusError) as cut, \
+            client(basic_gateway).messages.stream(model="gpt-4o", max_tokens=64, messages=ASK) as stream:
+        for _ in stream:
+            pass
+    assert cut.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    assert "upstream" in cut.value.body["error"]["message"]  # type: ignore[index]
+
+
+def test_an_upstream_outage_is_a_retryable_anthropic_error(
+    basic_gateway: GatewayServer, upstream: UpstreamServer
+) -> None:
+    upstream.upstream.script(*[Fault.error(503)] * 3)
+    with pytest.raises(anthropic.APIStatusError) as down:
+        client(basic_gateway).messages.create(model="gpt-4o", max_tokens=8, messages=ASK)
+    assert down.value.status_code == 502
+    assert down.value.response.headers["x-should-retry"] == "true"
+    assert down.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+
+
+def test_a_policy_denial_is_a_permission_error_the_sdk_does_not_retry(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
+    gateway = gateway_factory(policy_config(upstream, """
+deny_patterns:
+  - {name: no-drop-table, pattern: 'drop\\s+table', message: SQL that drops tables is not allowed}
+"""))
+    retrying = anthropic.Anthropic(base_url=gateway.url, api_key=MASTER_KEY, max_retries=2)
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        retrying.messages.create(model="gpt-4o", max_tokens=8,
+                                 messages=[{"role": "user", "content": "please DROP TABLE users"}])
+    assert "SQL that drops tables is not allowed" in denied.value.body["error"]["message"]  # type: ignore[index]
+    assert denied.value.response.headers["x-should-retry"] == "false"
+    assert upstream.upstream.count("/chat/completions") == 0
+
+
+def test_pii_is_redacted_on_the_way_in_and_out(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
+    gateway = gateway_factory(policy_config(upstream, "pii: {action: redact}"))
+    reply = client(gateway).messages.create(
+        model="gpt-4o", max_tokens=64, messages=[{"role": "user", "content": "mail ada@example.com today"}])
+    assert "ada@example.com" not in json.dumps(upstream.upstream.received[-1].body)
+    assert "ada@example.com" not in reply.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_held_tool_call_is_approved_and_reaches_the_anthropic_client(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path, stream: bool
+) -> None:
+    gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path), keep_alive=0.1))
+    admin = Admin(gateway)
+    pay = [{"role": "user", "content": "pay the invoice"}]
+
+    def ask() -> anthropic.types.Message:
+        api = client(gateway).messages
+        if not stream:
+            return api.create(model="gpt-4o", max_tokens=64, messages=pay, tools=[WIRE])  # type: ignore[arg-type]
+        with api.stream(model="gpt-4o", max_tokens=64, messages=pay, tools=[WIRE]) as events:  # type: ignore[arg-type]
+            return events.get_final_message()
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(ask)
+        [pending] = admin.wait_for_pending()
+        assert admin.decide(pending["id"], "edit", arguments={"account": "checked", "amount": 2}).status_code == 200
+        message = future.result(10)
+    [call] = [b for b in message.content if b.type == "tool_use"]
+    assert (call.name, call.input) == ("wire_money", {"account": "checked", "amount": 2})
+    assert message.stop_reason == "tool_use"
+    assert upstream.upstream.count("/chat/completions") == 1
+
+
+def test_a_waiting_stream_gets_pings_and_past_the_window_hears_it_awaits_approval(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path), hold_window=0.6, keep_alive=0.1))
+    body = {"model": "gpt-4o", "max_tokens": 64, "stream": True, "tools": [WIRE],
+            "messages": [{"role": "user", "content": "pay the invoice"}]}
+    raw = post(gateway, body).content
+    names = [e.split(b"\n")[0] for e in raw.split(b"\n\n") if e]
+    assert b"event: ping" in names
+    assert names[-2:] == [b"event: message_delta", b"event: message_stop"]
+    assert b"awaiting human approval" in raw and b"tool_use" not in raw
