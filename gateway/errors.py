@@ -236,7 +236,7 @@ _STATUS_BY_TYPE = {"invalid_request_error": 400, "permission_denied": 403, "rate
 
 
 # Paths whose clients expect Anthropic's error shape (`render_error(..., anthropic=True)`).
-ANTHROPIC_PATHS = frozenset({"/v1/messages"})
+ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})  # the second: a 404 they can read
 
 
 def anthropic_error_body(status: int, message: str) -> bytes:

@@ -165,3 +165,31 @@ def test_reporting_failure_never_fails_the_tool(gateway_factory: GatewayFactory,
     with Gateway(url, "k", tracer_provider=spans.provider).session() as session:
         assert session.tool(lambda: 42)() == 42
     assert len(spans.named("execute_tool")) == 1
+
+
+def test_the_anthropic_client_works_through_the_gateway(sdk: SdkFactory) -> None:
+    """`session.anthropic()` points the official client at the gateway, which speaks the Messages API."""
+    weather = {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    with sdk().session(id="ses-claude") as session:
+        client = session.anthropic(max_retries=0)
+        asked: list = [{"role": "user", "content": "Weather in Paris?"}]  # type: ignore[type-arg]
+        first = client.messages.create(model="gpt-4o-mini", max_tokens=64, messages=asked, tools=[weather])
+        [call] = [block for block in first.content if block.type == "tool_use"]
+        with session.tool_call(call.name, call.id, call.input) as running:
+            running.set_result("18 C")
+        asked += [
+            {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 C"}]},
+        ]
+        second = client.messages.create(model="gpt-4o-mini", max_tokens=64, messages=asked, tools=[weather])
+    assert first.stop_reason == "tool_use"
+    assert "The tool returned: 18 C" in second.content[0].text  # type: ignore[union-attr]
+
+
+async def test_the_async_anthropic_client_streams_through_the_gateway(sdk: SdkFactory) -> None:
+    async with sdk().session() as session:
+        client = session.async_anthropic(max_retries=0)
+        async with client.messages.stream(model="gpt-4o-mini", max_tokens=64, messages=MESSAGES) as stream:
+            text = "".join([chunk async for chunk in stream.text_stream])
+        await client.close()
+    assert "You said: hi" in text
