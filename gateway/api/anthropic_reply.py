@@ -33,16 +33,18 @@ _STOP_REASONS = {
 
 def message_body(completion: bytes, model: str) -> bytes:
     """Anthropic's `message` for an OpenAI chat completion's bytes."""
-    parsed = orjson.loads(completion)
-    choices = parsed.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
+    parsed = orjson.loads(completion)  # the provider checked its shape; what is not as expected reads as absent
+    choices = parsed.get("choices")
+    choice = _dict(choices[0] if isinstance(choices, list) and choices else None)
+    message = _dict(choice.get("message"))
     content: list[Body] = []
     text = message.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        call = _dict(call)
+        function = _dict(call.get("function"))
         content.append({
             "type": "tool_use", "id": call.get("id") or "", "name": function.get("name") or "",
             "input": _tool_input(function.get("arguments")),
@@ -57,6 +59,10 @@ def message_body(completion: bytes, model: str) -> bytes:
         "stop_sequence": None,
         "usage": _usage(parsed.get("usage")),
     })
+
+
+def _dict(value: object) -> Body:
+    return value if isinstance(value, dict) else {}
 
 
 def _message_id(completion_id: object) -> str:
@@ -201,8 +207,9 @@ class _StreamTranslator:
             self._stop_reason = _stop_reason(finish)
 
     def _tool_call(self, call: Body, out: list[bytes]) -> None:
-        position = call.get("index", 0)
-        function = call.get("function") or {}
+        position = call.get("index")
+        position = position if isinstance(position, int) else 0
+        function = _dict(call.get("function"))
         index = self._tool_blocks.get(position)
         if index is None:
             index = self._tool_blocks[position] = self._begin({

@@ -12,6 +12,7 @@ import anthropic
 import httpx
 import pytest
 
+from gateway.api.anthropic_reply import message_body
 from gateway.testing.server import GatewayServer
 from gateway.testing.upstream import Fault, UpstreamServer
 from tests.conftest import MASTER_KEY, GatewayFactory
@@ -215,3 +216,15 @@ def test_a_waiting_stream_gets_pings_and_past_the_window_hears_it_awaits_approva
     assert b"event: ping" in names
     assert names[-2:] == [b"event: message_delta", b"event: message_stop"]
     assert b"awaiting human approval" in raw and b"tool_use" not in raw
+
+
+@pytest.mark.parametrize("completion", [
+    {}, {"choices": []}, {"choices": "x"}, {"choices": [None]}, {"choices": [{"message": "text"}]},
+    {"choices": [{"message": {"tool_calls": "x"}}]}, {"choices": [{"message": {"tool_calls": [1, {"function": 2}]}}]},
+    {"choices": [{"message": {"content": 3}, "finish_reason": {"a": 1}}], "usage": "x"},
+])
+def test_an_odd_completion_from_another_provider_still_becomes_a_message(completion: dict[str, Any]) -> None:
+    message = json.loads(message_body(json.dumps(completion).encode(), "gpt-4o"))
+    assert message["type"] == "message" and message["model"] == "gpt-4o"
+    assert all(block["type"] == "tool_use" for block in message["content"])
+    assert message["usage"] == {"input_tokens": 0, "output_tokens": 0}

@@ -107,6 +107,46 @@ def test_mutated_agent_turns_get_answers_or_400s_and_never_open_a_breaker(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+ANTHROPIC_TURN: dict[str, Any] = {
+    "model": "gpt-4o",
+    "max_tokens": 20,
+    "system": [{"type": "text", "text": "be brief"}],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "mail bob@example.com"}]},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "searching"}, {"type": "tool_use", "id": "c1", "name": "search", "input": {"q": 1}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "c1", "content": [{"type": "text", "text": "found"}]},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]},
+    ],
+    "tools": [{"name": "search", "description": "d", "input_schema": {"type": "object"}}],
+    "tool_choice": {"type": "auto"}, "stop_sequences": ["END"], "metadata": {"user_id": "u"}, "stream": False,
+}
+
+
+def test_mutated_anthropic_messages_get_answers_or_400s_in_anthropics_shape(
+    ruled_gateway: GatewayServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = random.Random(13)
+    statuses: dict[int, int] = {}
+    headers = {"x-api-key": MASTER_KEY, "content-type": "application/json"}
+    with caplog.at_level(logging.ERROR), httpx.Client(base_url=ruled_gateway.url, headers=headers, timeout=30) as http:
+        for i in range(REQUESTS):
+            body = _mutate(ANTHROPIC_TURN, rng)
+            if rng.random() < 0.3:
+                body["stream"] = True
+            raw = json.dumps(body).encode()
+            reply = http.post("/v1/messages", content=raw[:-3] if i % 20 == 0 else raw)
+            what = json.dumps(body)[:400]
+            assert reply.status_code < 500, f"{what}: {reply.status_code} {reply.text[:300]}"
+            if reply.status_code >= 400:
+                error = reply.json()
+                assert error["type"] == "error" and error["error"]["message"] and error["error"]["type"], what
+            statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
+    assert 200 in statuses and 400 in statuses and 503 not in statuses, statuses
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_junk_at_the_admin_and_session_apis_and_in_trace_headers_gets_400s(
     ruled_gateway: GatewayServer, caplog: pytest.LogCaptureFixture
 ) -> None:
