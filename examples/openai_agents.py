@@ -1,4 +1,4 @@
-"""The OpenAI Agents SDK through Lockgate, via chat completions (`OpenAIChatCompletionsModel`).
+"""The OpenAI Agents SDK through Lockgate, on its default model (`OpenAIResponsesModel`: the Responses API).
 
     lockgate demo &
     python examples/openai_agents.py
@@ -6,6 +6,7 @@
 The agent's model client is `session.async_openai()`, so every LLM call carries the session and the
 trace context; the tool runs inside `session.tool_call` with the call id the model gave. The Agents
 SDK's own tracing (which uploads to OpenAI) is switched off: the spans go to OpenTelemetry instead.
+`OpenAIChatCompletionsModel` (chat completions) works the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import MODEL, demo_gateway
-from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, function_tool
+from agents import Agent, OpenAIResponsesModel, RunConfig, Runner, function_tool
 from agents.tool_context import ToolContext
 from lockgate_sdk import Gateway, Session
 
@@ -36,7 +37,7 @@ def make_agent(session: Session, model: str) -> Agent:
         name="weather-agent",
         instructions="Answer weather questions with the get_weather tool.",
         tools=[get_weather],
-        model=OpenAIChatCompletionsModel(model=model, openai_client=session.async_openai()),
+        model=OpenAIResponsesModel(model=model, openai_client=session.async_openai()),
     )
 
 

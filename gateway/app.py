@@ -22,11 +22,11 @@ from starlette.responses import Response
 from gateway.api.chat import ChatApi
 from gateway.api.embeddings import EmbeddingsApi
 from gateway.api.health import HealthApi
-from gateway.api.messages import MessagesApi
 from gateway.api.models import ModelsApi
 from gateway.api.oversight import OversightApi
 from gateway.api.sessions import SessionsApi
 from gateway.api.traces import TracesApi
+from gateway.api.translated import ANTHROPIC_MESSAGES, OPENAI_RESPONSES, TranslatedChatApi
 from gateway.auth import Authenticator
 from gateway.config.runtime import RuntimeConfig
 from gateway.errors import (
@@ -135,7 +135,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     app.state.store = store
     chat = ChatApi(pipeline, config.server.max_body_bytes)
     embeddings = EmbeddingsApi(pipeline, config.server.max_body_bytes)
-    messages = MessagesApi(pipeline, config.server.max_body_bytes)
+    messages = TranslatedChatApi(pipeline, config.server.max_body_bytes, ANTHROPIC_MESSAGES)
+    responses = TranslatedChatApi(pipeline, config.server.max_body_bytes, OPENAI_RESPONSES)
     models = ModelsApi(config, authenticator)
     health = HealthApi(lambda: dict(started))
 
@@ -143,6 +144,7 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     for prefix in ("/v1", ""):
         app.router.add_route(f"{prefix}/chat/completions", chat.create, methods=["POST"])
         app.router.add_route(f"{prefix}/embeddings", embeddings.create, methods=["POST"])
+        app.router.add_route(f"{prefix}/responses", responses.create, methods=["POST"])
         app.router.add_route(f"{prefix}/models", models.list, methods=["GET"])
         app.router.add_route(f"{prefix}/models/{{model_id:path}}", models.retrieve, methods=["GET"])
     app.router.add_route("/v1/messages", messages.create, methods=["POST"])  # Anthropic's API: /v1 only

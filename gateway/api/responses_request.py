@@ -100,7 +100,7 @@ def _input(given: object) -> list[Body]:
         where = f"input[{index}]"
         if not isinstance(item, dict):
             raise InvalidRequest(f"Invalid '{where}': expected an object.", param=where)
-        kind = item.get("type", "message")
+        kind = _kind(item, "message")
         if kind == "message":
             out.append(_message(item, where))
         elif kind == "function_call":
@@ -118,6 +118,13 @@ def _input(given: object) -> list[Body]:
             raise InvalidRequest(f"Unsupported '{where}.type': '{kind}' items are not supported by this gateway.",
                                  param=f"{where}.type")
     return out
+
+
+def _kind(item: Body, default: str = "") -> str:
+    """An item's or part's `type`; anything but a string reads as no known type (a set lookup of a
+    list would raise: found by sending mutated requests)."""
+    kind = item.get("type", default)
+    return kind if isinstance(kind, str) else ""
 
 
 def _message(item: Body, where: str) -> Body:
@@ -138,7 +145,7 @@ def _message(item: Body, where: str) -> Body:
     for index, given in enumerate(content):
         at = f"{where}.content[{index}]"
         part: Body = given if isinstance(given, dict) else {}
-        kind, text, image = part.get("type"), part.get("text"), part.get("image_url")
+        kind, text, image = _kind(part), part.get("text"), part.get("image_url")
         if kind in _TEXT_PARTS and isinstance(text, str):
             parts.append({"type": "text", "text": text})
         elif kind == "refusal" and isinstance(part.get("refusal"), str):
@@ -178,7 +185,7 @@ def _output_text(output: object, where: str) -> str:
     if isinstance(output, list):
         texts = []
         for index, part in enumerate(output):
-            if not isinstance(part, dict) or part.get("type") not in _TEXT_PARTS or not isinstance(part.get("text"), str):
+            if not isinstance(part, dict) or _kind(part) not in _TEXT_PARTS or not isinstance(part.get("text"), str):
                 raise InvalidRequest(f"Unsupported '{where}.output[{index}]': only text is carried in a tool's output.",
                                      param=f"{where}.output[{index}]")
             texts.append(part["text"])

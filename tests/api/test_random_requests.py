@@ -124,24 +124,48 @@ ANTHROPIC_TURN: dict[str, Any] = {
 }
 
 
-def test_mutated_anthropic_messages_get_answers_or_400s_in_anthropics_shape(
-    ruled_gateway: GatewayServer, caplog: pytest.LogCaptureFixture
+RESPONSES_TURN: dict[str, Any] = {
+    "model": "gpt-4o",
+    "instructions": "be brief",
+    "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "mail bob@example.com"},
+                                     {"type": "input_image", "image_url": "https://example.com/a.png"}]},
+        {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed",
+         "content": [{"type": "output_text", "text": "searching", "annotations": []}]},
+        {"type": "function_call", "call_id": "c1", "name": "search", "arguments": "{\"q\": 1}", "id": "fc_1"},
+        {"type": "function_call_output", "call_id": "c1", "output": "found"},
+    ],
+    "tools": [{"type": "function", "name": "search", "parameters": {"type": "object"}, "strict": False}],
+    "tool_choice": "auto", "max_output_tokens": 20, "temperature": 0.5, "text": {"format": {"type": "text"}},
+    "stream": False,
+}
+# Each dialect: its path, a valid turn, its key header, and where its error's message and type are.
+DIALECTS = {
+    "anthropic": ("/v1/messages", ANTHROPIC_TURN, {"x-api-key": MASTER_KEY}, lambda e: e["error"]),
+    "responses": ("/v1/responses", RESPONSES_TURN, {"Authorization": f"Bearer {MASTER_KEY}"}, lambda e: e["error"]),
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_mutated_requests_in_other_apis_shapes_get_answers_or_400s_in_their_shape(
+    ruled_gateway: GatewayServer, caplog: pytest.LogCaptureFixture, dialect: str
 ) -> None:
+    path, turn, key, error_of = DIALECTS[dialect]
     rng = random.Random(13)
     statuses: dict[int, int] = {}
-    headers = {"x-api-key": MASTER_KEY, "content-type": "application/json"}
+    headers = {**key, "content-type": "application/json"}
     with caplog.at_level(logging.ERROR), httpx.Client(base_url=ruled_gateway.url, headers=headers, timeout=30) as http:
         for i in range(REQUESTS):
-            body = _mutate(ANTHROPIC_TURN, rng)
+            body = _mutate(turn, rng)
             if rng.random() < 0.3:
                 body["stream"] = True
             raw = json.dumps(body).encode()
-            reply = http.post("/v1/messages", content=raw[:-3] if i % 20 == 0 else raw)
+            reply = http.post(path, content=raw[:-3] if i % 20 == 0 else raw)
             what = json.dumps(body)[:400]
             assert reply.status_code < 500, f"{what}: {reply.status_code} {reply.text[:300]}"
             if reply.status_code >= 400:
-                error = reply.json()
-                assert error["type"] == "error" and error["error"]["message"] and error["error"]["type"], what
+                error = error_of(reply.json())
+                assert isinstance(error["message"], str) and error["message"] and error["type"], what
             statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
     assert 200 in statuses and 400 in statuses and 503 not in statuses, statuses
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

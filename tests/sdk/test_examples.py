@@ -46,8 +46,8 @@ class ChatSink(SpanSink):
                 raise AssertionError(f"expected {count} request spans on {route}, got {len(self.route(route))}")
         return self.route(route)
 
-    def wait_chats(self, count: int) -> list[ReadableSpan]:
-        return self.wait_route("/v1/chat/completions", count)
+    def wait_chats(self, count: int, route: str = "/v1/chat/completions") -> list[ReadableSpan]:
+        return self.wait_route(route, count)
 
 
 def _example(name: str) -> ModuleType:
@@ -69,10 +69,12 @@ def demo(tmp_path: Path) -> Iterator[tuple[GatewayServer, ChatSink]]:
     server.stop()
 
 
-def _assert_one_trace(agent_spans: Spans, sink: ChatSink, llm_calls: int, tool: str) -> None:
+def _assert_one_trace(
+    agent_spans: Spans, sink: ChatSink, llm_calls: int, tool: str, route: str = "/v1/chat/completions"
+) -> None:
     agent = agent_spans.named("invoke_agent")[0]
     trace_id = agent.context.trace_id
-    servers = sink.wait_chats(llm_calls)
+    servers = sink.wait_chats(llm_calls, route)
     assert len(servers) == llm_calls
     for server in servers:
         # The gateway's request spans are children of the agent's span: one trace.
@@ -108,13 +110,13 @@ def test_plain_openai_tool_loop(demo: tuple[GatewayServer, ChatSink], spans: Spa
     assert events[0]["call_id"].startswith("call_")
 
 
-def test_openai_agents_sdk_through_chat_completions(demo: tuple[GatewayServer, ChatSink], spans: Spans) -> None:
+def test_openai_agents_sdk_on_its_default_responses_model(demo: tuple[GatewayServer, ChatSink], spans: Spans) -> None:
     server, sink = demo
     gateway = Gateway(server.url, DEMO_KEY, tracer_provider=spans.provider)
     answer = asyncio.run(_example("openai_agents").run(gateway, session_id="ses-example-agents"))
     gateway.close()
     assert answer.startswith("The tool returned:")
-    _assert_one_trace(spans, sink, llm_calls=2, tool="get_weather")
+    _assert_one_trace(spans, sink, llm_calls=2, tool="get_weather", route="/v1/responses")
     tool_span = spans.named("execute_tool get_weather")[0]
     # The call id the model chose (the fake model's), carried from the Agents SDK's tool context.
     events = _tool_events(server, "ses-example-agents")

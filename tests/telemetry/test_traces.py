@@ -365,3 +365,18 @@ def test_a_message_is_traced_like_a_chat(upstream: UpstreamServer, traced_gatewa
     assert attributes["gen_ai.operation.name"] == "chat"
     assert attributes["gen_ai.request.max_tokens"] == 64
     assert attributes["gen_ai.usage.output_tokens"] == reply.parse().usage.output_tokens
+
+
+def test_a_response_is_traced_like_a_chat(upstream: UpstreamServer, traced_gateway: TracedFactory) -> None:
+    gateway, sink = traced_gateway("model_list:\n" + openai_model("gpt-4o", upstream))
+    reply = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0).responses \
+        .with_raw_response.create(model="gpt-4o", input="hello", max_output_tokens=64)
+    [server] = sink.wait_servers()
+    assert server.name == "POST /v1/responses"
+    assert f"{server.context.trace_id:032x}" == reply.headers["x-lockgate-trace-id"]
+    [attempt] = sink.children(server)
+    attributes = dict(attempt.attributes or {})
+    assert (attempt.name, attributes["gen_ai.operation.name"]) == ("chat gpt-4o-upstream", "chat")
+    assert attributes["gen_ai.request.max_tokens"] == 64
+    usage = reply.parse().usage
+    assert usage is not None and attributes["gen_ai.usage.output_tokens"] == usage.output_tokens

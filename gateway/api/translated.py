@@ -1,0 +1,90 @@
+"""Endpoints for other APIs' chat shapes: `POST /v1/messages` (Anthropic) and `POST /v1/responses` (OpenAI).
+
+Each is a `Dialect`: how its request becomes a chat body, and how the chat answer is rendered back
+(JSON, or a stream of that API's events). Between the two the request is an ordinary chat request:
+it runs every stage a chat completion runs (routing and fallbacks, budgets, policies, holds, traces:
+the operation is `chat`), with the same headers on the answer. Errors before the first byte are
+rendered in the dialect's error shape by the app's handlers (`errors.ANTHROPIC_PATHS`; the Responses
+API shares OpenAI's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api import anthropic_request, responses_request
+from gateway.api.anthropic_reply import message_body, message_events
+from gateway.api.chat import SSE_HEADERS
+from gateway.api.common import expose, json_response, parse_object, read_body, request_id, routed_headers
+from gateway.api.hold_headers import hold_headers
+from gateway.api.responses_reply import ResponseShape, response_body, response_events
+from gateway.api.streaming import EventStreamResponse
+from gateway.context import ApiRequest
+from gateway.pipeline import Pipeline
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    # The dialect's request (parsed JSON) as a chat body; InvalidRequest naming the field when it cannot be.
+    chat_body: Callable[[Body], Body]
+    # The chat completion's bytes as the dialect's answer, given the dialect's request and the model asked for.
+    answer: Callable[[bytes, Body, str], bytes]
+    # The chat stream's SSE blocks as the dialect's event stream.
+    events: Callable[[AsyncIterator[bytes], Body, str], AsyncIterator[bytes]]
+
+
+ANTHROPIC_MESSAGES = Dialect(
+    anthropic_request.chat_body,
+    lambda completion, _, model: message_body(completion, model),
+    lambda chunks, _, model: message_events(chunks, model),
+)
+OPENAI_RESPONSES = Dialect(
+    responses_request.chat_body,
+    lambda completion, request, model: response_body(completion, ResponseShape(request, model)),
+    lambda chunks, request, model: response_events(chunks, ResponseShape(request, model)),
+)
+
+
+class TranslatedChatApi:
+    def __init__(self, pipeline: Pipeline, max_body_bytes: int, dialect: Dialect) -> None:
+        self._pipeline = pipeline
+        self._limit = max_body_bytes
+        self._dialect = dialect
+
+    async def create(self, request: Request) -> Response:
+        principal = self._pipeline.authenticate(request.headers)
+        given = parse_object(await read_body(request, self._limit))
+        body = self._dialect.chat_body(given)
+        model: str = body["model"]
+        stream = body.get("stream") is True
+        user = body.get("user")
+        api_request = ApiRequest(
+            request_id=request_id(request),
+            operation="chat",
+            headers=request.headers,
+            body=body,
+            raw=orjson.dumps(body),
+            model=model,
+            principal=principal,
+            stream=stream,
+            include_usage=stream,  # asked for in the body: the dialect's closing event reports it
+            session_id=request.headers.get("x-lockgate-session-id"),
+            user=request.headers.get("x-lockgate-user") or (user if isinstance(user, str) else None),
+        )
+        expose(request, api_request)
+        if not stream:
+            routed = await self._pipeline.chat(api_request)
+            headers = {**routed_headers(routed, api_request), **hold_headers(api_request)}
+            return json_response(self._dialect.answer(routed.reply.body, given, model), headers)
+        result = await self._pipeline.chat_stream(api_request)
+        headers = {**SSE_HEADERS, **routed_headers(result.routed, api_request)}
+        events = self._dialect.events(result.events, given, model)
+        return EventStreamResponse(events, headers, on_close=result.close)
