@@ -132,7 +132,8 @@ def gateway_config(upstream_port: int, extra: str = "") -> str:
 
 
 def run_wrk(
-    target: Target, body_file: Path, concurrency: int, seconds: float, cpus: str | None
+    target: Target, body_file: Path, concurrency: int, seconds: float, cpus: str | None,
+    path: str = "/chat/completions",
 ) -> dict[str, Any]:
     env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_KEY": target.key or ""}
     cmd = pinned(
@@ -145,7 +146,7 @@ def run_wrk(
             "10s",
             "-s",
             str(HERE / "post.lua"),
-            f"{target.url}/chat/completions",
+            f"{target.url}{path}",
         ],
         cpus,
     )

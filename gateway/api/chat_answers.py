@@ -10,11 +10,12 @@ through in an odd shape (it checks what the gateway acts on) read as absent rath
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from gateway.providers.base import Summary
 from gateway.providers.sse import SSEDecoder
 
 Body = dict[str, Any]
@@ -102,12 +103,19 @@ class CallDelta:
 class Chunk:
     """One streamed chunk's first choice, read: what is new in it."""
 
-    id: str
-    model: str | None
+    parsed: Body  # the whole chunk, for what is read once (its id and model, by the first)
     text: str = ""
-    calls: list[CallDelta] = field(default_factory=list)
+    calls: list[CallDelta] | None = None
     finish: str | None = None
     tokens: Tokens | None = None
+
+    @property
+    def id(self) -> str:
+        return _str(self.parsed.get("id"))
+
+    @property
+    def model(self) -> str | None:
+        return _str(self.parsed.get("model")) or None
 
 
 @dataclass(slots=True)
@@ -131,44 +139,63 @@ def read_event(payload: bytes) -> StreamItem | None:
         parsed = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None  # the gateway never relays one: its stream guard checks every chunk
-    if not isinstance(parsed, dict):
-        return None
+    return read_chunk(parsed) if type(parsed) is dict else None
+
+
+def read_chunk(parsed: Body) -> StreamItem:
+    """A parsed chunk (or error event): what is new in it."""
     error = parsed.get("error")
     if isinstance(error, dict):
         code, kind = error.get("code"), error.get("type")
         return StreamError(str(error.get("message")), kind if isinstance(kind, str) else None,
                            code if isinstance(code, str) else None)
-    chunk = Chunk(_str(parsed.get("id")), _str(parsed.get("model")) or None)
+    chunk = Chunk(parsed)
     choices = parsed.get("choices")
-    for choice in choices if isinstance(choices, list) else ():
-        choice = as_dict(choice)
-        if choice.get("index", 0) != 0:
-            continue
-        delta = as_dict(choice.get("delta"))
-        text = delta.get("content")
-        chunk.text = text if isinstance(text, str) else ""
-        calls = delta.get("tool_calls")
-        for call in calls if isinstance(calls, list) else ():
-            call = as_dict(call)
-            function = as_dict(call.get("function"))
-            position, call_id, name = call.get("index"), call.get("id"), function.get("name")
-            arguments = function.get("arguments")
-            chunk.calls.append(CallDelta(
-                position if isinstance(position, int) else 0, call_id if isinstance(call_id, str) else None,
-                name if isinstance(name, str) else None, arguments if isinstance(arguments, str) else "",
-            ))
+    # Streams carry one choice: the first is read, others (a client's `n`) have no place in these APIs.
+    choice = choices[0] if type(choices) is list and choices else None
+    if type(choice) is dict and choice.get("index", 0) == 0:
+        delta = choice.get("delta")
+        if type(delta) is dict:
+            text = delta.get("content")
+            if type(text) is str:
+                chunk.text = text
+            calls = delta.get("tool_calls")
+            if calls:
+                chunk.calls = _call_deltas(calls)
         finish = choice.get("finish_reason")
-        chunk.finish = finish if isinstance(finish, str) else None
-    if "usage" in parsed and isinstance(parsed["usage"], dict):
-        chunk.tokens = Tokens.of(parsed["usage"])
+        if finish is not None:
+            chunk.finish = finish if type(finish) is str else None
+    usage = parsed.get("usage")
+    if type(usage) is dict:
+        chunk.tokens = Tokens.of(usage)
     return chunk
 
 
+def _call_deltas(calls: object) -> list[CallDelta]:
+    found = []
+    for call in calls if isinstance(calls, list) else ():
+        call = as_dict(call)
+        function = as_dict(call.get("function"))
+        position, call_id, name = call.get("index"), call.get("id"), function.get("name")
+        arguments = function.get("arguments")
+        found.append(CallDelta(
+            position if isinstance(position, int) else 0, call_id if isinstance(call_id, str) else None,
+            name if isinstance(name, str) else None, arguments if isinstance(arguments, str) else "",
+        ))
+    return found
+
+
 async def translated(
-    chunks: AsyncIterator[bytes], feed: Callable[[StreamItem, list[bytes]], None], keep_alive: bytes
+    chunks: AsyncIterator[bytes], feed: Callable[[StreamItem, list[bytes]], None], keep_alive: bytes,
+    summary: Summary | None = None,
 ) -> AsyncIterator[bytes]:
     """The pipeline's stream rendered by `feed` (each read event to the bytes it writes to `out`);
-    the gateway's keep-alive comments (a hold waiting for a reviewer) become `keep_alive`."""
+    the gateway's keep-alive comments (a hold waiting for a reviewer) become `keep_alive`.
+
+    `summary`: the serving provider's, whose `last_events` are the chunks it parsed from the block it
+    relayed last (whole events). A block that arrives unchanged is not parsed a second time (a sixth
+    of a stream's translation, bench/dialects.py); one that policies rewrote is.
+    """
     decoder = SSEDecoder()
     try:
         async for block in chunks:
@@ -176,10 +203,14 @@ async def translated(
                 yield keep_alive
                 continue
             out: list[bytes] = []
-            for payload in decoder.feed(block):
-                item = read_event(payload)
-                if item is not None:
-                    feed(item, out)
+            if summary is not None and block is summary.last_block:
+                for _, parsed in summary.last_events:
+                    feed(read_chunk(parsed), out)
+            else:
+                for payload in decoder.feed(block):
+                    item = read_event(payload)
+                    if item is not None:
+                        feed(item, out)
             if out:
                 yield b"".join(out)
     finally:

@@ -32,10 +32,15 @@ from gateway.api.chat_answers import (
     read_completion,
     translated,
 )
+from gateway.providers.base import Summary
 
 Body = dict[str, Any]
 
 KEEP_ALIVE = b": keep-alive\n\n"
+# Most events of a stream are text deltas: written from a template, not a dict (bench/dialects.py).
+_TEXT_DELTA_HEAD = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":%b,'
+                    b'"output_index":%d,"content_index":0,"delta":')
+_TEXT_DELTA_TAIL = b',"logprobs":[],"sequence_number":%d}\n\n'
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -135,9 +140,12 @@ def response_body(completion: bytes, shape: ResponseShape) -> bytes:
     return orjson.dumps(shape.response(status, output, answer.tokens, reason=reason))
 
 
-def response_events(chunks: AsyncIterator[bytes], shape: ResponseShape) -> AsyncIterator[bytes]:
-    """The Responses API's stream events for the pipeline's chat stream (its SSE byte blocks)."""
-    return translated(chunks, _StreamTranslator(shape).feed, KEEP_ALIVE)
+def response_events(
+    chunks: AsyncIterator[bytes], shape: ResponseShape, summary: Summary | None
+) -> AsyncIterator[bytes]:
+    """The Responses API's stream events for the pipeline's chat stream (its SSE byte blocks; `summary`:
+    the serving provider's, see `chat_answers.translated`)."""
+    return translated(chunks, _StreamTranslator(shape).feed, KEEP_ALIVE, summary)
 
 
 class _StreamTranslator:
@@ -150,7 +158,8 @@ class _StreamTranslator:
         self._output: list[Body] = []
         self._open: int | None = None  # the output index of the item being written
         self._text_item: int | None = None
-        self._texts: dict[int, str] = {}  # a message item's text so far, by output index
+        self._texts: dict[int, list[str]] = {}  # a message item's text so far, by output index
+        self._delta_head = b""  # the text deltas' bytes before the text, for the message item being written
         self._call_items: dict[int, int] = {}  # the chunk's tool call position -> its output index
         self._finish: str | None = None
         self._tokens: Tokens | None = None
@@ -189,10 +198,13 @@ class _StreamTranslator:
                 self._text_item = self._add(_message_item(self._next_id("msg"), "", "in_progress"), out)
                 part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
                 self._event("response.content_part.added", {**self._where(self._text_item), "part": part}, out)
-            self._texts[self._text_item] = self._texts.get(self._text_item, "") + chunk.text
-            self._event("response.output_text.delta",
-                        {**self._where(self._text_item), "delta": chunk.text, "logprobs": []}, out)
-        for call in chunk.calls:
+                self._texts[self._text_item] = []
+                self._delta_head = _TEXT_DELTA_HEAD % (orjson.dumps(self._output[self._text_item]["id"]),
+                                                       self._text_item)
+            self._texts[self._text_item].append(chunk.text)
+            out.append(self._delta_head + orjson.dumps(chunk.text) + _TEXT_DELTA_TAIL % self._sequence)
+            self._sequence += 1
+        for call in chunk.calls or ():
             index = self._call_items.get(call.position)
             if index is None:
                 index = self._call_items[call.position] = self._add(
@@ -229,7 +241,7 @@ class _StreamTranslator:
         self._open = None
         item = self._output[index]
         if item["type"] == "message":
-            text = self._texts.get(index, "")
+            text = "".join(self._texts.get(index, ()))
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
             self._event("response.output_text.done", {**self._where(index), "text": text, "logprobs": []}, out)
             self._event("response.content_part.done", {**self._where(index), "part": part}, out)

@@ -27,6 +27,7 @@ from gateway.api.responses_reply import ResponseShape, response_body, response_e
 from gateway.api.streaming import EventStreamResponse
 from gateway.context import ApiRequest
 from gateway.pipeline import Pipeline
+from gateway.providers.base import Summary
 
 Body = dict[str, Any]
 
@@ -37,19 +38,19 @@ class Dialect:
     chat_body: Callable[[Body], Body]
     # The chat completion's bytes as the dialect's answer, given the dialect's request and the model asked for.
     answer: Callable[[bytes, Body, str], bytes]
-    # The chat stream's SSE blocks as the dialect's event stream.
-    events: Callable[[AsyncIterator[bytes], Body, str], AsyncIterator[bytes]]
+    # The chat stream's SSE blocks as the dialect's event stream (with the serving provider's summary).
+    events: Callable[[AsyncIterator[bytes], Body, str, Summary | None], AsyncIterator[bytes]]
 
 
 ANTHROPIC_MESSAGES = Dialect(
     anthropic_request.chat_body,
     lambda completion, _, model: message_body(completion, model),
-    lambda chunks, _, model: message_events(chunks, model),
+    lambda chunks, _, model, summary: message_events(chunks, model, summary),
 )
 OPENAI_RESPONSES = Dialect(
     responses_request.chat_body,
     lambda completion, request, model: response_body(completion, ResponseShape(request, model)),
-    lambda chunks, request, model: response_events(chunks, ResponseShape(request, model)),
+    lambda chunks, request, model, summary: response_events(chunks, ResponseShape(request, model), summary),
 )
 
 
@@ -86,5 +87,6 @@ class TranslatedChatApi:
             return json_response(self._dialect.answer(routed.reply.body, given, model), headers)
         result = await self._pipeline.chat_stream(api_request)
         headers = {**SSE_HEADERS, **routed_headers(result.routed, api_request)}
-        events = self._dialect.events(result.events, given, model)
+        served = result.routed.reply  # None when the policies answered (a held reply): nothing parsed
+        events = self._dialect.events(result.events, given, model, served.summary if served is not None else None)
         return EventStreamResponse(events, headers, on_close=result.close)
