@@ -16,6 +16,7 @@ from gateway.api.anthropic_reply import message_body
 from gateway.testing.server import GatewayServer
 from gateway.testing.upstream import Fault, UpstreamServer
 from tests.conftest import MASTER_KEY, GatewayFactory
+from tests.governance.test_budgets import KEY, budget_yaml
 from tests.policies.helpers import config as policy_config
 from tests.policies.oversight import Admin, hold_config, sqlite_url
 
@@ -228,3 +229,18 @@ def test_an_odd_completion_from_another_provider_still_becomes_a_message(complet
     assert message["type"] == "message" and message["model"] == "gpt-4o"
     assert all(block["type"] == "tool_use" for block in message["content"])
     assert message["usage"] == {"input_tokens": 0, "output_tokens": 0}
+
+
+def test_a_spent_budget_is_a_rate_limit_error_the_sdk_does_not_retry(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = gateway_factory(budget_yaml(upstream, f"sqlite:///{tmp_path / 'db'}",
+                                          "{teams: {eng: [{limit_usd: 0.0005, period: daily}]}}"))
+    retrying = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=3)
+    retrying.messages.create(model="gpt-4o", max_tokens=5, messages=ASK)
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        retrying.messages.create(model="gpt-4o", max_tokens=5, messages=ASK)
+    assert refused.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert "team 'eng' (daily)" in refused.value.body["error"]["message"]  # type: ignore[index]
+    assert refused.value.response.headers["x-should-retry"] == "false"
+    assert len(upstream.upstream.received) == 1

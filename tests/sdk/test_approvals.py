@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -164,3 +165,31 @@ def test_a_session_cannot_see_another_sessions_approval(held_gateway: GatewaySer
             with pytest.raises(GatewayApiError) as missing:
                 stranger.approvals.get(caught.value.approval_id)
     assert missing.value.status == 404
+
+
+@pytest.mark.parametrize("api", ["anthropic", "responses"])
+def test_the_other_apis_clients_wait_for_the_approval_too(held_gateway: GatewayServer, api: str) -> None:
+    """The SDK's wait works on `/v1/messages` and `/v1/responses`: their held answers carry the same
+    headers, and the resent request re-attaches to the hold (its translation is the same)."""
+    wire = WIRE["function"]
+    with Gateway(held_gateway.url, AGENT_KEY, approvals=FAST) as gateway, gateway.session() as session:
+        if api == "anthropic":
+            tool = {"name": wire["name"], "description": wire["description"], "input_schema": wire["parameters"]}
+            client = session.anthropic(max_retries=0)
+            thread, out = _in_thread(lambda: client.messages.create(
+                model="gpt-4o-mini", max_tokens=64, messages=ASK, tools=[tool]))
+        else:
+            client = session.openai(max_retries=0)
+            thread, out = _in_thread(lambda: client.responses.create(
+                model="gpt-4o-mini", input="pay the invoice", tools=[{"type": "function", **wire}]))
+        (pending,) = Admin(held_gateway).wait_for_pending()
+        Admin(held_gateway).decide(pending["id"], "edit", arguments={"account": "checked", "amount": 2})
+        thread.join(30)
+    reply = out["value"]
+    if api == "anthropic":
+        [call] = [block for block in reply.content if block.type == "tool_use"]
+        arguments = call.input
+    else:
+        [call] = [item for item in reply.output if item.type == "function_call"]
+        arguments = json.loads(call.arguments)
+    assert (call.name, arguments) == ("wire_money", {"account": "checked", "amount": 2})
