@@ -240,7 +240,7 @@ async def soak(args: argparse.Namespace, ports: list[int], gateways: list[subpro
 
     Client n talks to replica n % replicas; the reviewer works through the last replica.
     """
-    urls = [f"http://127.0.0.1:{port}/v1/chat/completions" for port in ports]
+    urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
     admin, master = ports[-1], {"Authorization": f"Bearer {MASTER}"}
     tally = Tally()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -283,9 +283,11 @@ def checks(args: argparse.Namespace, run: Run) -> list[str]:
         problems.append("the gateway logged a traceback:\n" + run.logged[run.logged.index("Traceback"):][:8000])
     # A restarted gateway's counters start again from zero: these checks are for one process's life.
     if args.outage != "restart":
-        chats = metric_sum(run.metrics, "lockgate_requests_total", "http_route").get("/v1/chat/completions", 0)
-        if chats != tally.sent:
-            problems.append(f"{tally.sent} chat requests sent, the gateway counted {chats:.0f}")
+        routes = metric_sum(run.metrics, "lockgate_requests_total", "http_route")
+        for path, sent in sorted(tally.sent_to.items()):
+            counted = routes.get(f"/v1{path}", 0)
+            if counted != sent:
+                problems.append(f"{sent} requests sent to /v1{path}, the gateway counted {counted:.0f}")
         # A SERVER span per request and a CLIENT span per upstream attempt: each exported, or (only while
         # the collector was cut off) counted as failed; the receiver got every exported one.
         accounted = sum(spans.values())
@@ -339,6 +341,7 @@ def report(args: argparse.Namespace, run: Run, problems: list[str]) -> None:
     tally = run.tally
     print(f"{tally.sent} requests ({run.warm_sent} in the warm-up, then {run.elapsed:.0f} s), {args.clients} clients,"
           f" {args.replicas} replica(s), {args.store} store, outage: {args.outage}")
+    print("  by endpoint: " + ", ".join(f"/v1{path} {n}" for path, n in sorted(tally.sent_to.items())))
     for phase, statuses in tally.statuses.items():
         print(f"  {phase:7s} statuses " + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())))
     print("refusals by status and code: " + ", ".join(f"{s} {c}: {n}" for (s, c), n in tally.errors.most_common()))

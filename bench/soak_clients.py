@@ -2,7 +2,9 @@
 human reviewer deciding holds, and the tally of what they all saw. `bench/soak.py` runs them.
 
 Every response is read to its end and checked as a client would: a completion, a stream ending in
-`[DONE]` or in an error event, or an error in OpenAI's shape with a documented status.
+`[DONE]` or in an error event, or an error in OpenAI's shape with a documented status. A share of
+the plain questions is asked in Anthropic's and OpenAI's Responses shapes instead (`/v1/messages`,
+`/v1/responses`), and checked in theirs.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.sent = 0
+        self.sent_to: Counter[str] = Counter()  # requests by path under /v1
         self.abandoned = 0  # streams the client closed after the first chunk
         self.held: Counter[str] = Counter()  # answers to requests offering the held tool: "approved", "denied", "other"
         self.decided: Counter[str] = Counter()  # the reviewer's decisions: "approve", "deny"
@@ -67,33 +70,68 @@ class Tally:
             self.problems.append(text)
 
 
-def check_json(status: int, raw: bytes, tally: Tally) -> None:
+CHAT, MESSAGES, RESPONSES = "/chat/completions", "/messages", "/responses"
+
+
+def check_json(status: int, raw: bytes, tally: Tally, path: str = CHAT) -> None:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         tally.problem(f"{status}: a body that is not JSON: {raw[:200]!r}")
         return
-    if status == 200:
-        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
-            tally.problem(f"200 without choices: {raw[:200]!r}")
+    if not isinstance(body, dict):
+        tally.problem(f"{status}: a body that is not an object: {raw[:200]!r}")
         return
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict) or not {"message", "type", "code"} <= error.keys():
+    if status == 200:
+        answered = {CHAT: isinstance(body.get("choices"), list), MESSAGES: body.get("type") == "message",
+                    RESPONSES: body.get("object") == "response"}[path]
+        if not answered:
+            tally.problem(f"200 from {path} that is not its answer: {raw[:200]!r}")
+        return
+    error = body.get("error")
+    if path == MESSAGES:  # Anthropic's shape: {"type": "error", "error": {"type", "message"}}, no code
+        if body.get("type") != "error" or not isinstance(error, dict) or not {"message", "type"} <= error.keys():
+            tally.problem(f"{status}: an error not in Anthropic's shape: {raw[:200]!r}")
+            return
+        kind = f"anthropic {error['type']}"
+    elif not isinstance(error, dict) or not {"message", "type", "code"} <= error.keys():
         tally.problem(f"{status}: an error not in OpenAI's shape: {raw[:200]!r}")
         return
-    tally.errors[(status, str(error["code"]))] += 1
-    if tally.errors[(status, str(error["code"]))] == 1:
-        tally.examples.append(f"{status} {error['code']}: {error['message']}")
+    else:
+        kind = str(error["code"])
+    tally.errors[(status, kind)] += 1
+    if tally.errors[(status, kind)] == 1:
+        tally.examples.append(f"{status} {kind}: {error['message']}")
 
 
-def check_stream(raw: bytes, tally: Tally) -> None:
+# How a stream that is complete ends (or fails after its first byte), by endpoint.
+_STREAM_ENDS = {
+    CHAT: (b"data: [DONE]",),
+    MESSAGES: (b"event: message_stop\n", b"event: error\n"),
+    RESPONSES: (b"event: response.completed\n", b"event: response.incomplete\n", b"event: response.failed\n"),
+}
+
+
+def check_stream(raw: bytes, tally: Tally, path: str = CHAT) -> None:
     events = [e for e in raw.split(b"\n\n") if e.strip() and not e.startswith(b":")]
     if not events:
         tally.problem("a 200 stream with no events")
         return
     last = events[-1]
-    if last != b"data: [DONE]" and not (last.startswith(b"data: {") and b'"error"' in last):
-        tally.problem(f"a stream that ended without [DONE] or an error event: ...{raw[-200:]!r}")
+    if path == CHAT and last.startswith(b"data: {") and b'"error"' in last:
+        return
+    if not last.startswith(_STREAM_ENDS[path]):
+        tally.problem(f"a stream from {path} that ended without its last event or an error: ...{raw[-200:]!r}")
+
+
+def other_shape(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The chat `body` (a system prompt, one question) asked in another API's shape."""
+    system, question = body["messages"][0]["content"], body["messages"][1]["content"]
+    if path == MESSAGES:
+        return {"model": body["model"], "stream": body["stream"], "max_tokens": body["max_tokens"], "system": system,
+                "messages": [{"role": "user", "content": question}]}
+    return {"model": body["model"], "stream": body["stream"], "max_output_tokens": body["max_tokens"],
+            "instructions": system, "input": question}
 
 
 _TURNS = itertools.count(1)
@@ -115,7 +153,8 @@ def looped(repeats: int, turn: int) -> list[dict[str, Any]]:
     return messages
 
 
-async def client(session: aiohttp.ClientSession, url: str, number: int, stop: float, tally: Tally) -> None:
+async def client(session: aiohttp.ClientSession, base: str, number: int, stop: float, tally: Tally) -> None:
+    """One agent on the gateway at `base` (its `/v1` URL) until `stop`."""
     rng = random.Random(number)
     while time.monotonic() < stop:
         turn = next(_TURNS)  # never the same request twice: a repeat would re-attach to an earlier hold
@@ -134,10 +173,17 @@ async def client(session: aiohttp.ClientSession, url: str, number: int, stop: fl
         if repeats:  # an agent that called the same tool, with the same result, `repeats` times in a row
             body["messages"] += looped(repeats, turn)
             session_id = f"soak-{number}-loop-{turn}"
+        path = CHAT
+        if key == BUDGETED and not paying and not repeats:  # (budget refusals are counted by their code)
+            roll = rng.random()
+            path = MESSAGES if roll < 0.15 else RESPONSES if roll < 0.3 else CHAT
+            if path != CHAT:
+                body = other_shape(path, body)
         headers = {"Authorization": f"Bearer {key}", "x-lockgate-session-id": session_id}
         tally.sent += 1
+        tally.sent_to[path] += 1
         try:
-            async with session.post(url, json=body, headers=headers) as response:
+            async with session.post(base + path, json=body, headers=headers) as response:
                 if stream and response.status == 200 and rng.random() < 0.05:
                     await response.content.readany()  # a client that goes away mid-stream
                     response.close()
@@ -148,9 +194,9 @@ async def client(session: aiohttp.ClientSession, url: str, number: int, stop: fl
                 if response.status not in EXPECTED:
                     tally.problem(f"status {response.status}: {raw[:300]!r}")
                 elif response.status == 200 and stream:
-                    check_stream(raw, tally)
+                    check_stream(raw, tally, path)
                 else:
-                    check_json(response.status, raw, tally)
+                    check_json(response.status, raw, tally, path)
                 finished = not stream or raw.rstrip().endswith(b"data: [DONE]")  # not cut by an upstream fault
                 if repeats:
                     tally.loops[(LOOP_STEP[min(repeats, len(LOOP_STEP) - 1)], response.status)] += 1
