@@ -24,7 +24,19 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import KEY, MESSAGES, MODEL, Target, cpu_seconds, free_port, gateway_config, pinned, run_wrk, stop, wait_http
+from run import (
+    KEY,
+    MESSAGES,
+    MODEL,
+    Target,
+    cpu_seconds,
+    free_port,
+    gateway_config,
+    pinned,
+    run_wrk,
+    stop,
+    wait_http,
+)
 
 SYSTEM, QUESTION = MESSAGES[0]["content"], MESSAGES[1]["content"]
 # endpoint: (path under /v1, its request for the same question)
