@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.chat import ChatApi
+from gateway.api.dashboard import Dashboard
 from gateway.api.embeddings import EmbeddingsApi
 from gateway.api.health import HealthApi
 from gateway.api.models import ModelsApi
@@ -153,6 +154,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     for path, endpoint, methods in governance.routes():
         app.router.add_route(path, endpoint, methods=methods)
     for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
+        app.router.add_route(path, endpoint, methods=methods)
+    for path, endpoint, methods in Dashboard().routes():
         app.router.add_route(path, endpoint, methods=methods)
     SessionsApi(pipeline, Sessions(store, governance.audit), config.server.max_body_bytes, approvals).install(app)
     app.router.add_route("/v1/traces", traces.export, methods=["POST"])
