@@ -153,6 +153,7 @@ print(reply.choices[0].message)
 PY
   Then: lockgate approvals list --master-key lockgate-demo-key --url {base}
         lockgate approvals approve <id> --master-key lockgate-demo-key --url {base}   (or deny <id> --reason "...")
+  Or open {base}/ui in a browser, sign in with lockgate-demo-key, and decide there.
 
 5. Traces: start the demo with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to send one trace
    per request to a collector or Jaeger (deploy/docker-compose.yml runs both). Metrics: {base}/metrics
