@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.providers.base import Summary
+from gateway.providers.base import Summary, ToolCall
 from gateway.providers.sse import SSEDecoder
 
 Body = dict[str, Any]
@@ -45,19 +45,12 @@ class Tokens:
 
 
 @dataclass(slots=True)
-class Call:
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(slots=True)
 class Completion:
     id: str
     created: int | None
     model: str | None
     text: str
-    calls: list[Call]
+    calls: list[ToolCall]
     finish: str | None
     tokens: Tokens
 
@@ -81,10 +74,10 @@ def read_completion(raw: bytes) -> Completion:
     )
 
 
-def _call(call: Body) -> Call:
+def _call(call: Body) -> ToolCall:
     function = as_dict(call.get("function"))
     arguments = function.get("arguments")
-    return Call(_str(call.get("id")), _str(function.get("name")), arguments if isinstance(arguments, str) else "")
+    return ToolCall(_str(call.get("id")), _str(function.get("name")), arguments if isinstance(arguments, str) else "")
 
 
 def _str(value: object) -> str:
