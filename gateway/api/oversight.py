@@ -54,7 +54,10 @@ class OversightApi:
         status = request.query_params.get("status")
         if status not in (None, "pending", "decided"):
             raise InvalidRequest("status must be 'pending' or 'decided'.", param="status")
-        approvals = await self._approvals.list(status)
+        order = request.query_params.get("order", "oldest")
+        if order not in ("oldest", "newest"):
+            raise InvalidRequest("order must be 'oldest' or 'newest'.", param="order")
+        approvals = await self._approvals.list(status, newest=order == "newest")
         return json_response(orjson.dumps({"object": "list", "data": [a.public() for a in approvals]}))
 
     async def show(self, request: Request) -> Response:

@@ -162,8 +162,8 @@ class Approvals:
                     self.index.delivered(session_id, approval.value["fingerprint"])
                     await self.index.changed()
 
-    async def list(self, status: str | None = None, limit: int = 200) -> list[Approval]:
-        """The oldest `limit` approvals with this status (any, when None).
+    async def list(self, status: str | None = None, limit: int = 200, newest: bool = False) -> list[Approval]:
+        """The oldest `limit` approvals with this status (any, when None); the newest, newest first, if asked.
 
         Every approval kept (decided ones for a day) is read and filtered before `limit` applies: the
         store lists them by id, which is random, so cutting first hid pending holds from reviewers
@@ -176,7 +176,7 @@ class Approvals:
             approval = await self._expire_if_due(_approval(doc))
             if status is None or approval.status == status:
                 out.append(approval)
-        return sorted(out, key=lambda a: a.value["created_at"])[:limit]
+        return sorted(out, key=lambda a: a.value["created_at"], reverse=newest)[:limit]
 
     # ------------------------------------------------------------------ waiting
 

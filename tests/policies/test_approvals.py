@@ -216,3 +216,22 @@ def test_every_pending_hold_is_listed_however_many_decided_ones_are_kept(
 
     assert sorted(a["id"] for a in admin.pending()) == sorted(ids[:20])
     assert len(admin.http.get("/admin/approvals", params={"status": "decided"}).json()["data"]) == 200  # the limit
+
+
+def test_decided_holds_can_be_listed_newest_first(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path), hold_window=0))
+    admin = Admin(gateway)
+    for session in ("first", "second", "third"):
+        client(gateway, **{"x-lockgate-session-id": session}).chat.completions.create(  # (a new body: a new hold)
+            model="gpt-4o", messages=ask(f"pay the {session} invoice"), tools=[WIRE])
+        [pending] = admin.wait_for_pending()
+        admin.decide(pending["id"], "deny")
+
+    def listed(order: str) -> list[str]:
+        reply = admin.http.get("/admin/approvals", params={"status": "decided", "order": order})
+        return [a["session_id"] for a in reply.json()["data"]]
+    assert listed("newest") == ["third", "second", "first"]
+    assert listed("oldest") == ["first", "second", "third"]
+    assert admin.http.get("/admin/approvals", params={"order": "random"}).status_code == 400
