@@ -208,3 +208,13 @@ async def test_a_streamed_agent_run_on_the_default_model_goes_through_too(basic_
         kinds = {event.type async for event in run.stream_events()}
     assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
     assert "The tool returned: 18 C, sunny" in run.final_output
+
+
+def test_a_streamed_function_call_matches_the_spec(basic_gateway: GatewayServer) -> None:
+    events = stream_events(basic_gateway, {"model": "gpt-4o", "input": "Weather in Paris?", "tools": [WEATHER]})
+    kinds = [e["type"] for e in events]
+    assert "response.function_call_arguments.delta" in kinds
+    done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
+    assert done["name"] == "get_weather" and isinstance(json.loads(done["arguments"])["city"], str)
+    [item] = events[-1]["response"]["output"]
+    assert (item["type"], item["status"], item["arguments"]) == ("function_call", "completed", done["arguments"])
