@@ -157,6 +157,13 @@ PY
 
 5. Traces: start the demo with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to send one trace
    per request to a collector or Jaeger (deploy/docker-compose.yml runs both). Metrics: {base}/metrics
+
+6. Agents written for Anthropic's API or OpenAI's Responses API (the OpenAI Agents SDK's default) use
+   the same routes, budgets and policies:
+  curl -s {base}/v1/messages -H 'x-api-key: lockgate-demo-key' \\
+    -d '{{"model": "down-model", "max_tokens": 100, "messages": [{{"role": "user", "content": "hello"}}]}}'
+  curl -s {base}/v1/responses -H 'Authorization: Bearer lockgate-demo-key' \\
+    -d '{{"model": "down-model", "input": "hello"}}'
 """
 
 
