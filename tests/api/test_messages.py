@@ -244,3 +244,31 @@ def test_a_spent_budget_is_a_rate_limit_error_the_sdk_does_not_retry(
     assert "team 'eng' (daily)" in refused.value.body["error"]["message"]  # type: ignore[index]
     assert refused.value.response.headers["x-should-retry"] == "false"
     assert len(upstream.upstream.received) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_anthropic_client_reaches_an_anthropic_upstream_through_litellm(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory, stream: bool
+) -> None:
+    """A Claude agent on Lockgate with an Anthropic deployment: Messages in, chat inside, litellm's
+    translation to the Messages API out, and back; tools survive both translations."""
+    anthropic_key = "sk-ant-api03-secret-abcdefghijklmnop"
+    gateway = gateway_factory(
+        "model_list:\n  - model_name: claude\n"
+        f"    litellm_params: {{model: anthropic/claude-3-5-sonnet-20241022, "
+        f"api_base: 'http://127.0.0.1:{upstream.port}', api_key: {anthropic_key}}}\n"
+        f"general_settings: {{master_key: {MASTER_KEY}}}\n"
+    )
+    api = client(gateway).messages
+    if stream:
+        with api.stream(model="claude", max_tokens=64, messages=ASK, tools=[WEATHER]) as events:
+            message = events.get_final_message()
+    else:
+        message = api.create(model="claude", max_tokens=64, messages=ASK, tools=[WEATHER])
+    [call] = [block for block in message.content if block.type == "tool_use"]
+    assert call.name == "get_weather" and call.input == {"city": "example"}
+    assert message.stop_reason == "tool_use"
+    sent = upstream.upstream.received[-1]
+    assert sent.path == "/v1/messages" and sent.headers["x-api-key"] == anthropic_key
+    assert sent.body["model"] == "claude-3-5-sonnet-20241022"
+    assert sent.body["tools"][0]["name"] == "get_weather"
