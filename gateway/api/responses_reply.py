@@ -47,7 +47,7 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 class ResponseShape:
     """What a response says besides its output: its id and the request's settings, echoed."""
 
-    def __init__(self, request: Body, model: str, completion_id: str = "", created: int | None = None) -> None:
+    def __init__(self, request: Body, model: str) -> None:
         tools = request.get("tools")
         self.settings: Body = {
             "instructions": request.get("instructions") if isinstance(request.get("instructions"), str) else None,
@@ -67,8 +67,8 @@ class ResponseShape:
             self.settings["user"] = request["user"]
         self.model = model
         self.id = ""
-        self.created = created or int(time.time())
-        self.identify(completion_id)
+        self.created = int(time.time())
+        self.identify("")  # until the answer's own id is known
 
     def identify(self, completion_id: str) -> None:
         """Ids from the completion's: the same answer (a retry re-attached to a hold) keeps its ids."""
