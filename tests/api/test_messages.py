@@ -272,3 +272,30 @@ def test_an_anthropic_client_reaches_an_anthropic_upstream_through_litellm(
     assert sent.path == "/v1/messages" and sent.headers["x-api-key"] == anthropic_key
     assert sent.body["model"] == "claude-3-5-sonnet-20241022"
     assert sent.body["tools"][0]["name"] == "get_weather"
+
+
+def test_a_claude_agent_looping_on_a_tool_is_noted_then_denied(
+    upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
+    """Loop detection reads the translated conversation: tool_use / tool_result pairs count as calls."""
+    gateway = gateway_factory(policy_config(upstream, "loops: {note_after: 3, hold_after: 5, deny_after: 5}"))
+    search = {"name": "search", "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}}}
+
+    def looping(repeats: int) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "find the quarterly report"}]
+        for i in range(repeats):
+            messages.append({"role": "assistant", "content": [
+                {"type": "tool_use", "id": f"toolu_{i}", "name": "search", "input": {"query": "quarterly report"}}]})
+            messages.append({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": "no results", "is_error": True}]})
+        return messages
+
+    agent = anthropic.Anthropic(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0,
+                                default_headers={"x-lockgate-session-id": "claude-loop"})
+    agent.messages.create(model="gpt-4o", max_tokens=64, messages=looping(3), tools=[search])
+    note = upstream.upstream.received[-1].body["messages"][-1]
+    assert note["role"] == "system" and "the tool 'search' has been called 3 times in a row" in note["content"]
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        agent.messages.create(model="gpt-4o", max_tokens=64, messages=looping(5), tools=[search])
+    assert "called 5 times in a row" in denied.value.body["error"]["message"]  # type: ignore[index]
+    assert upstream.upstream.count("/chat/completions") == 1
