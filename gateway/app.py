@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.admin_deployments import DeploymentsApi
 from gateway.api.chat import ChatApi
 from gateway.api.dashboard import Dashboard
 from gateway.api.embeddings import EmbeddingsApi
@@ -154,6 +155,8 @@ def create_app(config: RuntimeConfig, *, span_exporter: Any = None) -> FastAPI:
     for path, endpoint, methods in governance.routes():
         app.router.add_route(path, endpoint, methods=methods)
     for path, endpoint, methods in OversightApi(authenticator, approvals, pauses).routes():
+        app.router.add_route(path, endpoint, methods=methods)
+    for path, endpoint, methods in DeploymentsApi(governance.guard, config, router).routes():
         app.router.add_route(path, endpoint, methods=methods)
     for path, endpoint, methods in Dashboard().routes():
         app.router.add_route(path, endpoint, methods=methods)

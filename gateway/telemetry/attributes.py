@@ -41,6 +41,11 @@ class DeploymentAttributes:
     def deployment_ids(self) -> list[str]:
         return list(self._span)
 
+    def server_of(self, deployment_id: str) -> str | None:
+        """`host:port` of the deployment's upstream (None: the provider's default endpoint)."""
+        server = self._server.get(deployment_id)
+        return None if server is None else f"{server[0]}:{server[1]}"
+
     def model_label(self, model: str) -> str:
         """The client's model as a metric label: only configured groups, so labels stay bounded."""
         return model if model in self._groups else OTHER_MODEL

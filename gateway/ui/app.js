@@ -1,4 +1,5 @@
-// Lockgate's dashboard: held tool calls to approve, edit or deny; paused and stopped sessions and keys.
+// Lockgate's dashboard: held tool calls to approve, edit or deny; deployments' breakers and cooldowns;
+// paused and stopped sessions and keys.
 // It only calls the admin API with the master key the reviewer signs in with (kept in this tab's
 // session storage). Everything the gateway returns is shown as text (textContent, never HTML): tool
 // arguments are written by a model, and a model can be talked into writing markup.
@@ -166,6 +167,20 @@ async function pauseSubmitted(event) {
   } catch (error) { status(error.message, true); }
 }
 
+// ---- deployments
+
+function renderDeployments(deployments) {
+  const now = Date.now() / 1000;
+  $("deployments").querySelector("tbody").replaceChildren(...deployments.map((d) => {
+    const cooling = d.cooling_until && d.cooling_until > now;
+    const state = d.breaker !== "closed" ? d.breaker : cooling ? "cooling" : "ok";
+    return el("tr", { class: state, "data-deployment": d.id },
+      el("td", { text: d.id }), el("td", { text: d.group }), el("td", { text: `${d.provider} / ${d.model}` }),
+      el("td", { text: d.server || "(provider default)" }), el("td", { class: "breaker", text: d.breaker }),
+      el("td", { text: String(d.failures) }), el("td", { text: cooling ? when(d.cooling_until) : "" }));
+  }));
+}
+
 // ---- decided
 
 function renderDecided(approvals) {
@@ -196,15 +211,17 @@ async function refresh(decidedToo = true) {
   if (refreshing) return refreshing;  // one refresh at a time; a click during one waits for it
   refreshing = (async () => {
     try {
-      const [pending, decided, pauses] = await Promise.all([
+      const [pending, decided, pauses, deployments] = await Promise.all([
         api("GET", "/admin/approvals?status=pending"),
         decidedToo ? api("GET", "/admin/approvals?status=decided&order=newest") : null,
         api("GET", "/admin/pauses"),
+        api("GET", "/admin/deployments"),
       ]);
       show(true);
       renderPending(pending.data);
       if (decided) renderDecided(decided.data);
       renderPauses(pauses.data);
+      renderDeployments(deployments.data);
       status(`Refreshed ${new Date().toLocaleTimeString()}`);
     } catch (error) {
       if (error.status === 401 || error.status === 403) {

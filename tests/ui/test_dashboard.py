@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from gateway.testing.server import GatewayServer
@@ -165,3 +166,27 @@ def test_a_session_is_paused_and_resumed(page: Any, held: GatewayServer) -> None
     assert [(s["target"], s["state"], s["by"]) for s in states] == [("session:ses-ui", "paused", "alice")]
     page.click("#pauses tr[data-target='session:ses-ui'] .resume")
     page.wait_for_selector("#pauses tr[data-target='session:ses-ui']", state="detached")
+
+
+def test_an_open_breaker_shows_in_the_deployments_table(
+    browser: Any, upstream: UpstreamServer, gateway_factory: GatewayFactory
+) -> None:
+    gateway = gateway_factory(
+        "model_list:\n"
+        f"  - model_name: gpt-4o\n    litellm_params: {{model: openai/broken, api_base: '{upstream.url}', api_key: x}}\n"
+        "    model_info: {id: broken}\n"
+        f"general_settings: {{master_key: {MASTER_KEY}}}\n"
+        "router_settings: {num_retries: 0}\nbreakers: {failure_threshold: 1, reset_timeout: 60}\n"
+    )
+    upstream.upstream.model_default["broken"] = Fault.error(500, "down")
+    with pytest.raises(openai.InternalServerError):  # its one failure opens the breaker
+        client(gateway).chat.completions.create(model="gpt-4o", messages=ask("hi"))
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{gateway.url}/ui")
+    page.fill("#key", MASTER_KEY)
+    page.click("#sign-in button")
+    row = page.wait_for_selector("#deployments tr[data-deployment='broken']")
+    assert row.get_attribute("class") == "open"
+    assert page.text_content("#deployments tr[data-deployment='broken'] .breaker") == "open"
+    context.close()
