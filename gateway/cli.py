@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from gateway.app import CONFIG_ENV
-from gateway.cli_admin import audit_app, budgets_app, keys_app, spend_app
+from gateway.cli_admin import audit_app, budgets_app, deployments, keys_app, spend_app
 from gateway.cli_oversight import register as register_oversight
 from gateway.config.loader import ConfigError, load_config
 from gateway.store import store_problem
@@ -23,6 +23,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(spend_app, name="spend")
 app.add_typer(budgets_app, name="budgets")
+app.command("deployments")(deployments)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 register_oversight(app)

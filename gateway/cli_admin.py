@@ -1,4 +1,4 @@
-"""Operator commands that talk to a running gateway's admin API: `lockgate keys|audit|spend|budgets ...`.
+"""Operator commands that talk to a running gateway's admin API: `lockgate keys|audit|spend|budgets|deployments`.
 
 Every command takes `--url` (default http://127.0.0.1:4000, env LOCKGATE_URL) and `--master-key`
 (env LOCKGATE_MASTER_KEY). Output is a rich table, or JSON with `--json`.
@@ -248,6 +248,22 @@ def budgets_status(
             reserved += f" ({_usd(r['leased_usd'])} leased)"
         table.add_row(r["scope"], r["id"], window, _usd(r["limit_usd"]), _usd(r["spent_usd"]),
                       reserved, _usd(r["remaining_usd"]), used, _when(r["resets_at"]))
+    out.print(table)
+
+
+def deployments(url: Url = DEFAULT_URL, master_key: Master = "", as_json: JsonOption = False) -> None:
+    """Each deployment's breaker and cooldown, as the gateway at --url sees them (breakers are per replica)."""
+    rows = admin_call(url, master_key, "GET", "/admin/deployments")["data"]
+    if as_json:
+        out.print_json(data=rows)
+        return
+    table = Table("deployment", "group", "provider / model", "upstream", "breaker", "failures",
+                  "cooling down until (UTC)", title="Deployments")
+    for r in rows:
+        colour = {"open": "red", "half_open": "yellow"}.get(r["breaker"], "green")
+        cooling = r["cooling_until"] if r["cooling_until"] and r["cooling_until"] > time.time() else None
+        table.add_row(r["id"], r["group"], f"{r['provider']} / {r['model']}", r["server"] or "(provider default)",
+                      f"[{colour}]{r['breaker']}[/]", str(r["failures"]), _when(cooling) if cooling else "")
     out.print(table)
 
 

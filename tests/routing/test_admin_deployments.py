@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import httpx
+import openai
+import pytest
 
 from gateway.testing.upstream import Fault, UpstreamServer
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY, GatewayFactory
@@ -35,3 +41,19 @@ def test_an_open_breaker_and_a_cooldown_are_shown_per_deployment(
                             "cooling_until": None}
     assert UPSTREAM_KEY not in reply.text
     assert httpx.get(f"{gateway.url}/admin/deployments").status_code == 401
+
+
+def test_lockgate_deployments_prints_them(upstream: UpstreamServer, gateway_factory: GatewayFactory) -> None:
+    gateway = gateway_factory(config(
+        deployment("gpt", upstream, "broken", "broken"), router="num_retries: 0, timeout: 5",
+        extra=f"breakers: {{failure_threshold: 1, reset_timeout: 60}}\ngeneral_settings: {{master_key: {MASTER_KEY}}}\n",
+    ))
+    upstream.upstream.model_default["broken"] = Fault.error(500, "down")
+    with pytest.raises(openai.InternalServerError):
+        sdk(gateway).with_options(api_key=MASTER_KEY).chat.completions.create(model="gpt", messages=MESSAGES)
+    env = {**os.environ, "LOCKGATE_MASTER_KEY": MASTER_KEY, "COLUMNS": "200"}
+    shown = subprocess.run([sys.executable, "-m", "gateway", "deployments", "--url", gateway.url],
+                           capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    [row] = [line for line in shown.stdout.splitlines() if "broken" in line and "gpt" in line]
+    assert "open" in row and "openai / broken" in row
