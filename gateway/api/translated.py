@@ -20,12 +20,9 @@ from starlette.responses import Response
 
 from gateway.api import anthropic_request, responses_request
 from gateway.api.anthropic_reply import message_body, message_events
-from gateway.api.chat import SSE_HEADERS
-from gateway.api.common import expose, json_response, parse_object, read_body, request_id, routed_headers
-from gateway.api.hold_headers import hold_headers
+from gateway.api.chat import answer_chat, chat_request
+from gateway.api.common import parse_object, read_body
 from gateway.api.responses_reply import ResponseShape, response_body, response_events
-from gateway.api.streaming import EventStreamResponse
-from gateway.context import ApiRequest
 from gateway.pipeline import Pipeline
 from gateway.providers.base import Summary
 
@@ -66,27 +63,11 @@ class TranslatedChatApi:
         body = self._dialect.chat_body(given)
         model: str = body["model"]
         stream = body.get("stream") is True
-        user = body.get("user")
-        api_request = ApiRequest(
-            request_id=request_id(request),
-            operation="chat",
-            headers=request.headers,
-            body=body,
-            raw=orjson.dumps(body),
-            model=model,
-            principal=principal,
-            stream=stream,
-            include_usage=stream,  # asked for in the body: the dialect's closing event reports it
-            session_id=request.headers.get("x-lockgate-session-id"),
-            user=request.headers.get("x-lockgate-user") or (user if isinstance(user, str) else None),
+        # Usage is asked for in the body when streaming: the dialect's closing event reports it.
+        api_request = chat_request(request, principal, body, orjson.dumps(body), model, stream, include_usage=stream)
+        dialect = self._dialect
+        return await answer_chat(
+            self._pipeline, api_request,
+            lambda completion: dialect.answer(completion, given, model),
+            lambda events, summary: dialect.events(events, given, model, summary),
         )
-        expose(request, api_request)
-        if not stream:
-            routed = await self._pipeline.chat(api_request)
-            headers = {**routed_headers(routed, api_request), **hold_headers(api_request)}
-            return json_response(self._dialect.answer(routed.reply.body, given, model), headers)
-        result = await self._pipeline.chat_stream(api_request)
-        headers = {**SSE_HEADERS, **routed_headers(result.routed, api_request)}
-        served = result.routed.reply  # None when the policies answered (a held reply): nothing parsed
-        events = self._dialect.events(result.events, given, model, served.summary if served is not None else None)
-        return EventStreamResponse(events, headers, on_close=result.close)

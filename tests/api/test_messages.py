@@ -40,6 +40,15 @@ def client(gateway: GatewayServer, key: str = MASTER_KEY) -> anthropic.Anthropic
     return anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
 
 
+def ask_message(gateway: GatewayServer, stream: bool, **request: Any) -> anthropic.types.Message:
+    """The message, answered whole or streamed (then as the SDK adds up the stream's events)."""
+    api = client(gateway).messages
+    if not stream:
+        return api.create(**request)
+    with api.stream(**request) as events:
+        return events.get_final_message()
+
+
 def post(gateway: GatewayServer, body: Any) -> httpx.Response:
     return httpx.post(f"{gateway.url}/v1/messages", json=body, headers={"x-api-key": MASTER_KEY}, timeout=10)
 
@@ -85,11 +94,7 @@ def test_a_stream_arrives_as_anthropics_events_and_adds_up_to_the_message(basic_
 def test_a_tool_round_trip(basic_gateway: GatewayServer, upstream: UpstreamServer, stream: bool) -> None:
     messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
     api = client(basic_gateway).messages
-    if stream:
-        with api.stream(model="gpt-4o", max_tokens=64, messages=messages, tools=[WEATHER]) as events:
-            first = events.get_final_message()
-    else:
-        first = api.create(model="gpt-4o", max_tokens=64, messages=messages, tools=[WEATHER])
+    first = ask_message(basic_gateway, stream, model="gpt-4o", max_tokens=64, messages=messages, tools=[WEATHER])
     [call] = [b for b in first.content if b.type == "tool_use"]
     assert call.name == "get_weather" and isinstance(call.input, dict) and isinstance(call.input["city"], str)
     assert first.stop_reason == "tool_use"
@@ -188,15 +193,8 @@ def test_a_held_tool_call_is_approved_and_reaches_the_anthropic_client(
     admin = Admin(gateway)
     pay = [{"role": "user", "content": "pay the invoice"}]
 
-    def ask() -> anthropic.types.Message:
-        api = client(gateway).messages
-        if not stream:
-            return api.create(model="gpt-4o", max_tokens=64, messages=pay, tools=[WIRE])  # type: ignore[arg-type]
-        with api.stream(model="gpt-4o", max_tokens=64, messages=pay, tools=[WIRE]) as events:  # type: ignore[arg-type]
-            return events.get_final_message()
-
     with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(ask)
+        future = pool.submit(ask_message, gateway, stream, model="gpt-4o", max_tokens=64, messages=pay, tools=[WIRE])
         [pending] = admin.wait_for_pending()
         assert admin.decide(pending["id"], "edit", arguments={"account": "checked", "amount": 2}).status_code == 200
         message = future.result(10)
@@ -259,15 +257,10 @@ def test_an_anthropic_client_reaches_an_anthropic_upstream_through_litellm(
         f"api_base: 'http://127.0.0.1:{upstream.port}', api_key: {anthropic_key}}}\n"
         f"general_settings: {{master_key: {MASTER_KEY}}}\n"
     )
-    api = client(gateway).messages
-    if stream:
-        with api.stream(model="claude", max_tokens=64, messages=ASK, tools=[WEATHER]) as events:
-            message = events.get_final_message()
-    else:
-        message = api.create(model="claude", max_tokens=64, messages=ASK, tools=[WEATHER])
-    [call] = [block for block in message.content if block.type == "tool_use"]
+    answer = ask_message(gateway, stream, model="claude", max_tokens=64, messages=ASK, tools=[WEATHER])
+    [call] = [block for block in answer.content if block.type == "tool_use"]
     assert call.name == "get_weather" and call.input == {"city": "example"}
-    assert message.stop_reason == "tool_use"
+    assert answer.stop_reason == "tool_use"
     sent = upstream.upstream.received[-1]
     assert sent.path == "/v1/messages" and sent.headers["x-api-key"] == anthropic_key
     assert sent.body["model"] == "claude-3-5-sonnet-20241022"

@@ -35,6 +35,15 @@ def client(gateway: GatewayServer, **options: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER_KEY, **options)
 
 
+def respond(gateway: GatewayServer, stream: bool, **request: Any) -> Any:
+    """The response, answered whole or streamed (then as the SDK adds up the stream's events)."""
+    api = client(gateway).responses
+    if not stream:
+        return api.create(**request)
+    with api.stream(**request) as events:
+        return events.get_final_response()
+
+
 def stream_events(gateway: GatewayServer, body: dict[str, Any]) -> list[dict[str, Any]]:
     """The raw events of a streamed response, each checked against the spec."""
     with httpx.Client(timeout=10) as http:
@@ -96,11 +105,7 @@ def test_a_stream_matches_the_spec_and_adds_up_to_the_response(basic_gateway: Ga
 def test_a_function_call_round_trip(basic_gateway: GatewayServer, upstream: UpstreamServer, stream: bool) -> None:
     api = client(basic_gateway).responses
     items: list[Any] = [{"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]}]
-    if stream:
-        with api.stream(model="gpt-4o", input=items, tools=[WEATHER]) as events:  # type: ignore[list-item]
-            first = events.get_final_response()
-    else:
-        first = api.create(model="gpt-4o", input=items, tools=[WEATHER])  # type: ignore[list-item]
+    first = respond(basic_gateway, stream, model="gpt-4o", input=items, tools=[WEATHER])
     [call] = [item for item in first.output if item.type == "function_call"]
     assert call.name == "get_weather" and isinstance(json.loads(call.arguments)["city"], str)
 
@@ -156,15 +161,8 @@ def test_a_held_call_is_approved_and_reaches_the_client_as_a_function_call(
     gateway = gateway_factory(hold_config(upstream, sqlite_url(tmp_path), keep_alive=0.1))
     admin = Admin(gateway)
 
-    def ask() -> Any:
-        api = client(gateway).responses
-        if not stream:
-            return api.create(model="gpt-4o", input="pay the invoice", tools=[WIRE])  # type: ignore[list-item]
-        with api.stream(model="gpt-4o", input="pay the invoice", tools=[WIRE]) as events:  # type: ignore[list-item]
-            return events.get_final_response()
-
     with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(ask)
+        future = pool.submit(respond, gateway, stream, model="gpt-4o", input="pay the invoice", tools=[WIRE])
         [pending] = admin.wait_for_pending()
         assert admin.decide(pending["id"], "approve").status_code == 200
         response = future.result(10)
