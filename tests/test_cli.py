@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+
+from gateway.store import store_problem
 
 LOCKGATE = [sys.executable, "-m", "gateway"]
 
@@ -85,6 +88,20 @@ def test_serve_refuses_a_sqlite_store_it_cannot_write(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert "store: the SQLite database" in result.stderr and "cannot be opened for writing" in result.stderr
+
+
+def test_a_sqlite_store_another_process_is_writing_is_not_refused(tmp_path: Path) -> None:
+    # Two gateways started at once on one file (or one started while another writes) found the
+    # database locked, and the start-up check called that "cannot be opened for writing".
+    path = tmp_path / "lockgate.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("CREATE TABLE t (x)")
+        writer.execute("BEGIN EXCLUSIVE")
+        assert store_problem(f"sqlite:///{path}") is None
+    finally:
+        writer.close()
 
 
 def test_serve_runs_a_config_as_a_real_process(tmp_path: Path, running) -> None:  # type: ignore[no-untyped-def]

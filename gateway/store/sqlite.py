@@ -74,17 +74,30 @@ def open_problem(path: str) -> str | None:
         return None
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, timeout=10.0)
+        db = sqlite3.connect(path, timeout=1.0)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("BEGIN IMMEDIATE")  # takes the write lock: fails where the file cannot be written
             db.execute("ROLLBACK")
         finally:
             db.close()
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):  # the low byte: the primary code
+            # Another process holds the lock: it writes there, so the file can be written. Two
+            # gateways started at once on one file met here (one was turning the file to WAL).
+            return None
+        return _unwritable(path, exc)
     except (sqlite3.Error, OSError) as exc:
-        return (f"the SQLite database {path} cannot be opened for writing ({exc}); check that its directory "
-                "exists and that this user may write there")
+        return _unwritable(path, exc)
     return None
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def _unwritable(path: str, exc: Exception) -> str:
+    return (f"the SQLite database {path} cannot be opened for writing ({exc}); check that its directory "
+            "exists and that this user may write there")
 
 
 class SqliteStore:
