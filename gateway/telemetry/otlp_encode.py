@@ -8,6 +8,10 @@ object is made at all (a quarter less work than making the SDK's `ReadableSpan`s
 those). Field numbers are from opentelemetry/proto/trace/v1/trace.proto and common/v1/common.proto.
 Tests decode the output with `opentelemetry-proto` and compare it with the SDK encoder's, for SDK
 spans and for the gateway's own requests, so the two cannot drift apart silently.
+
+Each span's bytes are written by `_span_proto.span_message`, in C, when the package was built with a
+C compiler (it is two thirds of the export thread's work on a request in Python; bench/README.md,
+telemetry, session 9), else by `SpanBytes._python_message`, which writes the same bytes.
 """
 
 from __future__ import annotations
@@ -17,15 +21,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, Status
+
+from gateway.telemetry.span_export import UNSET_STATUS
+
+try:
+    from gateway.telemetry._span_proto import span_message as _native_span_message
+except ImportError:  # installed without a C compiler: SpanBytes writes spans in Python
+    _native_span_message = None
+
+NATIVE = _native_span_message is not None
 
 _DOUBLE = struct.Struct("<d").pack
 _FIXED64 = struct.Struct("<Q").pack
 _FIXED32 = struct.Struct("<I").pack
 
 # Span.kind is the API's SpanKind value + 1 (0 is SPAN_KIND_UNSPECIFIED on the wire).
-# Status codes on the wire: 0 unset, 1 ok, 2 error.
-_STATUS = {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}
+# Status codes on the wire: 0 unset, 1 ok, 2 error, as StatusCode's values (a test checks).
 
 
 def _varint(value: int) -> bytes:
@@ -42,6 +54,7 @@ def _varint(value: int) -> bytes:
 
 
 _SMALL = [bytes((i,)) for i in range(0x80)]
+_INT64 = 1 << 63
 
 
 def _len(field: int, payload: bytes) -> bytes:
@@ -60,7 +73,9 @@ def _any(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
-        return b"\x18" + _varint(value)
+        if -_INT64 <= value < _INT64:
+            return b"\x18" + _varint(value)
+        return _str(1, str(value))  # past int64, which a collector could not read back
     if isinstance(value, float):
         return b"\x21" + _DOUBLE(value)
     if isinstance(value, (tuple, list)):
@@ -106,17 +121,20 @@ _LOW_64 = (1 << 64) - 1
 class SpanBytes:
     """A `span_export.SpanWriter` writing each span straight into protobuf: a ScopeSpans `spans` field.
 
-    No span object is made. What repeats is encoded once and kept: attribute pairs (model, provider,
-    address), a deployment's fixed attribute group (by identity: the same dict every time), span
-    names with their kind. `parts` is joined once, into the request body, when the batch is sent.
+    No span object is made. A deployment's fixed attribute group is encoded once and kept (by
+    identity: the same dict every time). `parts` is joined once, into the request body, when the
+    batch is sent. `native=False` uses the Python writer even where the C one was built (tests).
     """
 
-    def __init__(self, cache: dict[tuple[Any, ...], bytes] | None = None) -> None:
+    def __init__(self, cache: dict[tuple[Any, ...], bytes] | None = None, native: bool = NATIVE) -> None:
+        if native and _native_span_message is None:
+            raise RuntimeError("the C span writer (gateway.telemetry._span_proto) was not built")
         self.parts: list[bytes] = []
         self.count = 0
         self._cache: dict[tuple[Any, ...], bytes] = {} if cache is None else cache
         self._groups: dict[int, tuple[Mapping[str, Any], bytes]] = {}  # the dict is kept: its id stays its own
-        self._heads: dict[tuple[str, Any], bytes] = {}
+        self._heads: dict[tuple[str, int], bytes] = {}
+        self._message = _native_span_message if native else self._python_message
 
     @property
     def cache(self) -> dict[tuple[Any, ...], bytes]:
@@ -127,49 +145,67 @@ class SpanBytes:
         start: int, end: int, fixed: Mapping[str, Any] | None, attributes: Mapping[str, Any],
         events: Sequence[tuple[str, Mapping[str, Any], int]], status: Status,
     ) -> None:
+        group = b""
+        if fixed:
+            found = self._groups.get(id(fixed))
+            if found is None or found[0] is not fixed:
+                if len(self._groups) >= 1024:
+                    self._groups.clear()
+                found = self._groups[id(fixed)] = (fixed, _attributes(9, fixed, self._cache))
+            group = found[1]
+        if parent is None:
+            parent_id, flags = 0, _LOCAL_PARENT
+        else:
+            # SpanFlags, as the SDK's encoder writes them: "is_remote is known" and, for a remote parent, "is remote".
+            parent_id, flags = parent.span_id, _REMOTE_PARENT if parent.is_remote else _LOCAL_PARENT
+        # Enum members' `_value_`, not `.value` or a dict keyed by them: both run Python code per span.
+        # StatusCode's values are the wire's (0 unset, 1 ok, 2 error); SpanKind's are one less.
+        if status is UNSET_STATUS:
+            code, description = 0, None
+        else:
+            code, description = status.status_code._value_, status.description
+        self.parts.append(self._message(
+            trace.trace_id, span_id, parent_id, flags, name, kind._value_ + 1, start, end, group, attributes, events,
+            code, description,
+        ))
+        self.count += 1
+
+    def _python_message(
+        self, trace_id: int, span_id: int, parent_id: int, flags: int, name: str, kind: int, start: int, end: int,
+        group: bytes, attributes: Mapping[str, Any], events: Sequence[tuple[str, Mapping[str, Any], int]],
+        code: int, description: str | None,
+    ) -> bytes:
+        """`_span_proto.span_message` in Python: one span's field, with repeated attribute pairs (model,
+        provider, address) and span names encoded once and kept."""
         cache = self._cache
         if len(cache) >= 4096:  # unique values (ids) fill it; start afresh
             cache.clear()
-        out = self.parts
-        at = len(out)
-        out.append(b"")  # the field's tag and length, once the body's length is known
-        trace_id = trace.trace_id
-        out.append(_TRACE_AND_SPAN_ID(0x0A, 0x10, trace_id >> 64, trace_id & _LOW_64, 0x12, 0x08, span_id))
-        if parent is not None:
-            out.append(_PARENT_ID(0x22, 0x08, parent.span_id))
+        out = [_TRACE_AND_SPAN_ID(0x0A, 0x10, trace_id >> 64, trace_id & _LOW_64, 0x12, 0x08, span_id)]
+        if parent_id:
+            out.append(_PARENT_ID(0x22, 0x08, parent_id))
         head = self._heads.get((name, kind))
         if head is None:
             encoded = name.encode("utf-8")
-            head = b"\x2a" + _varint(len(encoded)) + encoded + b"\x30" + _SMALL[kind.value + 1]
+            head = b"\x2a" + _varint(len(encoded)) + encoded + b"\x30" + _SMALL[kind]
             if len(self._heads) < 1024:
                 self._heads[(name, kind)] = head
-        out.append(head)
-        out.append(_TIMES(0x39, start, 0x41, end))
-        if fixed:
-            group = self._groups.get(id(fixed))
-            if group is None or group[0] is not fixed:
-                if len(self._groups) >= 1024:
-                    self._groups.clear()
-                group = self._groups[id(fixed)] = (fixed, _attributes(9, fixed, cache))
-            out.append(group[1])
+        out += (head, _TIMES(0x39, start, 0x41, end), group)
         _attributes_into(9, attributes, cache, out)
         for event_name, event_attributes, timestamp in events:
             body = b"\x09" + _FIXED64(timestamp) + _str(2, event_name) + _attributes(3, event_attributes, cache)
             out += (b"\x5a", _varint(len(body)), body)
-        code = _STATUS.get(status.status_code, 0)
-        if status.description or code:
-            body = (_str(2, status.description) if status.description else b"") + (b"\x18" + _SMALL[code] if code else b"")
+        if description or code:
+            body = (_str(2, description) if description else b"") + (b"\x18" + _SMALL[code] if code else b"")
             out += (b"\x7a", _varint(len(body)), body)
         else:
             out.append(b"\x7a\x00")  # written even when empty, as the SDK's encoder does
-        # SpanFlags, as the SDK's encoder writes them: "is_remote is known" and, for a remote parent, "is remote".
-        out.append(_REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT)
-        out[at] = b"\x12" + _varint(sum(map(len, out[at + 1:])))
-        self.count += 1
+        out.append(b"\x85\x01" + _FIXED32(flags))
+        body = b"".join(out)
+        return b"\x12" + _varint(len(body)) + body
 
 
-_LOCAL_PARENT = b"\x85\x01" + _FIXED32(0x100)
-_REMOTE_PARENT = b"\x85\x01" + _FIXED32(0x300)
+_LOCAL_PARENT = 0x100
+_REMOTE_PARENT = 0x300
 
 
 def encode_span_messages(spans: Sequence[ReadableSpan], writer: SpanBytes) -> bytes:

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from opentelemetry.trace import SpanContext, SpanKind, Status
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 Attrs = dict[str, Any]
+# The status of every span that did not fail: one object, so a writer can tell it by identity.
+UNSET_STATUS = Status(StatusCode.UNSET)
 # A span event: name, attributes, time (ns since the epoch).
 EventValues = tuple[str, Attrs, int]
 

@@ -31,9 +31,7 @@ from gateway.telemetry.attributes import (
 )
 from gateway.telemetry.content import OutputCollector, input_messages
 from gateway.telemetry.sdk import SpanFactory
-from gateway.telemetry.span_export import EventValues, SpanWriter
-
-_UNSET_STATUS = Status(StatusCode.UNSET)
+from gateway.telemetry.span_export import UNSET_STATUS, EventValues, SpanWriter
 
 Attrs = dict[str, Any]
 _NS = 1_000_000_000
@@ -48,7 +46,7 @@ class ServerSpan:
     name: str
     start: int
     attributes: dict[str, Any]
-    status: Status = _UNSET_STATUS
+    status: Status = UNSET_STATUS
 
 
 @dataclass(slots=True)
@@ -225,7 +223,7 @@ class SpanRecorder:
             if failure.status is not None:
                 attrs[sc.LOCKGATE_UPSTREAM_STATUS] = failure.status
         start = int(attempt.started * _NS)
-        status = _UNSET_STATUS if failure is None else Status(
+        status = UNSET_STATUS if failure is None else Status(
             StatusCode.ERROR, scrub_secrets(failure.message, self._secrets)
         )
         out.span(

@@ -1,12 +1,22 @@
-"""Lockgate's lean OTLP encoder writes exactly what the SDK's encoder writes, decoded by opentelemetry-proto."""
+"""Lockgate's lean OTLP encoder writes exactly what the SDK's encoder writes, decoded by opentelemetry-proto.
+
+Every test runs with both span writers: the C one (`_span_proto`, built at install with a C compiler)
+and the Python one, which must write the same bytes.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+from decimal import Decimal
+from typing import Any
 
+import pytest
 from opentelemetry import baggage as otel_baggage
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as Span_pb
+from opentelemetry.proto.trace.v1.trace_pb2 import Status as Status_pb
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -25,14 +35,27 @@ from gateway.config import parse_config
 from gateway.context import ApiRequest, Attempt
 from gateway.errors import UpstreamFailure
 from gateway.providers.base import Summary
-from gateway.telemetry import Telemetry
+from gateway.telemetry import Telemetry, otlp_encode
 from gateway.telemetry.otlp_encode import SpanBytes, encode_span_messages, encode_spans, wrap_span_messages
 from gateway.telemetry.sdk import SCOPE, ReadableSpanWriter
 from gateway.telemetry.spans import FinishedRequest, RequestRecord, ServerSpan
 from tests.telemetry.test_decisions import CONFIG, make_request
 
 
-def test_the_lean_encoder_matches_the_sdk_encoder_field_for_field() -> None:
+@pytest.fixture(params=["c", "python"])
+def native(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Which span writer SpanBytes uses by default in the test (encode_spans makes its own)."""
+    if request.param == "c":
+        if not otlp_encode.NATIVE:
+            if os.environ.get("CI"):  # .ci/run installs with a compiler: there the C writer must exist
+                pytest.fail("the C span writer was not built (pip install -e . with gcc and Python's headers)")
+            pytest.skip("the C span writer was not built (no C compiler at install)")
+        return True
+    monkeypatch.setattr(SpanBytes.__init__, "__defaults__", (None, False))
+    return False
+
+
+def test_the_lean_encoder_matches_the_sdk_encoder_field_for_field(native: bool) -> None:
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "lockgate", "replica": 3}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -61,7 +84,7 @@ def test_the_lean_encoder_matches_the_sdk_encoder_field_for_field() -> None:
     assert encode_spans(spans, cache) == encode_spans(spans, cache) == encode_spans(spans)
 
 
-def test_spans_encoded_in_chunks_and_wrapped_once_are_one_export_request() -> None:
+def test_spans_encoded_in_chunks_and_wrapped_once_are_one_export_request(native: bool) -> None:
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "lockgate"}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -105,7 +128,7 @@ def finished_requests(telemetry: Telemetry) -> list[FinishedRequest]:
     return out
 
 
-def test_spans_written_straight_to_protobuf_are_what_the_sdk_encodes_from_readable_spans() -> None:
+def test_spans_written_straight_to_protobuf_are_what_the_sdk_encodes_from_readable_spans(native: bool) -> None:
     telemetry = Telemetry(parse_config(CONFIG), environ={}, span_exporter=InMemorySpanExporter())
     assert telemetry.recorder is not None
     requests = finished_requests(telemetry)
@@ -118,3 +141,68 @@ def test_spans_written_straight_to_protobuf_are_what_the_sdk_encodes_from_readab
     ours = ExportTraceServiceRequest.FromString(wrap_span_messages(resource, SCOPE, direct.parts, direct.cache))
     assert ours == sdk_encode(readable.spans)
     assert "sk-secret-abcdef0123456789" not in str(ours)
+
+
+class Shown:
+    """A value of no wire type: written as its str()."""
+
+    def __str__(self) -> str:
+        return "shown \u2603"
+
+
+ODD_VALUES: dict[str, Any] = {
+    "empty": "", "zero": 0, "minus": -1, "int64 min": -(2**63), "int64 max": 2**63 - 1, "past int64": 2**64 + 5,
+    "below int64": -(2**63) - 1, "nan": float("nan"), "inf": float("-inf"), "bytes": b"\x00\xff", "decimal": Decimal("1.5"),
+    "object": Shown(), "nested": [1, ("a", [True, 2.5]), []], "empty tuple": (), "long": "x" * 70_000,
+}
+
+
+def test_the_c_and_python_writers_write_the_same_bytes_for_any_value() -> None:
+    if not otlp_encode.NATIVE:
+        pytest.skip("the C span writer was not built")
+    spans: list[tuple[Any, ...]] = [
+        (SpanContext(2**128 - 1, 1, False), 2**64 - 1, None, "", SpanKind.INTERNAL, 0, 2**64 - 1, None, {}, (),
+         Status(StatusCode.UNSET)),
+        (SpanContext(7, 8, False), 9, SpanContext(7, 10, True), "n\u00e9", SpanKind.CONSUMER, 5, 6,
+         {"fixed": "group", "port": 443}, ODD_VALUES, [("e", ODD_VALUES, 3), ("empty", {}, 4)],
+         Status(StatusCode.ERROR, "why")),
+        (SpanContext(7, 8, False), 11, SpanContext(7, 9, False), "s" * 200, SpanKind.SERVER, 1, 2, None,
+         {"k": "v"}, (), Status(StatusCode.OK)),
+    ]
+    c, python = SpanBytes(native=True), SpanBytes(native=False)
+    for span in spans:
+        c.span(*span)
+        python.span(*span)
+    assert c.parts == python.parts and c.count == python.count == 3
+    resource = Resource.create({"service.name": "lockgate"})
+    decoded = ExportTraceServiceRequest.FromString(wrap_span_messages(resource, SCOPE, c.parts, c.cache))
+    span = decoded.resource_spans[0].scope_spans[0].spans[1]
+    values = {a.key: a.value for a in span.attributes}
+    assert values["past int64"].string_value == str(2**64 + 5) and values["int64 min"].int_value == -(2**63)
+    assert values["object"].string_value == "shown \u2603" and values["bytes"].bytes_value == b"\x00\xff"
+    assert [v.string_value for v in values["nested"].array_value.values[1].array_value.values] == ["a", ""]
+    assert len(values["long"].string_value) == 70_000 and span.events[0].attributes == span.attributes[2:]
+
+
+@pytest.mark.parametrize("bad", [{"text": "\ud800"}, {1: "a key not str"}])
+def test_a_value_the_writers_cannot_write_raises_in_both(bad: dict[Any, Any], native: bool) -> None:
+    # span_batches rolls back that request's spans and counts them failed; the batch goes on.
+    with pytest.raises((UnicodeEncodeError, TypeError, AttributeError)):
+        SpanBytes(native=native).span(SpanContext(1, 2, False), 2, None, "x", SpanKind.CLIENT, 0, 1, None, bad, (),
+                                      Status(StatusCode.UNSET))
+
+
+def test_a_list_that_holds_itself_raises_instead_of_crashing(native: bool) -> None:
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(RecursionError):
+        SpanBytes(native=native).span(SpanContext(1, 2, False), 2, None, "x", SpanKind.CLIENT, 0, 1, None,
+                                      {"loop": looped}, (), Status(StatusCode.UNSET))
+
+
+def test_the_api_enums_values_are_the_wires_less_nothing_or_one() -> None:
+    # SpanBytes writes StatusCode's value as the wire's status code and SpanKind's value + 1 as the kind.
+    assert [StatusCode.UNSET.value, StatusCode.OK.value, StatusCode.ERROR.value] == [
+        Status_pb.STATUS_CODE_UNSET, Status_pb.STATUS_CODE_OK, Status_pb.STATUS_CODE_ERROR]
+    for kind in SpanKind:
+        assert kind.value + 1 == Span_pb.SpanKind.Value(f"SPAN_KIND_{kind.name}")
