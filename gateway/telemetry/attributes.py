@@ -118,6 +118,9 @@ REQUEST_PARAM_KEYS = frozenset(
 )
 
 
+_NUMERIC_PARAMS = dict(sc.CHAT_NUMERIC_PARAMS)
+
+
 def request_params(operation: str, body: dict[str, Any], attrs: Attrs) -> None:
     """Add the `gen_ai.request.*` parameters the client sent."""
     if operation == "embeddings":
@@ -128,10 +131,15 @@ def request_params(operation: str, body: dict[str, Any], attrs: Attrs) -> None:
         if isinstance(dims, int):
             attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dims
         return
-    for key, name in sc.CHAT_NUMERIC_PARAMS:
-        value = body.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            attrs[name] = value
+    # The body's keys, not every parameter's: a request sends a few of them (the record keeps only
+    # these keys), and this runs for every traced request.
+    for key, value in body.items():
+        name = _NUMERIC_PARAMS.get(key)
+        if name is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key == "max_tokens":
+                attrs.setdefault(name, value)  # max_completion_tokens, its newer name, wins
+            else:
+                attrs[name] = value
     stop = body.get("stop")
     if isinstance(stop, str):
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = (stop,)
