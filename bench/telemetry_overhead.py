@@ -3,7 +3,8 @@
 Built on bench/run.py's harness: the upstream is `bench/stub.py`, the load is wrk (`bench/post.lua`),
 the gateway is pinned to CPU 0 and everything else (stub, wrk, the loopback OTLP receiver) to CPU 1.
 Settings: telemetry off (`metrics: false`), metrics only (the default), tracing + metrics exported
-over OTLP/HTTP to a local receiver (`gateway.testing.otlp_receiver`), and the same at 10% sampling.
+over OTLP/HTTP to a local receiver (`gateway.testing.otlp_receiver`), and the same at 10% sampling;
+with `--only`, also "tracing grpc" (the same over OTLP/gRPC, `gateway.testing.otlp_grpc_receiver`).
 Rounds are interleaved so drift on a shared machine hits every setting alike. Reports requests per
 second and the gateway's CPU time per request, each as a ratio to "off" (target: tracing < 15%).
 
@@ -57,13 +58,15 @@ from run import (
     wait_http,
 )
 
-SETTINGS: dict[str, tuple[str, bool]] = {
-    # name: (telemetry section, export to the receiver)
-    "off": ("telemetry: {metrics: false}\n", False),
-    "metrics": ("", False),
-    "tracing+metrics": ("telemetry: {metrics_export_interval: 5}\n", True),
-    "tracing 10%": ("telemetry: {metrics_export_interval: 5, sample_ratio: 0.1}\n", True),
+SETTINGS: dict[str, tuple[str, str | None]] = {
+    # name: (telemetry section, the receiver's protocol, None: no export)
+    "off": ("telemetry: {metrics: false}\n", None),
+    "metrics": ("", None),
+    "tracing+metrics": ("telemetry: {metrics_export_interval: 5}\n", "http"),
+    "tracing 10%": ("telemetry: {metrics_export_interval: 5, sample_ratio: 0.1}\n", "http"),
+    "tracing grpc": ("telemetry: {metrics_export_interval: 5}\n", "grpc"),  # only with --only
 }
+DEFAULT_SETTINGS = ("off", "metrics", "tracing+metrics", "tracing 10%")
 
 
 def main() -> None:
@@ -80,10 +83,8 @@ def main() -> None:
     parser.add_argument("--together", action="store_true",
                         help="load all gateways at once on one shared CPU (drift cancels)")
     args = parser.parse_args()
-    settings = dict(SETTINGS)
-    if args.only:
-        keep = {"off", *args.only.split(",")}
-        settings = {name: value for name, value in settings.items() if name in keep}
+    keep = {"off", *args.only.split(",")} if args.only else set(DEFAULT_SETTINGS)
+    settings = {name: value for name, value in SETTINGS.items() if name in keep}
     trees: dict[str, str] = {}
     if args.compare:
         settings["tracing @compare"] = SETTINGS["tracing+metrics"]
@@ -91,13 +92,18 @@ def main() -> None:
     gateway_cpus = None if args.no_pin else args.gateway_cpus
     load_cpus = None if args.no_pin else args.load_cpus
 
-    stub_port, receiver_port = free_port(), free_port()
+    stub_port = free_port()
+    receivers = {"http": free_port(), "grpc": free_port()}
     helpers = [
         subprocess.Popen(pinned([sys.executable, str(HERE / "stub.py"), "--port", str(stub_port)], load_cpus)),
         subprocess.Popen(pinned(
-            [sys.executable, "-m", "gateway.testing.otlp_receiver", "--port", str(receiver_port)], load_cpus
+            [sys.executable, "-m", "gateway.testing.otlp_receiver", "--port", str(receivers["http"])], load_cpus
         )),
     ]
+    if any(protocol == "grpc" for _, protocol in settings.values()):
+        helpers.append(subprocess.Popen(pinned(
+            [sys.executable, "-m", "gateway.testing.otlp_grpc_receiver", "--port", str(receivers["grpc"])], load_cpus
+        )))
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="lockgate-telemetry-bench-") as tmp:
         workdir = Path(tmp)
@@ -113,13 +119,14 @@ def main() -> None:
         gateways: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         try:
             wait_http(f"http://127.0.0.1:{stub_port}/v1/chat/completions", method="POST", data=b'{"model":"x"}')
-            for name, (section, export) in settings.items():
+            for name, (section, protocol) in settings.items():
                 config = workdir / f"{name.replace(' ', '_').replace('%', 'pct')}.yaml"
                 config.write_text(gateway_config(stub_port) + section)
                 port = free_port()
                 env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-                if export:
-                    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{receiver_port}"
+                if protocol is not None:
+                    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{receivers[protocol]}"
+                    env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc" if protocol == "grpc" else "http/protobuf"
                 if name in trees:
                     env["PYTHONPATH"] = trees[name]
                 gateways[name] = (subprocess.Popen(pinned(
@@ -170,7 +177,7 @@ def main() -> None:
             # A span that was not exported is work not done: a tracing gateway that dropped spans (a full
             # queue) or lost its export thread would look cheaper than it is. Its own counter says.
             for name, (_, port) in gateways.items():
-                if settings[name][1]:
+                if settings[name][1] is not None:
                     print(f"  {name}: spans {span_counts(port)}")
         finally:
             for process, _ in gateways.values():

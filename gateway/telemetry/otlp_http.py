@@ -1,47 +1,32 @@
-"""OTLP/HTTP (protobuf) span export: the lean encoder plus a POST with retries, on the export thread.
+"""OTLP/HTTP (protobuf) span export: the POST of a batch of spans (`encoded_batch`), on the export thread.
 
-Spans are written into protobuf as they are built (the batch's `SpanBytes` writer), in small
-chunks, and sent together when the batch is full or due (`send`), so a finished request's values
-are read soon after it ends while one POST still carries hundreds of spans. The connection is kept
-alive between batches: a new one per batch meant a resolve and a connect each time, every blocking
-call handing the GIL back and forth with the event loop's thread. Retries what the OTLP spec calls
-retryable (429, 502, 503, 504, connection errors) with exponential backoff, within the configured
-timeout; then the batch is counted failed, never retried forever. Runs only on the export thread:
-the blocking stdlib HTTP client is fine here. TLS (a private CA, client certificates) and an
-egress proxy from the environment are honoured as the SDK's exporters honour them.
+The connection is kept alive between batches: a new one per batch meant a resolve and a connect
+each time, every blocking call handing the GIL back and forth with the event loop's thread.
+Retryable answers, as the OTLP spec lists them: 429, 502, 503, 504, and no answer at all. Runs only
+on the export thread: the blocking stdlib HTTP client is fine here. TLS (a private CA, client
+certificates) and an egress proxy from the environment are honoured as the SDK's exporters honour them.
 """
 
 from __future__ import annotations
 
 import gzip
 import http.client
-import logging
 import socket
-import threading
-import time
 from urllib.parse import urlsplit
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
 from gateway.egress import proxy_for
-from gateway.telemetry.otlp_encode import SpanBytes, wrap_span_messages
+from gateway.telemetry.encoded_batch import Outcome
 from gateway.telemetry.settings import OtlpTls
-from gateway.telemetry.span_export import ExportCounts
-
-log = logging.getLogger("lockgate.telemetry")
 
 _RETRYABLE = frozenset({429, 502, 503, 504})
 
 
-class OtlpHttpSpanBatch:
-    """The batch being written for the collector (a `span_export.SpanBatch`): spans go straight into protobuf."""
+class HttpTransport:
+    """POSTs serialized ExportTraceServiceRequests to the collector's `/v1/traces` (an `encoded_batch.Transport`)."""
 
     def __init__(
-        self, endpoint: str, headers: dict[str, str], timeout: float, compression: str | None, counts: ExportCounts,
-        resource: Resource, scope: InstrumentationScope, tls: OtlpTls | None = None,
+        self, endpoint: str, headers: dict[str, str], compression: str | None, tls: OtlpTls | None = None,
     ) -> None:
-        self._endpoint = endpoint
         parts = urlsplit(endpoint)
         self._https = parts.scheme == "https"
         # Made once (it reads the CA and key files): a connection is made again after every failure.
@@ -60,70 +45,14 @@ class OtlpHttpSpanBatch:
         if compression == "gzip":
             self._headers["Content-Encoding"] = "gzip"
         self._gzip = compression == "gzip"
-        self._timeout = timeout
-        self._counts = counts
-        self._closed = False
-        self._stopping = threading.Event()  # ends a wait to retry: the gateway is stopping
-        self._finish_by = float("inf")  # no send lasts past this (time.monotonic()) once the gateway stops
-        self._resource = resource
-        self._scope = scope
-        self._writer = SpanBytes()
-        self._sent = 0  # writer.count at the last send
 
-    @property
-    def writer(self) -> SpanBytes:
-        return self._writer
-
-    @property
-    def pending(self) -> int:
-        return self._writer.count - self._sent
-
-    def mark(self) -> tuple[int, int]:
-        return len(self._writer.parts), self._writer.count
-
-    def rollback(self, mark: tuple[int, int]) -> None:
-        del self._writer.parts[mark[0]:]
-        self._writer.count = mark[1]
-
-    def send(self) -> None:
-        """POST what was written (with retries), and count it exported or failed."""
-        count, parts = self.pending, self._writer.parts
-        if not count:
-            return
-        self._writer.parts, self._sent = [], self._writer.count
-        try:
-            body = wrap_span_messages(self._resource, self._scope, parts, self._writer.cache)
-            sent = self._post_with_retries(body, count)
-        except Exception:  # a bug here must not kill the export thread
-            if not self._closed:  # else: the connection was closed under it, on purpose
-                log.exception("span export raised")
-            sent = False
-        if sent:
-            self._counts.exported += count
-        else:
-            self._counts.failed += count
-
-    def _post_with_retries(self, body: bytes, count: int) -> bool:
-        if self._closed:
-            return False
-        if self._gzip:
-            body = gzip.compress(body)
-        deadline = min(time.monotonic() + self._timeout, self._finish_by)
-        delay = 0.5
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            status = self._post(body, remaining)
-            if status is not None and 200 <= status < 300:
-                return True
-            if status is not None and status not in _RETRYABLE:
-                log.warning("the collector refused %d spans with HTTP %d", count, status)
-                return False
-            wait = min(delay, deadline - time.monotonic())
-            if wait <= 0 or self._stopping.wait(wait):
-                return False
-            delay *= 2
+    def export(self, body: bytes, timeout: float) -> tuple[Outcome, str]:
+        status = self._post(gzip.compress(body) if self._gzip else body, timeout)
+        if status is not None and 200 <= status < 300:
+            return Outcome.DELIVERED, ""
+        if status is None or status in _RETRYABLE:
+            return Outcome.RETRY, ""
+        return Outcome.REFUSED, f"HTTP {status}"
 
     def _post(self, body: bytes, timeout: float) -> int | None:
         """The HTTP status, or None when the collector could not be reached."""
@@ -165,13 +94,7 @@ class OtlpHttpSpanBatch:
             self._connection.close()
             self._connection = None
 
-    def finish_by(self, deadline: float) -> None:
-        self._finish_by = deadline
-        self._stopping.set()
-
-    def shutdown(self) -> None:
-        self._closed = True
-        self._stopping.set()
+    def close(self) -> None:
         connection = self._connection
         if connection is not None and connection.sock is not None:
             # Wakes the export thread if it still waits for a hung collector's answer (closing the

@@ -80,6 +80,8 @@ class TelemetrySettings:
     # soon as `max_batch` spans wait; beyond `max_queue` waiting spans, new ones are dropped (counted).
     traces_tls: OtlpTls = OtlpTls()
     metrics_tls: OtlpTls = OtlpTls()
+    # gRPC only: OTEL_EXPORTER_OTLP_(TRACES_)INSECURE, None when unset (the endpoint's scheme decides).
+    traces_insecure: bool | None = None
     batch_delay: float = 5.0
     max_batch: int = 512
     max_queue: int = 2048
@@ -115,6 +117,7 @@ def resolve(config: TelemetryConfig, environ: Mapping[str, str]) -> TelemetrySet
         stability=StabilityOptIn.from_env(environ),
         traces_tls=_tls(config, "TRACES", environ),
         metrics_tls=_tls(config, "METRICS", environ),
+        traces_insecure=_insecure(environ),
         batch_delay=_positive(environ.get("OTEL_BSP_SCHEDULE_DELAY"), 5000) / 1000,
         max_batch=int(_positive(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512)),
         max_queue=int(_positive(environ.get("OTEL_BSP_MAX_QUEUE_SIZE"), 2048)),
@@ -131,6 +134,11 @@ def _tls(config: TelemetryConfig, signal: str, environ: Mapping[str, str]) -> Ot
         return environ.get(f"OTEL_EXPORTER_OTLP_{signal}_{name}") or environ.get(f"OTEL_EXPORTER_OTLP_{name}") or None
 
     return OtlpTls(env("CERTIFICATE"), env("CLIENT_CERTIFICATE"), env("CLIENT_KEY"))
+
+
+def _insecure(environ: Mapping[str, str]) -> bool | None:
+    value = environ.get("OTEL_EXPORTER_OTLP_TRACES_INSECURE") or environ.get("OTEL_EXPORTER_OTLP_INSECURE")
+    return None if value is None or not value.strip() else value.strip().lower() == "true"
 
 
 def _protocol(environ: Mapping[str, str]) -> str:

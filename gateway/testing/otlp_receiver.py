@@ -1,6 +1,7 @@
 """A small OTLP/HTTP receiver on loopback: decodes what a gateway exports, for tests and the benchmark.
 
-(`Receiver.record_traces` also serves the tests' OTLP/gRPC receiver, so both transports decode alike.)
+(`Receiver.record_traces` and `record_metrics` also serve the OTLP/gRPC receiver, `otlp_grpc_receiver`,
+so both transports decode alike.)
 
 Accepts `POST /v1/traces` and `POST /v1/metrics` (protobuf, optionally gzip) and keeps the spans as
 plain dicts and the metric names seen, so a test can wait for a span and read its attributes. Run
@@ -98,12 +99,15 @@ class Receiver:
             self.changed.notify_all()
 
     async def metrics(self, request: web.Request) -> web.Response:
-        message = ExportMetricsServiceRequest.FromString(await self._body(request))
+        self.record_metrics(ExportMetricsServiceRequest.FromString(await self._body(request)))
+        return web.Response(body=ExportMetricsServiceResponse().SerializeToString(), content_type=PROTOBUF)
+
+    def record_metrics(self, message: ExportMetricsServiceRequest) -> None:
+        """Keep the metric names of one export, whichever transport brought it."""
         names = {m.name for rm in message.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
         with self.changed:
             self.metric_names |= names
             self.changed.notify_all()
-        return web.Response(body=ExportMetricsServiceResponse().SerializeToString(), content_type=PROTOBUF)
 
     def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:
         with self.changed:

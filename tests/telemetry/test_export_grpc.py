@@ -1,22 +1,25 @@
-"""End to end over OTLP/gRPC: a real gateway process configured with `protocol: grpc` exports its spans
-to a gRPC trace service on loopback (the collector's port 4317 role), decoded with opentelemetry-proto."""
+"""Over OTLP/gRPC: a real gateway process configured with `protocol: grpc` exports its spans to a gRPC
+trace service on loopback (the collector's port 4317 role), decoded with opentelemetry-proto; and the
+gRPC transport's retries, refusals, metadata and stop, against the same service made to misbehave."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
-from concurrent import futures
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.trace import SpanContext, SpanKind
 
+from gateway.telemetry.encoded_batch import EncodedSpanBatch
+from gateway.telemetry.otlp_grpc import GrpcTransport, secure_endpoint
+from gateway.telemetry.sdk import SCOPE
+from gateway.telemetry.settings import OtlpTls
+from gateway.telemetry.span_export import UNSET_STATUS, ExportCounts
+from gateway.testing.otlp_grpc_receiver import TraceService, grpc_trace_service
 from gateway.testing.otlp_receiver import Receiver
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY, openai_model
@@ -28,30 +31,6 @@ from tests.telemetry.test_export_e2e import (
     stop_gateway,
     traced_chat,
 )
-
-
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-    def __init__(self, receiver: Receiver) -> None:
-        self.receiver = receiver
-
-    def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
-        self.receiver.record_traces(request)
-        return ExportTraceServiceResponse()
-
-
-@contextmanager
-def grpc_trace_service(credentials: grpc.ServerCredentials | None = None) -> Iterator[tuple[Receiver, int]]:
-    """An OTLP/gRPC trace service on 127.0.0.1 (TLS with `credentials`): its receiver and port."""
-    receiver = Receiver()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(receiver), server)
-    address = "127.0.0.1:0"
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    server.start()
-    try:
-        yield receiver, port
-    finally:
-        server.stop(grace=None)
 
 
 @pytest.fixture
@@ -87,3 +66,80 @@ def test_spans_reach_an_otlp_grpc_receiver_when_grpc_is_selected(
     assert call.attributes["gen_ai.response.id"] == reply.id
     assert call.attributes["gen_ai.request.max_tokens"] == 20
     assert UPSTREAM_KEY not in repr([s.attributes for s in spans])
+
+
+def grpc_batch(port: int, headers: dict[str, str] | None = None, compression: str | None = None,
+               timeout: float = 10.0) -> tuple[EncodedSpanBatch, ExportCounts]:
+    """The span batch a gateway configured with `protocol: grpc` exports through, with `spans` written."""
+    counts = ExportCounts()
+    transport = GrpcTransport(f"http://127.0.0.1:{port}", headers or {}, compression, OtlpTls())
+    batch = EncodedSpanBatch(transport, timeout, counts, Resource.create({"service.name": "lockgate"}), SCOPE)
+    for number in range(1, 4):
+        batch.writer.span(SpanContext(7, number, False), number, None, f"chat {number}", SpanKind.CLIENT, 1, 2, None,
+                          {"n": number}, (), UNSET_STATUS)
+    return batch, counts
+
+
+def test_spans_go_out_as_written_with_headers_as_metadata_and_gzip() -> None:
+    service = TraceService(Receiver())
+    with grpc_trace_service(service=service) as (receiver, port):
+        batch, counts = grpc_batch(port, {"Authorization": "Bearer t0ken", "X-Tenant": "a"}, "gzip")
+        batch.send()
+        batch.shutdown()
+    assert [(s.name, s.attributes) for s in receiver.spans] == [(f"chat {n}", {"n": n}) for n in (1, 2, 3)]
+    assert receiver.spans[0].resource["service.name"] == "lockgate"
+    assert (counts.exported, counts.failed) == (3, 0)
+    assert service.metadata[0]["authorization"] == "Bearer t0ken" and service.metadata[0]["x-tenant"] == "a"
+
+
+def test_a_collector_that_is_unavailable_for_a_while_gets_the_batch_on_a_retry() -> None:
+    service = TraceService(Receiver())
+    service.faults.extend([grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE])
+    with grpc_trace_service(service=service) as (receiver, port):
+        batch, counts = grpc_batch(port)
+        batch.send()
+        batch.shutdown()
+    assert service.calls == 3 and receiver.span_count == 3
+    assert (counts.exported, counts.failed) == (3, 0)
+
+
+def test_a_refused_batch_is_not_retried_and_its_spans_count_failed(caplog: pytest.LogCaptureFixture) -> None:
+    service = TraceService(Receiver())
+    service.faults.append(grpc.StatusCode.INVALID_ARGUMENT)
+    with grpc_trace_service(service=service) as (receiver, port):
+        batch, counts = grpc_batch(port)
+        batch.send()
+        batch.shutdown()
+    assert service.calls == 1 and receiver.span_count == 0
+    assert (counts.exported, counts.failed) == (0, 3)
+    assert "the collector refused 3 spans: INVALID_ARGUMENT" in caplog.text
+
+
+def test_a_stopping_gateway_cuts_an_export_to_a_hung_collector_short() -> None:
+    service = TraceService(Receiver())
+    service.hold = threading.Event()  # the call is taken and never answered
+    try:
+        with grpc_trace_service(service=service) as (_, port):
+            batch, counts = grpc_batch(port, timeout=60)
+            sender = threading.Thread(target=batch.send)
+            sender.start()
+            assert service.called.wait(10)
+            batch.finish_by(time.monotonic())
+            batch.shutdown()  # as the gateway's stop does, once its deadline has come
+            sender.join(10)
+            assert not sender.is_alive()
+            assert (counts.exported, counts.failed) == (0, 3)
+    finally:
+        service.hold.set()
+
+
+@pytest.mark.parametrize(("endpoint", "insecure", "secure"), [
+    ("http://collector:4317", None, False),
+    ("https://collector:4317", None, True),
+    ("https://collector:4317", True, True),  # https always means TLS
+    ("collector:4317", None, True),  # no scheme: TLS, as the SDK's exporter does
+    ("collector:4317", True, False),
+    ("http://collector:4317", False, True),
+])
+def test_tls_follows_the_otlp_exporters_rules(endpoint: str, insecure: bool | None, secure: bool) -> None:
+    assert secure_endpoint(endpoint, insecure) is secure

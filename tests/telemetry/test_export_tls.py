@@ -23,12 +23,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from gateway.config import parse_config
 from gateway.config.loader import ConfigError
+from gateway.testing.otlp_grpc_receiver import grpc_trace_service
 from gateway.testing.otlp_receiver import Receiver, ReceiverServer
 from gateway.testing.tcp_proxy import ConnectProxy
 from gateway.testing.upstream import UpstreamServer
 from tests.conftest import openai_model
 from tests.telemetry.test_export_e2e import SERVER, free_port, start_gateway, stop_gateway, traced_chat
-from tests.telemetry.test_export_grpc import grpc_trace_service
 
 # The throwaway PKI is made with the openssl command, on every Linux machine and this one's CI.
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
