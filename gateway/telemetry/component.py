@@ -21,6 +21,7 @@ from gateway.config.runtime import RuntimeConfig
 from gateway.telemetry.attributes import DeploymentAttributes
 from gateway.telemetry.histograms import LeanHistograms
 from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.otlp_encode import NATIVE
 from gateway.telemetry.prometheus import PrometheusEndpoint
 from gateway.telemetry.sdk import SCOPE, build_metering, build_tracing, telemetry_resource
 from gateway.telemetry.settings import TelemetrySettings, resolve
@@ -84,8 +85,10 @@ class Telemetry:
 
     def describe(self) -> str:
         s = self.settings
-        tracing = f"tracing to {_shown(s.traces_endpoint)} ({s.protocol})" if self.recorder and s.traces_endpoint else (
-            "tracing on" if self.recorder else "tracing off")
+        # Which span writer: without a C compiler at install, spans are written in Python (dearer).
+        writer = "spans written in C" if NATIVE else "spans written in Python: the C writer was not built"
+        tracing = f"tracing to {_shown(s.traces_endpoint)} ({s.protocol}, {writer})" \
+            if self.recorder and s.traces_endpoint else ("tracing on" if self.recorder else "tracing off")
         metrics = "metrics off" if not self.metrics else "metrics on" + (" (GET /metrics)" if self.prometheus else "")
         return f"telemetry: {tracing}, {metrics}, service.name={s.service_name}"
 
