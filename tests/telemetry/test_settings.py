@@ -98,7 +98,7 @@ def test_grpc_export_is_selectable_and_shuts_down_cleanly() -> None:
     config = parse_config("telemetry: {otlp: {endpoint: 'http://127.0.0.1:1', protocol: grpc, timeout: 1}}\n")
     telemetry = Telemetry(config, environ={})
     assert telemetry.recorder is not None
-    assert "(grpc)" in telemetry.describe() and "http://127.0.0.1:1" in telemetry.describe()
+    assert "(grpc, spans written in " in telemetry.describe() and "http://127.0.0.1:1" in telemetry.describe()
     telemetry.shutdown()
 
 
