@@ -80,37 +80,37 @@ def grpc_batch(port: int, headers: dict[str, str] | None = None, compression: st
     return batch, counts
 
 
-def test_spans_go_out_as_written_with_headers_as_metadata_and_gzip() -> None:
+def export_once(
+    faults: tuple[grpc.StatusCode, ...] = (), headers: dict[str, str] | None = None, compression: str | None = None,
+) -> tuple[TraceService, ExportCounts]:
+    """Three spans sent once to a gRPC receiver that first answers `faults`; the service and the counts."""
     service = TraceService(Receiver())
-    with grpc_trace_service(service=service) as (receiver, port):
-        batch, counts = grpc_batch(port, {"Authorization": "Bearer t0ken", "X-Tenant": "a"}, "gzip")
+    service.faults.extend(faults)
+    with grpc_trace_service(service=service) as (_, port):
+        batch, counts = grpc_batch(port, headers, compression)
         batch.send()
         batch.shutdown()
-    assert [(s.name, s.attributes) for s in receiver.spans] == [(f"chat {n}", {"n": n}) for n in (1, 2, 3)]
-    assert receiver.spans[0].resource["service.name"] == "lockgate"
+    return service, counts
+
+
+def test_spans_go_out_as_written_with_headers_as_metadata_and_gzip() -> None:
+    service, counts = export_once(headers={"Authorization": "Bearer t0ken", "X-Tenant": "a"}, compression="gzip")
+    spans = service.receiver.spans
+    assert [(s.name, s.attributes) for s in spans] == [(f"chat {n}", {"n": n}) for n in (1, 2, 3)]
+    assert spans[0].resource["service.name"] == "lockgate"
     assert (counts.exported, counts.failed) == (3, 0)
     assert service.metadata[0]["authorization"] == "Bearer t0ken" and service.metadata[0]["x-tenant"] == "a"
 
 
 def test_a_collector_that_is_unavailable_for_a_while_gets_the_batch_on_a_retry() -> None:
-    service = TraceService(Receiver())
-    service.faults.extend([grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE])
-    with grpc_trace_service(service=service) as (receiver, port):
-        batch, counts = grpc_batch(port)
-        batch.send()
-        batch.shutdown()
-    assert service.calls == 3 and receiver.span_count == 3
+    service, counts = export_once((grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE))
+    assert service.calls == 3 and service.receiver.span_count == 3
     assert (counts.exported, counts.failed) == (3, 0)
 
 
 def test_a_refused_batch_is_not_retried_and_its_spans_count_failed(caplog: pytest.LogCaptureFixture) -> None:
-    service = TraceService(Receiver())
-    service.faults.append(grpc.StatusCode.INVALID_ARGUMENT)
-    with grpc_trace_service(service=service) as (receiver, port):
-        batch, counts = grpc_batch(port)
-        batch.send()
-        batch.shutdown()
-    assert service.calls == 1 and receiver.span_count == 0
+    service, counts = export_once((grpc.StatusCode.INVALID_ARGUMENT,))
+    assert service.calls == 1 and service.receiver.span_count == 0
     assert (counts.exported, counts.failed) == (0, 3)
     assert "the collector refused 3 spans: INVALID_ARGUMENT" in caplog.text
 
