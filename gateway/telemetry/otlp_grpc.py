@@ -76,7 +76,10 @@ class GrpcTransport:
         self._closed = False
 
     def _call(self) -> Any:
+        """The Export method on the current channel (made now if there is none); None once closed."""
         with self._lock:
+            if self._closed:
+                return None
             if self._export is None:
                 options = [("grpc.primary_user_agent", "lockgate-otlp")]
                 if self._credentials is None:
@@ -88,10 +91,11 @@ class GrpcTransport:
             return self._export
 
     def export(self, body: bytes, timeout: float) -> tuple[Outcome, str]:
-        if self._closed:
+        call = self._call()
+        if call is None:  # the gateway is stopping: the batch gives up
             return Outcome.RETRY, ""
         try:
-            self._call()(body, timeout=timeout, metadata=self._metadata)
+            call(body, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             code = error.code()
             if code is grpc.StatusCode.UNAVAILABLE:
@@ -111,5 +115,6 @@ class GrpcTransport:
 
     def close(self) -> None:
         """Cancels an export in progress (closing a channel ends its calls) and keeps it closed."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
         self._drop_channel()
