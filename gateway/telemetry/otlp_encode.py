@@ -3,9 +3,9 @@
 The SDK's encoder builds a protobuf object tree per span and re-hashes the resource per span, which
 made encoding the largest single cost of tracing: bench/telemetry_middleware_cost.py measures ~40
 us per span with it and ~5 us with this one (a request makes two spans). `SpanBytes` is the span
-writer the OTLP/HTTP batch uses: `SpanRecorder` hands it each span's plain values and no span
-object is made at all (a quarter less work than making the SDK's `ReadableSpan`s and encoding
-those). Field numbers are from opentelemetry/proto/trace/v1/trace.proto and common/v1/common.proto.
+writer of the OTLP batch (`encoded_batch`, over HTTP or gRPC): `SpanRecorder` hands it each span's
+plain values and no span object is made at all (a quarter less work than making the SDK's
+`ReadableSpan`s and encoding those). Field numbers are from opentelemetry/proto/trace/v1/trace.proto and common/v1/common.proto.
 Tests decode the output with `opentelemetry-proto` and compare it with the SDK encoder's, for SDK
 spans and for the gateway's own requests, so the two cannot drift apart silently.
 

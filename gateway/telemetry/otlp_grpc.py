@@ -7,7 +7,7 @@ The method is called here with the request already serialized, so both transport
 bytes, written once. The channel is made as the SDK's exporter makes it: TLS unless the endpoint
 is `http://...` or OTEL_EXPORTER_OTLP_(TRACES_)INSECURE says otherwise, the configured CA and client
 certificate, gzip when asked, headers as metadata; grpc itself follows the `grpc_proxy`/`https_proxy`
-variables. The only module that imports grpc.
+variables. The only module of the gateway that imports grpc (the SDK's gRPC metric exporter aside).
 """
 
 from __future__ import annotations

@@ -173,7 +173,7 @@ class SpanFactory:
 
 
 class ReadableSpanWriter:
-    """A `SpanWriter` making the SDK's `ReadableSpan`s (for SDK exporters: OTLP/gRPC, tests' in-memory one).
+    """A `SpanWriter` making the SDK's `ReadableSpan`s (for an SDK exporter: tests' in-memory one).
 
     Attribute values are Lockgate's own and already of valid types: the finished spans are made
     directly, without the live span machinery (a lock and a validation per attribute).
@@ -226,7 +226,7 @@ class SdkSpanBatch:
             self._exporter.export(spans)
 
     def finish_by(self, deadline: float) -> None:
-        """Nothing to set: the SDK exporter's `shutdown` cancels a send in progress (gRPC closes its channel)."""
+        """Nothing to set: an SDK exporter's `shutdown` ends a send in progress."""
 
     def shutdown(self) -> None:
         self._exporter.shutdown()

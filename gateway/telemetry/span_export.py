@@ -1,9 +1,9 @@
 """What a request's spans are written to on their way out, and how their fates are counted.
 
-`SpanRecorder.build` writes each span, as plain values, to a `SpanWriter`. The OTLP/HTTP batch's
-writer (`otlp_encode.SpanBytes`) encodes it into protobuf there and then; the SDK's writer
-(`sdk.ReadableSpanWriter`) makes a `ReadableSpan` for an SDK exporter (OTLP/gRPC, and the in-memory
-exporter tests use). A `SpanBatch` holds what was written until it is sent (`span_batches` decides
+`SpanRecorder.build` writes each span, as plain values, to a `SpanWriter`. The OTLP batch's writer
+(`otlp_encode.SpanBytes`, over HTTP or gRPC) encodes it into protobuf there and then; the SDK's
+writer (`sdk.ReadableSpanWriter`) makes a `ReadableSpan` for an SDK exporter (the in-memory one
+tests use). A `SpanBatch` holds what was written until it is sent (`span_batches` decides
 when).
 """
 
