@@ -292,17 +292,19 @@ static int put_event(Buffer *b, PyObject *event) {
     return close_field(b, start);
 }
 
+/* An int argument as an unsigned 64-bit value; -1 with the exception set (not an int, negative, too big). */
+static int unsigned_arg(PyObject *value, unsigned long long *out) {
+    *out = PyLong_AsUnsignedLongLong(value);
+    return (*out == (unsigned long long)-1 && PyErr_Occurred()) ? -1 : 0;
+}
+
 static int write_span(Buffer *b, PyObject *const *args) {
     PyObject *trace_id = args[0], *name = args[4], *group = args[8], *attributes = args[9], *events = args[10];
     PyObject *description = args[12];
-    unsigned long long span_id = PyLong_AsUnsignedLongLong(args[1]);
-    unsigned long long parent_id = PyLong_AsUnsignedLongLong(args[2]);
-    unsigned long long flags = PyLong_AsUnsignedLongLong(args[3]);
-    unsigned long long kind = PyLong_AsUnsignedLongLong(args[5]);
-    unsigned long long start = PyLong_AsUnsignedLongLong(args[6]);
-    unsigned long long end = PyLong_AsUnsignedLongLong(args[7]);
-    unsigned long long code = PyLong_AsUnsignedLongLong(args[11]);
-    if (PyErr_Occurred()) {
+    unsigned long long span_id, parent_id, flags, kind, start, end, code;
+    if (unsigned_arg(args[1], &span_id) < 0 || unsigned_arg(args[2], &parent_id) < 0
+        || unsigned_arg(args[3], &flags) < 0 || unsigned_arg(args[5], &kind) < 0 || unsigned_arg(args[6], &start) < 0
+        || unsigned_arg(args[7], &end) < 0 || unsigned_arg(args[11], &code) < 0) {
         return -1;
     }
     if (!PyLong_Check(trace_id) || !PyUnicode_Check(name) || !PyBytes_Check(group)

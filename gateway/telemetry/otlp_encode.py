@@ -99,10 +99,11 @@ def _attributes_into(
         return
     for key, value in attributes.items():
         kind = type(value)
-        if kind is list:  # unhashable
+        # Kept only for values whose equality is the wire's: not floats (0.0 == -0.0), not lists
+        # (unhashable), not tuples of anything but text. The type is part of the key: True == 1.
+        if not (kind is str or kind is int or kind is bool or (kind is tuple and all(type(v) is str for v in value))):
             out.append(_len(field, _str(1, key) + _len(2, _any(value))))
             continue
-        # The type is part of the key: True == 1 == 1.0 in Python, not on the wire.
         ckey = (field, key, kind, value)
         encoded = cache.get(ckey)
         if encoded is None:

@@ -7,6 +7,8 @@ and the Python one, which must write the same bytes.
 from __future__ import annotations
 
 import os
+import random
+import struct
 import time
 from decimal import Decimal
 from typing import Any
@@ -38,6 +40,7 @@ from gateway.providers.base import Summary
 from gateway.telemetry import Telemetry, otlp_encode
 from gateway.telemetry.otlp_encode import SpanBytes, encode_span_messages, encode_spans, wrap_span_messages
 from gateway.telemetry.sdk import SCOPE, ReadableSpanWriter
+from gateway.telemetry.span_export import UNSET_STATUS as UNSET
 from gateway.telemetry.spans import FinishedRequest, RequestRecord, ServerSpan
 from tests.telemetry.test_decisions import CONFIG, make_request
 
@@ -206,3 +209,46 @@ def test_the_api_enums_values_are_the_wires_less_nothing_or_one() -> None:
         Status_pb.STATUS_CODE_UNSET, Status_pb.STATUS_CODE_OK, Status_pb.STATUS_CODE_ERROR]
     for kind in SpanKind:
         assert kind.value + 1 == Span_pb.SpanKind.Value(f"SPAN_KIND_{kind.name}")
+
+
+@pytest.mark.parametrize("times", [(-1, 5), (5, 2**64)])
+def test_a_time_past_the_wires_range_raises_in_both(times: tuple[int, int], native: bool) -> None:
+    with pytest.raises((OverflowError, struct.error)):
+        SpanBytes(native=native).span(SpanContext(1, 2, False), 2, None, "x", SpanKind.CLIENT, *times, None, {}, (),
+                                      Status(StatusCode.UNSET))
+
+
+def random_value(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(8 if depth < 2 else 6)
+    if kind == 0:
+        return "".join(rng.choice("ab\u00e9\u2603\U0001f600 \n") for _ in range(rng.randrange(12)))
+    if kind == 1:
+        return rng.choice([0, 1, -1, 127, 128, 2**31, -(2**40), 2**63 - 1, -(2**63), 2**63, 2**70, -(2**64)])
+    if kind == 2:
+        return rng.choice([0.0, -0.0, 1.5, 1e300, -2.5e-300, float("inf")])
+    if kind == 3:
+        return rng.random() < 0.5
+    if kind == 4:
+        return rng.randbytes(rng.randrange(5))
+    if kind == 5:
+        return rng.choice([None, Decimal("2.5"), Shown()])
+    items = [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return items if kind == 6 else tuple(items)
+
+
+def test_the_c_and_python_writers_agree_on_300_random_spans() -> None:
+    if not otlp_encode.NATIVE:
+        pytest.skip("the C span writer was not built")
+    rng = random.Random(9)
+    c, python = SpanBytes(native=True), SpanBytes(native=False)
+    for number in range(300):
+        attributes = {f"k{i}": random_value(rng) for i in range(rng.randrange(6))}
+        events = [(f"e{i}", {"v": random_value(rng)}, rng.randrange(2**63)) for i in range(rng.randrange(3))]
+        status = rng.choice([UNSET, Status(StatusCode.OK), Status(StatusCode.ERROR, rng.choice(["", "why \u00e9"]))])
+        parent = rng.choice([None, SpanContext(5, 6, False), SpanContext(5, 7, True)])
+        span = (SpanContext(rng.randrange(1, 2**128), 1, False), rng.randrange(1, 2**64), parent, f"span {number}",
+                rng.choice(list(SpanKind)), rng.randrange(2**63), rng.randrange(2**63),
+                rng.choice([None, {"fixed": 1}]), attributes, events, status)
+        c.span(*span)
+        python.span(*span)
+    assert c.parts == python.parts
