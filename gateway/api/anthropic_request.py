@@ -47,7 +47,9 @@ def chat_body(request: Body) -> Body:
         out.append({"role": "system", "content": _system_text(system)})
     for index, message in enumerate(messages):
         out += _messages(message, f"messages.{index}")
-    body: Body = {"model": model, "messages": out, "max_tokens": max_tokens}
+    # As `max_completion_tokens`, the chat API's current name: a Claude client routed to one of OpenAI's
+    # reasoning models would get a 400 for `max_tokens`; litellm maps it back for Anthropic.
+    body: Body = {"model": model, "messages": out, "max_completion_tokens": max_tokens}
 
     for name in ("temperature", "top_p"):
         value = request.get(name)

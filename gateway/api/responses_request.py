@@ -52,7 +52,9 @@ def chat_body(request: Body) -> Body:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise InvalidRequest("Invalid 'max_output_tokens': expected an integer of at least 1.",
                                  param="max_output_tokens")
-        body["max_tokens"] = limit
+        # The chat API's current name for it: OpenAI's reasoning models refuse `max_tokens` (a 400), and
+        # litellm maps this one for other providers. Both count reasoning tokens, as max_output_tokens does.
+        body["max_completion_tokens"] = limit
     for name in ("temperature", "top_p"):
         value = request.get(name)
         if value is not None:

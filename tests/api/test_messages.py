@@ -73,7 +73,7 @@ def test_a_message_is_answered_in_anthropics_shape_and_reaches_the_upstream_as_a
     assert sent.path.endswith("/chat/completions")
     assert sent.body["model"] == "gpt-4o-upstream"
     assert sent.body["messages"] == [{"role": "system", "content": "Be brief."}, *ASK]
-    assert (sent.body["max_tokens"], sent.body["stop"], sent.body["temperature"], sent.body["user"]) == (
+    assert (sent.body["max_completion_tokens"], sent.body["stop"], sent.body["temperature"], sent.body["user"]) == (
         64, ["END"], 0.2, "ada")
 
 
@@ -263,7 +263,7 @@ def test_an_anthropic_client_reaches_an_anthropic_upstream_through_litellm(
     assert answer.stop_reason == "tool_use"
     sent = upstream.upstream.received[-1]
     assert sent.path == "/v1/messages" and sent.headers["x-api-key"] == anthropic_key
-    assert sent.body["model"] == "claude-3-5-sonnet-20241022"
+    assert sent.body["model"] == "claude-3-5-sonnet-20241022" and sent.body["max_tokens"] == 64  # Anthropic's name again
     assert sent.body["tools"][0]["name"] == "get_weather"
 
 

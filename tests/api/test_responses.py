@@ -79,7 +79,8 @@ def test_a_response_matches_the_spec_and_reaches_the_upstream_as_a_chat(
     assert sent.path.endswith("/chat/completions") and sent.body["model"] == "gpt-4o-upstream"
     assert sent.body["messages"] == [{"role": "system", "content": "Be brief."},
                                      {"role": "user", "content": "What is the capital of France?"}]
-    assert (sent.body["max_tokens"], sent.body["temperature"]) == (64, 0.2)
+    assert (sent.body["max_completion_tokens"], sent.body["temperature"]) == (64, 0.2)
+    assert "max_tokens" not in sent.body  # which OpenAI's reasoning models refuse
     assert sent.body["response_format"] == {
         "type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
 
