@@ -90,9 +90,9 @@ class _PeriodicReader(PeriodicExportingMetricReader):
 
 
 def _otlp_metric_reader(settings: TelemetrySettings, histograms: LeanHistograms) -> MetricReader:
-    headers = dict(settings.headers) or None
+    headers = dict(settings.metrics_headers) or None
     exporter: Any
-    if settings.protocol == GRPC_PROTOCOL:
+    if settings.metrics_protocol == GRPC_PROTOCOL:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
 
         from gateway.telemetry.otlp_grpc import grpc_credentials

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from gateway.config.loader import ConfigError
@@ -69,6 +69,8 @@ class TelemetrySettings:
     # Full URL for spans (.../v1/traces for HTTP) and for metrics; None: nothing is exported.
     traces_endpoint: str | None
     metrics_endpoint: str | None
+    # The spans' protocol and headers; metrics have their own below (the OTLP exporter spec lets
+    # OTEL_EXPORTER_OTLP_TRACES_* and _METRICS_* differ).
     protocol: str
     headers: tuple[tuple[str, str], ...]
     compression: str | None
@@ -82,16 +84,19 @@ class TelemetrySettings:
     metrics_tls: OtlpTls = OtlpTls()
     # gRPC only: OTEL_EXPORTER_OTLP_(TRACES_)INSECURE, None when unset (the endpoint's scheme decides).
     traces_insecure: bool | None = None
+    metrics_protocol: str = HTTP_PROTOCOL
+    metrics_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     batch_delay: float = 5.0
     max_batch: int = 512
     max_queue: int = 2048
 
 
 def resolve(config: TelemetryConfig, environ: Mapping[str, str]) -> TelemetrySettings:
-    protocol = config.otlp_protocol or _protocol(environ)
+    protocol = config.otlp_protocol or _protocol("TRACES", environ)
+    metrics_protocol = config.otlp_protocol or _protocol("METRICS", environ)
     base = config.otlp_endpoint or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
     traces = _signal_endpoint(base, "traces", protocol, environ, explicit=config.otlp_endpoint is not None)
-    metrics = _signal_endpoint(base, "metrics", protocol, environ, explicit=config.otlp_endpoint is not None)
+    metrics = _signal_endpoint(base, "metrics", metrics_protocol, environ, explicit=config.otlp_endpoint is not None)
     disabled = environ.get("OTEL_SDK_DISABLED", "").strip().lower() in _TRUE
     traces_off = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none"
     tracing = config.tracing if config.tracing is not None else (traces is not None and not traces_off)
@@ -109,7 +114,7 @@ def resolve(config: TelemetryConfig, environ: Mapping[str, str]) -> TelemetrySet
         traces_endpoint=traces,
         metrics_endpoint=metrics,
         protocol=protocol,
-        headers=config.otlp_headers or _headers(environ),
+        headers=config.otlp_headers or _headers("TRACES", environ),
         compression=_compression(environ),
         timeout=timeout,
         metrics_export_interval=config.metrics_export_interval,
@@ -118,6 +123,8 @@ def resolve(config: TelemetryConfig, environ: Mapping[str, str]) -> TelemetrySet
         traces_tls=_tls(config, "TRACES", environ),
         metrics_tls=_tls(config, "METRICS", environ),
         traces_insecure=_insecure(environ),
+        metrics_protocol=metrics_protocol,
+        metrics_headers=config.otlp_headers or _headers("METRICS", environ),
         batch_delay=_positive(environ.get("OTEL_BSP_SCHEDULE_DELAY"), 5000) / 1000,
         max_batch=int(_positive(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512)),
         max_queue=int(_positive(environ.get("OTEL_BSP_MAX_QUEUE_SIZE"), 2048)),
@@ -141,9 +148,10 @@ def _insecure(environ: Mapping[str, str]) -> bool | None:
     return None if value is None or not value.strip() else value.strip().lower() == "true"
 
 
-def _protocol(environ: Mapping[str, str]) -> str:
-    value = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", HTTP_PROTOCOL).strip().lower()
-    return GRPC_PROTOCOL if value == GRPC_PROTOCOL else HTTP_PROTOCOL
+def _protocol(signal: str, environ: Mapping[str, str]) -> str:
+    """OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL: grpc or http/protobuf."""
+    value = environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
+    return GRPC_PROTOCOL if value.strip().lower() == GRPC_PROTOCOL else HTTP_PROTOCOL
 
 
 def _signal_endpoint(
@@ -160,9 +168,10 @@ def _signal_endpoint(
     return base.rstrip("/") + f"/v1/{signal}"
 
 
-def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: `key=value,key2=value2`, values URL-encoded."""
-    raw = environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or environ.get("OTEL_EXPORTER_OTLP_HEADERS") or ""
+def _headers(signal: str, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """OTEL_EXPORTER_OTLP_<SIGNAL>_HEADERS, else OTEL_EXPORTER_OTLP_HEADERS: `key=value,key2=value2`, values
+    URL-encoded."""
+    raw = environ.get(f"OTEL_EXPORTER_OTLP_{signal}_HEADERS") or environ.get("OTEL_EXPORTER_OTLP_HEADERS") or ""
     pairs = []
     for item in raw.split(","):
         key, sep, value = item.partition("=")

@@ -121,3 +121,17 @@ def test_the_startup_line_shows_the_collector_without_its_credentials() -> None:
     described = telemetry.describe()
     telemetry.shutdown()
     assert "https://collector.example:4318/v1/traces" in described and "tok3n" not in described
+
+
+def test_traces_and_metrics_may_each_have_their_own_protocol_and_headers() -> None:
+    # The OTLP exporter spec's per-signal variables: spans to a collector's gRPC port, metrics over HTTP.
+    s = settings(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318", OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="grpc",
+                 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://collector:4317",
+                 OTEL_EXPORTER_OTLP_HEADERS="x-team=a", OTEL_EXPORTER_OTLP_METRICS_HEADERS="x-team=metrics")
+    assert (s.protocol, s.traces_endpoint, s.headers) == ("grpc", "http://collector:4317", (("x-team", "a"),))
+    assert (s.metrics_protocol, s.metrics_endpoint) == ("http/protobuf", "http://collector:4318/v1/metrics")
+    assert s.metrics_headers == (("x-team", "metrics"),)
+    both = settings(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4317", OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    assert (both.protocol, both.metrics_protocol, both.metrics_endpoint) == ("grpc", "grpc", "http://collector:4317")
+    assert settings("telemetry: {otlp: {protocol: grpc}}\n", OTEL_EXPORTER_OTLP_METRICS_PROTOCOL="http/protobuf") \
+        .metrics_protocol == "grpc"  # the config file wins
