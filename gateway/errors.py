@@ -105,6 +105,12 @@ class PayloadTooLarge(GatewayError):
     spec = ErrorSpec(413, "invalid_request_error", "request_too_large", False)
 
 
+class UnsupportedMediaType(GatewayError):
+    """A body in a format the endpoint cannot carry on (OTLP/JSON spans to a gRPC collector)."""
+
+    spec = ErrorSpec(415, "invalid_request_error", "unsupported_media_type", False)
+
+
 class UnprocessableEntity(GatewayError):
     spec = ErrorSpec(422, "invalid_request_error", "unprocessable_entity", False)
 
@@ -116,7 +122,7 @@ class StateConflict(GatewayError):
 
 
 class TracesNotExported(GatewayError):
-    """`POST /v1/traces` on a gateway that exports no traces over OTLP/HTTP: the spans would be lost."""
+    """`POST /v1/traces` on a gateway that exports no traces over OTLP: the spans would be lost."""
 
     spec = ErrorSpec(501, "server_error", "traces_not_exported", False)
 
