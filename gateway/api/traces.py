@@ -6,7 +6,7 @@ to, with its own exporter headers, so the agent needs to know one endpoint only.
 bytes go untouched (protobuf or JSON, gzip or not) and the collector's answer (status and body) goes
 back to the agent's exporter, which retries what OTLP says is retryable. Over OTLP/gRPC the protobuf
 request is the Export call's message (gzip undone first; JSON is refused with a 415, as gRPC carries
-protobuf only), and the answer is OTLP/HTTP's: 200, 503 to retry, 400 when the collector refused.
+protobuf only), and the answer is OTLP/HTTP's: 200, 502 to retry, 400 when the collector refused.
 A gateway that exports no traces answers 501 rather than dropping the spans silently. The collector
 is reached as the gateway's own spans reach it: its TLS files and the environment's egress proxy.
 """
@@ -99,14 +99,17 @@ class TracesApi:
                 f"This gateway forwards spans over OTLP/gRPC, which carries protobuf: send {PROTOBUF}, not {kind}."
             )
         body = await read_body(request, self._limit)
-        if request.headers.get("content-encoding", "").strip().lower() == "gzip":
-            body = self._gunzip(body)
-        outcome, said = await asyncio.to_thread(grpc.export, body, self._seconds)
+        gzipped = request.headers.get("content-encoding", "").strip().lower() == "gzip"
+        # Off the event loop: undoing gzip (up to the body limit) and the blocking gRPC call.
+        outcome, said = await asyncio.to_thread(self._send_over_grpc, grpc, body, gzipped)
         if outcome is Outcome.REFUSED:
             raise InvalidRequest(f"The trace collector refused the spans: {said}.")
         if outcome is Outcome.RETRY:
             raise UpstreamError("The trace collector could not be reached over gRPC.", retry_after=1.0)
         return Response(b"", media_type=PROTOBUF)  # an empty ExportTraceServiceResponse: all taken
+
+    def _send_over_grpc(self, grpc: GrpcTransport, body: bytes, gzipped: bool) -> tuple[Outcome, str]:
+        return grpc.export(self._gunzip(body) if gzipped else body, self._seconds)
 
     def _gunzip(self, body: bytes) -> bytes:
         """The gzip body undone, refused past the body limit (a small bomb must not become gigabytes)."""
