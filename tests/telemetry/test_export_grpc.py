@@ -70,7 +70,7 @@ def test_spans_reach_an_otlp_grpc_receiver_when_grpc_is_selected(
 
 def grpc_batch(port: int, headers: dict[str, str] | None = None, compression: str | None = None,
                timeout: float = 10.0) -> tuple[EncodedSpanBatch, ExportCounts]:
-    """The span batch a gateway configured with `protocol: grpc` exports through, with `spans` written."""
+    """The span batch a gateway configured with `protocol: grpc` exports through, three spans written in it."""
     counts = ExportCounts()
     transport = GrpcTransport(f"http://127.0.0.1:{port}", headers or {}, compression, OtlpTls())
     batch = EncodedSpanBatch(transport, timeout, counts, Resource.create({"service.name": "lockgate"}), SCOPE)
